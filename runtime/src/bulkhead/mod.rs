@@ -1,0 +1,1 @@
+//! Bulkheads: concurrency limits with a bounded queue.

@@ -1,0 +1,570 @@
+//! The one error type of sqlx-resilience.
+//!
+//! Every failure names what failed, where (op, pool, policy) and what to do about it.
+//! Messages are lowercase, have no trailing period and never repeat their `#[source]`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::classify::FailureKind;
+
+/// `Result` with [`Error`] as its default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The name users give [`Error`] in repository signatures: `Result<Stats, DbError>`.
+pub type DbError = Error;
+
+/// Where a failure happened: the op and the pool it ran on, when known.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Site {
+    /// The op's name (`module::function` for annotated functions).
+    pub op: Option<Arc<str>>,
+    /// The pool the op ran on.
+    pub pool: Option<Arc<str>>,
+}
+
+impl Site {
+    /// A site for the named op on the named pool.
+    pub fn new(op: impl Into<Arc<str>>, pool: impl Into<Arc<str>>) -> Self {
+        Site {
+            op: Some(op.into()),
+            pool: Some(pool.into()),
+        }
+    }
+
+    /// A site that names only a pool (start-up, pool maintenance).
+    pub fn pool(pool: impl Into<Arc<str>>) -> Self {
+        Site {
+            op: None,
+            pool: Some(pool.into()),
+        }
+    }
+}
+
+impl fmt::Debug for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.op, &self.pool) {
+            (Some(op), Some(pool)) => write!(f, "op `{op}` on pool `{pool}`"),
+            (Some(op), None) => write!(f, "op `{op}`"),
+            (None, Some(pool)) => write!(f, "pool `{pool}`"),
+            (None, None) => f.write_str("runtime"),
+        }
+    }
+}
+
+/// The kinds of named policies code declares and configuration tunes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum PolicyKind {
+    /// A named connection pool.
+    Pool,
+    /// A circuit breaker.
+    Breaker,
+    /// A retry policy.
+    Retry,
+    /// A rate limiter.
+    Limiter,
+    /// A bulkhead (concurrency limit).
+    Bulkhead,
+}
+
+impl PolicyKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [PolicyKind; 5] = [
+        PolicyKind::Pool,
+        PolicyKind::Breaker,
+        PolicyKind::Retry,
+        PolicyKind::Limiter,
+        PolicyKind::Bulkhead,
+    ];
+
+    /// The singular word used in messages and in `policies!` (`pool`, `breaker`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Pool => "pool",
+            PolicyKind::Breaker => "breaker",
+            PolicyKind::Retry => "retry",
+            PolicyKind::Limiter => "limiter",
+            PolicyKind::Bulkhead => "bulkhead",
+        }
+    }
+
+    /// The section that holds this kind in configuration files (`pools`, `breakers`, ...).
+    pub fn section(self) -> &'static str {
+        match self {
+            PolicyKind::Pool => "pools",
+            PolicyKind::Breaker => "breakers",
+            PolicyKind::Retry => "retries",
+            PolicyKind::Limiter => "limiters",
+            PolicyKind::Bulkhead => "bulkheads",
+        }
+    }
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every failure sqlx-resilience reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is invalid.
+    #[error("invalid configuration: `{key}` = {value} (from {origin}): expected {expected}")]
+    Config {
+        /// The full key, such as `pools.http.max`.
+        key: String,
+        /// The offending value as written.
+        value: String,
+        /// What would have been accepted.
+        expected: String,
+        /// Where the value came from: code, a file path, or an environment variable.
+        origin: String,
+    },
+
+    /// A configuration source could not be read or parsed.
+    #[error("cannot read configuration from {origin}: {message}")]
+    ConfigSource {
+        /// The file or environment variable.
+        origin: String,
+        /// What went wrong, with the line where it is known.
+        message: String,
+    },
+
+    /// A name is used or configured that code does not declare.
+    #[error(
+        "{kind} `{name}` (from {origin}) is not declared; declared {kind}s: {declared}; \
+         declare it in `policies!` or fix the name"
+    )]
+    UndeclaredName {
+        /// The kind of policy.
+        kind: PolicyKind,
+        /// The unknown name.
+        name: String,
+        /// Where the name came from.
+        origin: String,
+        /// The declared names of that kind, comma-separated (or `none`).
+        declared: String,
+    },
+
+    /// Connecting to the database failed.
+    #[error("{site}: cannot connect to {target}; check that the server is up and the URL and credentials are right")]
+    Connect {
+        /// The pool that tried to connect.
+        site: Site,
+        /// The server, with any password redacted.
+        target: String,
+        /// What sqlx reported.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// Pool maxima exceed the server's connection budget.
+    #[error("connection budget exceeded: {arithmetic}; lower the pool maxima, the instance count, or raise max_connections")]
+    Budget {
+        /// The arithmetic: what the pools ask for against what the server allows.
+        arithmetic: String,
+    },
+
+    /// No connection became free within the pool's acquire timeout.
+    #[error(
+        "{site}: no connection within {waited:?} ({in_use}/{max} in use, {waiting} waiting); \
+         raise the pool's max, lower concurrency, or find slow ops holding connections"
+    )]
+    AcquireTimeout {
+        /// Where.
+        site: Site,
+        /// How long the caller waited.
+        waited: Duration,
+        /// Connections in use when it gave up.
+        in_use: u32,
+        /// The pool's maximum.
+        max: u32,
+        /// Other callers waiting when it gave up.
+        waiting: u32,
+    },
+
+    /// The pool was closed (the runtime shut down).
+    #[error("{site}: the pool is closed; the runtime was shut down")]
+    PoolClosed {
+        /// Where.
+        site: Site,
+    },
+
+    /// One attempt ran past its timeout; the server was told to stop it.
+    #[error(
+        "{site}: attempt {attempt} timed out after {timeout:?}; the statement was stopped on the \
+         server; raise the op's timeout or make the query faster"
+    )]
+    Timeout {
+        /// Where.
+        site: Site,
+        /// The per-attempt timeout.
+        timeout: Duration,
+        /// Which attempt (1-based).
+        attempt: u32,
+    },
+
+    /// The whole call ran out of time (its deadline), across attempts and waits.
+    #[error(
+        "{site}: deadline of {deadline:?} exceeded after {attempts} attempt(s); \
+         raise the op's deadline or look at the last failure{}",
+        last_failure(.last)
+    )]
+    DeadlineExceeded {
+        /// Where.
+        site: Site,
+        /// The deadline of the whole call.
+        deadline: Duration,
+        /// Attempts started before it ran out.
+        attempts: u32,
+        /// The failure of the last attempt, when there was one.
+        last: Option<Box<Error>>,
+    },
+
+    /// A circuit breaker is open and rejected the call without running it.
+    #[error(
+        "{site}: circuit breaker `{breaker}` is open{}; the database is failing, calls resume \
+         when a probe succeeds",
+        retry_after_text(.retry_after)
+    )]
+    BreakerOpen {
+        /// Where.
+        site: Site,
+        /// The breaker's name.
+        breaker: Arc<str>,
+        /// When the breaker will let a probe through, if known.
+        retry_after: Option<Duration>,
+    },
+
+    /// A rate limiter rejected the call.
+    #[error(
+        "{site}: rate limiter `{limiter}` rejected the call{}; slow down or raise its rate",
+        retry_after_text(.retry_after)
+    )]
+    RateLimited {
+        /// Where.
+        site: Site,
+        /// The limiter's name.
+        limiter: Arc<str>,
+        /// When a permit would be available.
+        retry_after: Option<Duration>,
+    },
+
+    /// A bulkhead was full and shed the call.
+    #[error(
+        "{site}: bulkhead `{bulkhead}` is full ({max_concurrent} running, {max_queue} queued); \
+         the call was shed; lower load or raise the bulkhead's limits"
+    )]
+    BulkheadFull {
+        /// Where.
+        site: Site,
+        /// The bulkhead's name.
+        bulkhead: Arc<str>,
+        /// Its concurrency limit.
+        max_concurrent: u32,
+        /// Its queue limit.
+        max_queue: u32,
+    },
+
+    /// The database (or the driver) reported a failure.
+    #[error("{site}: {kind} after {attempts} attempt(s){}", kind.advice_suffix())]
+    Database {
+        /// Where.
+        site: Site,
+        /// What kind of failure it was.
+        kind: FailureKind,
+        /// Attempts made.
+        attempts: u32,
+        /// What sqlx reported.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The connection was lost after a statement that may write was sent: it may or may not
+    /// have been applied, so it is not run again.
+    #[error(
+        "{site}: connection lost after a write was sent; its outcome is unknown, so it was not \
+         run again; check whether it was applied, or declare the op idempotent"
+    )]
+    UnknownOutcome {
+        /// Where.
+        site: Site,
+        /// What sqlx reported.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The runtime is shutting down and refuses new work.
+    #[error("{site}: the runtime is shutting down and refuses new work")]
+    ShuttingDown {
+        /// Where.
+        site: Site,
+    },
+
+    /// Shutdown's deadline passed with work still in flight.
+    #[error("shutdown deadline of {deadline:?} passed with {in_flight} op(s) still running; they were abandoned")]
+    ShutdownTimeout {
+        /// The deadline given to `shutdown`.
+        deadline: Duration,
+        /// Ops still running.
+        in_flight: usize,
+    },
+
+    /// A body error that did not come from the database, carried through the runtime.
+    #[error("{site}: {message}")]
+    Op {
+        /// Where.
+        site: Site,
+        /// The message.
+        message: String,
+    },
+
+    /// The test kit could not start, stop or control a server.
+    #[error("test kit: cannot {action}: {detail}; {hint}")]
+    TestKit {
+        /// What it tried.
+        action: String,
+        /// What went wrong.
+        detail: String,
+        /// What to do.
+        hint: String,
+    },
+}
+
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!(" (retry after {d:?})"),
+        None => String::new(),
+    }
+}
+
+fn last_failure(last: &Option<Box<Error>>) -> String {
+    match last {
+        Some(e) => format!("; last failure: {e}"),
+        None => String::new(),
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    /// A failure from a body's `?`: classified now, with the site filled in by the runtime.
+    fn from(source: sqlx::Error) -> Self {
+        let kind = crate::classify::classify(&source).kind;
+        Error::Database {
+            site: Site::default(),
+            kind,
+            attempts: 1,
+            source,
+        }
+    }
+}
+
+impl Error {
+    /// A shorthand for a configuration error.
+    pub fn config(
+        key: impl Into<String>,
+        value: impl fmt::Display,
+        expected: impl Into<String>,
+        origin: impl Into<String>,
+    ) -> Self {
+        Error::Config {
+            key: key.into(),
+            value: value.to_string(),
+            expected: expected.into(),
+            origin: origin.into(),
+        }
+    }
+
+    /// A test-kit failure: what it tried, what went wrong, what to do.
+    pub fn test_kit(
+        action: impl Into<String>,
+        detail: impl fmt::Display,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::TestKit {
+            action: action.into(),
+            detail: detail.to_string(),
+            hint: hint.into(),
+        }
+    }
+
+    /// The site of this failure, when it has one.
+    pub fn site(&self) -> Option<&Site> {
+        match self {
+            Error::Connect { site, .. }
+            | Error::AcquireTimeout { site, .. }
+            | Error::PoolClosed { site }
+            | Error::Timeout { site, .. }
+            | Error::DeadlineExceeded { site, .. }
+            | Error::BreakerOpen { site, .. }
+            | Error::RateLimited { site, .. }
+            | Error::BulkheadFull { site, .. }
+            | Error::Database { site, .. }
+            | Error::UnknownOutcome { site, .. }
+            | Error::ShuttingDown { site }
+            | Error::Op { site, .. } => Some(site),
+            _ => None,
+        }
+    }
+
+    /// Fills in the site where the failure did not know it (a body's `?` on a sqlx error).
+    pub fn with_site(mut self, new: &Site) -> Self {
+        if let Some(site) = self.site_mut() {
+            if site.op.is_none() {
+                site.op.clone_from(&new.op);
+            }
+            if site.pool.is_none() {
+                site.pool.clone_from(&new.pool);
+            }
+        }
+        self
+    }
+
+    fn site_mut(&mut self) -> Option<&mut Site> {
+        match self {
+            Error::Connect { site, .. }
+            | Error::AcquireTimeout { site, .. }
+            | Error::PoolClosed { site }
+            | Error::Timeout { site, .. }
+            | Error::DeadlineExceeded { site, .. }
+            | Error::BreakerOpen { site, .. }
+            | Error::RateLimited { site, .. }
+            | Error::BulkheadFull { site, .. }
+            | Error::Database { site, .. }
+            | Error::UnknownOutcome { site, .. }
+            | Error::ShuttingDown { site }
+            | Error::Op { site, .. } => Some(site),
+            _ => None,
+        }
+    }
+
+    /// The kind of failure, for telemetry and for callers that branch on it.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Error::Database { kind, .. } => *kind,
+            Error::Connect { source, .. } => crate::classify::classify(source).kind,
+            Error::AcquireTimeout { .. } => FailureKind::Backpressure,
+            Error::Timeout { .. } | Error::DeadlineExceeded { .. } => FailureKind::Deadline,
+            Error::BreakerOpen { .. } => FailureKind::BreakerOpen,
+            Error::RateLimited { .. } | Error::BulkheadFull { .. } => FailureKind::Rejected,
+            Error::UnknownOutcome { .. } => FailureKind::UnknownOutcome,
+            Error::PoolClosed { .. } | Error::ShuttingDown { .. } => FailureKind::ShuttingDown,
+            Error::Config { .. }
+            | Error::ConfigSource { .. }
+            | Error::UndeclaredName { .. }
+            | Error::Budget { .. } => FailureKind::Configuration,
+            _ => FailureKind::Unknown,
+        }
+    }
+
+    /// The SQLSTATE the server reported, if this failure carries one.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            Error::Database { source, .. }
+            | Error::Connect { source, .. }
+            | Error::UnknownOutcome { source, .. } => source
+                .as_database_error()
+                .and_then(|e| e.code())
+                .map(|c| c.into_owned()),
+            Error::DeadlineExceeded { last: Some(last), .. } => last.sqlstate(),
+            _ => None,
+        }
+    }
+
+    /// The underlying sqlx error, if this failure came from the driver.
+    pub fn as_sqlx(&self) -> Option<&sqlx::Error> {
+        match self {
+            Error::Database { source, .. }
+            | Error::Connect { source, .. }
+            | Error::UnknownOutcome { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// How the runtime sees the error type of an op's body.
+///
+/// Bodies return `Result<T, E>`. The runtime classifies a failure (retry it? does it count
+/// against the breaker?) only when it can find an [`Error`] inside `E`. Implemented for
+/// [`Error`] itself; implement it for an application error type that wraps [`Error`]:
+///
+/// ```
+/// use sqlx_resilience_runtime::{Error, OpError};
+///
+/// #[derive(Debug)]
+/// enum AppError { Db(Error), NotAllowed }
+/// impl From<Error> for AppError { fn from(e: Error) -> Self { AppError::Db(e) } }
+/// impl OpError for AppError {
+///     fn as_db_error(&self) -> Option<&Error> {
+///         match self { AppError::Db(e) => Some(e), _ => None }
+///     }
+/// }
+/// ```
+///
+/// A failure without an [`Error`] inside is the application's own: it is returned at once,
+/// never retried, and does not count against a circuit breaker.
+pub trait OpError: From<Error> + Send + 'static {
+    /// The database failure inside this error, if it is one.
+    fn as_db_error(&self) -> Option<&Error>;
+}
+
+impl OpError for Error {
+    fn as_db_error(&self) -> Option<&Error> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_site_and_say_what_to_do() {
+        let e = Error::AcquireTimeout {
+            site: Site::new("harvest::statistics", "http"),
+            waited: Duration::from_secs(2),
+            in_use: 150,
+            max: 150,
+            waiting: 37,
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("op `harvest::statistics` on pool `http`"), "{text}");
+        assert!(text.contains("150/150 in use, 37 waiting"), "{text}");
+        assert!(text.contains("raise the pool's max"), "{text}");
+    }
+
+    #[test]
+    fn with_site_fills_only_what_is_missing() {
+        let e = Error::from(sqlx::Error::RowNotFound).with_site(&Site::new("a::b", "http"));
+        assert_eq!(e.site(), Some(&Site::new("a::b", "http")));
+        let e = e.with_site(&Site::new("other", "ws"));
+        assert_eq!(e.site(), Some(&Site::new("a::b", "http")));
+    }
+
+    #[test]
+    fn deadline_message_carries_the_last_failure() {
+        let last = Error::Timeout {
+            site: Site::new("op", "p"),
+            timeout: Duration::from_millis(100),
+            attempt: 3,
+        };
+        let e = Error::DeadlineExceeded {
+            site: Site::new("op", "p"),
+            deadline: Duration::from_millis(300),
+            attempts: 3,
+            last: Some(Box::new(last)),
+        };
+        let text = e.to_string();
+        assert!(text.contains("after 3 attempt(s)"), "{text}");
+        assert!(text.contains("last failure: op `op` on pool `p`: attempt 3 timed out"), "{text}");
+    }
+}

@@ -1,0 +1,17 @@
+//! The runtime of sqlx-resilience: named pools, policies and the op API.
+//!
+//! Most users depend on the `sqlx-resilience` facade, which re-exports this crate and adds the
+//! `#[db_op]` and `policies!` macros.
+
+pub mod breaker;
+pub mod bulkhead;
+pub mod classify;
+pub mod config;
+mod error;
+pub mod limiter;
+pub mod retry;
+mod secret;
+
+pub use self::classify::{Classification, FailureKind, Reach, classify};
+pub use self::error::{DbError, Error, OpError, PolicyKind, Result, Site};
+pub use self::secret::{DatabaseUrl, redact};

@@ -1,0 +1,1 @@
+//! Retry policies, backoff schedules and the retry budget.
