@@ -157,7 +157,9 @@ pub enum Error {
     },
 
     /// Connecting to the database failed.
-    #[error("{site}: cannot connect to {target}; check that the server is up and the URL and credentials are right")]
+    #[error(
+        "{site}: cannot connect to {target}; check that the server is up and the URL and credentials are right"
+    )]
     Connect {
         /// The pool that tried to connect.
         site: Site,
@@ -169,7 +171,9 @@ pub enum Error {
     },
 
     /// Pool maxima exceed the server's connection budget.
-    #[error("connection budget exceeded: {arithmetic}; lower the pool maxima, the instance count, or raise max_connections")]
+    #[error(
+        "connection budget exceeded: {arithmetic}; lower the pool maxima, the instance count, or raise max_connections"
+    )]
     Budget {
         /// The arithmetic: what the pools ask for against what the server allows.
         arithmetic: String,
@@ -177,8 +181,12 @@ pub enum Error {
 
     /// No connection became free within the pool's acquire timeout.
     #[error(
-        "{site}: no connection within {waited:?} ({in_use}/{max} in use, {waiting} waiting); \
-         raise the pool's max, lower concurrency, or find slow ops holding connections"
+        "{site}: no connection within {waited:?} ({in_use}/{max} in use, {waiting} waiting); {}",
+        if *.unreachable {
+            "the pool could not open new connections: check that the server is reachable"
+        } else {
+            "raise the pool's max, lower concurrency, or find slow ops holding connections"
+        }
     )]
     AcquireTimeout {
         /// Where.
@@ -191,6 +199,9 @@ pub enum Error {
         max: u32,
         /// Other callers waiting when it gave up.
         waiting: u32,
+        /// The pool was below its maximum and could not open connections: the server is
+        /// unreachable rather than the pool exhausted.
+        unreachable: bool,
     },
 
     /// The pool was closed (the runtime shut down).
@@ -312,7 +323,9 @@ pub enum Error {
     },
 
     /// Shutdown's deadline passed with work still in flight.
-    #[error("shutdown deadline of {deadline:?} passed with {in_flight} op(s) still running; they were abandoned")]
+    #[error(
+        "shutdown deadline of {deadline:?} passed with {in_flight} op(s) still running; they were abandoned"
+    )]
     ShutdownTimeout {
         /// The deadline given to `shutdown`.
         deadline: Duration,
@@ -452,6 +465,9 @@ impl Error {
         match self {
             Error::Database { kind, .. } => *kind,
             Error::Connect { source, .. } => crate::classify::classify(source).kind,
+            Error::AcquireTimeout {
+                unreachable: true, ..
+            } => FailureKind::ConnectionLost,
             Error::AcquireTimeout { .. } => FailureKind::Backpressure,
             Error::Timeout { .. } | Error::DeadlineExceeded { .. } => FailureKind::Deadline,
             Error::BreakerOpen { .. } => FailureKind::BreakerOpen,
@@ -475,7 +491,9 @@ impl Error {
                 .as_database_error()
                 .and_then(|e| e.code())
                 .map(|c| c.into_owned()),
-            Error::DeadlineExceeded { last: Some(last), .. } => last.sqlstate(),
+            Error::DeadlineExceeded {
+                last: Some(last), ..
+            } => last.sqlstate(),
             _ => None,
         }
     }
@@ -504,7 +522,7 @@ impl Error {
 /// enum AppError { Db(Error), NotAllowed }
 /// impl From<Error> for AppError { fn from(e: Error) -> Self { AppError::Db(e) } }
 /// impl OpError for AppError {
-///     fn as_db_error(&self) -> Option<&Error> {
+///     fn db_error(&mut self) -> Option<&mut Error> {
 ///         match self { AppError::Db(e) => Some(e), _ => None }
 ///     }
 /// }
@@ -512,13 +530,14 @@ impl Error {
 ///
 /// A failure without an [`Error`] inside is the application's own: it is returned at once,
 /// never retried, and does not count against a circuit breaker.
-pub trait OpError: From<Error> + Send + 'static {
-    /// The database failure inside this error, if it is one.
-    fn as_db_error(&self) -> Option<&Error>;
+pub trait OpError: From<Error> + Send {
+    /// The database failure inside this error, if it is one. Mutable so the runtime can add
+    /// the op, pool and attempt count to it.
+    fn db_error(&mut self) -> Option<&mut Error>;
 }
 
 impl OpError for Error {
-    fn as_db_error(&self) -> Option<&Error> {
+    fn db_error(&mut self) -> Option<&mut Error> {
         Some(self)
     }
 }
@@ -535,9 +554,13 @@ mod tests {
             in_use: 150,
             max: 150,
             waiting: 37,
+            unreachable: false,
         };
         let text = e.to_string();
-        assert!(text.starts_with("op `harvest::statistics` on pool `http`"), "{text}");
+        assert!(
+            text.starts_with("op `harvest::statistics` on pool `http`"),
+            "{text}"
+        );
         assert!(text.contains("150/150 in use, 37 waiting"), "{text}");
         assert!(text.contains("raise the pool's max"), "{text}");
     }
@@ -565,6 +588,9 @@ mod tests {
         };
         let text = e.to_string();
         assert!(text.contains("after 3 attempt(s)"), "{text}");
-        assert!(text.contains("last failure: op `op` on pool `p`: attempt 3 timed out"), "{text}");
+        assert!(
+            text.contains("last failure: op `op` on pool `p`: attempt 3 timed out"),
+            "{text}"
+        );
     }
 }
