@@ -391,7 +391,8 @@ impl Error {
     ) -> Self {
         Error::Config {
             key: key.into(),
-            value: value.to_string(),
+            // Values may be URLs with passwords.
+            value: crate::secret::redact(&value.to_string()),
             expected: expected.into(),
             origin: origin.into(),
         }

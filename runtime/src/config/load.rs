@@ -398,7 +398,7 @@ fn validate_all<S: Section>(
                 .unwrap_or_else(|| "the combined settings".to_owned());
             return Err(Error::Config {
                 key,
-                value: invalid.value,
+                value: crate::secret::redact(&invalid.value),
                 expected: invalid.expected,
                 origin,
             });

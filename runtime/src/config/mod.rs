@@ -19,3 +19,6 @@ pub(crate) use self::load::{FileSource, Sources};
 pub use self::section::{Invalid, KeySpec, Section, parse};
 pub use self::settings::RuntimeSettings;
 pub use self::value::Value;
+
+#[cfg(test)]
+mod tests;

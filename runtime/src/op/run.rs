@@ -25,6 +25,10 @@ struct Judged<E> {
     error: E,
     kind: FailureKind,
     rerun: bool,
+    /// A reused connection turned out dead and the op may run again: replace it and run once
+    /// more, outside any retry policy (a connection that died idle is never the caller's
+    /// failure).
+    replace: bool,
 }
 
 /// Runs an op: attempts, retries, deadline.
@@ -42,12 +46,23 @@ where
     let deadline = op.spec.deadline.map(|d| started + d);
     let _in_flight = rt.enter(|| op.site()).map_err(E::from)?;
     let mut attempts = 0u32;
+    let mut replaced = false;
     let result = loop {
         attempts += 1;
-        let judged = match attempt_once(op, access, &mut body, attempts, deadline).await {
+        let judged = match attempt_once(op, access, &mut body, attempts, deadline, replaced).await
+        {
             Ok(v) => break Ok(v),
             Err(j) => j,
         };
+        if judged.replace && !replaced {
+            replaced = true;
+            tracing::debug!(
+                op = op.spec.name,
+                pool = op.pool.name(),
+                "connection died while idle; running again on a checked connection"
+            );
+            continue;
+        }
         if !judged.rerun {
             break Err(judged.error);
         }
@@ -81,6 +96,7 @@ async fn attempt_once<T, E, A>(
     body: &mut A,
     attempt: u32,
     deadline: Option<Instant>,
+    after_dead_conn: bool,
 ) -> Result<T, Judged<E>>
 where
     A: Attempt<T, E>,
@@ -100,7 +116,7 @@ where
     };
     // An op that may write and cannot run again gets a checked connection: a connection that
     // died while idle must fail before its body runs, not in the middle.
-    let check_reused = !spec.safe_to_rerun() && !is_tx;
+    let check_reused = (!spec.safe_to_rerun() && !is_tx) || after_dead_conn;
     let holder = Holder {
         op: Some(op.name.clone()),
         location: Some(spec.location),
@@ -119,6 +135,7 @@ where
             return Err(Judged {
                 kind: c.kind,
                 rerun: c.transient,
+                replace: false,
                 error: E::from(e),
             });
         }
@@ -154,6 +171,7 @@ where
             Err(Judged {
                 kind: FailureKind::Deadline,
                 rerun,
+                replace: false,
                 error: E::from(error),
             })
         }
@@ -163,20 +181,26 @@ where
                 return Err(Judged {
                     kind: FailureKind::Unknown,
                     rerun: false,
+                    replace: false,
                     error,
                 });
             };
             let c = verdict(db);
-            if c.evict {
-                conn.evict(CloseReason::Failure);
-            }
-            drop(conn);
             let safe = match (c.reach, phase) {
                 (Reach::NotSent, _) | (_, Phase::Begin) => true,
                 (Reach::Rejected, _) => spec.safe_to_rerun() || is_tx,
                 (Reach::Unknown, Phase::Body) => spec.safe_to_rerun() || is_tx,
                 (Reach::Unknown, Phase::Commit) => spec.safe_to_rerun(),
             };
+            let dead = matches!(c.kind, FailureKind::ConnectionLost | FailureKind::ServerShutdown);
+            let replace = dead && conn.reused() && safe;
+            if dead {
+                conn.suspect_siblings();
+            }
+            if c.evict {
+                conn.evict(CloseReason::Failure);
+            }
+            drop(conn);
             let site = op.site();
             let taken = std::mem::replace(
                 db,
@@ -200,6 +224,7 @@ where
             Err(Judged {
                 kind: c.kind,
                 rerun: safe && c.transient,
+                replace,
                 error,
             })
         }
@@ -214,6 +239,7 @@ fn deadline_exceeded<E: From<Error>>(
     Judged {
         kind: FailureKind::Deadline,
         rerun: false,
+        replace: false,
         error: E::from(Error::DeadlineExceeded {
             site: op.site(),
             deadline: op.spec.deadline.unwrap_or_default(),

@@ -32,10 +32,19 @@ use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
 use crate::secret::DatabaseUrl;
 
+/// What an acquire asks of, and learns from, the pool's `before_acquire` hook (which runs
+/// inside the acquiring task).
+#[derive(Debug, Default)]
+struct AcquireScope {
+    /// Ping any reused connection first, however short its idle time: set for ops that may
+    /// write and cannot run again safely, and for a re-run after a dead connection.
+    check_reused: bool,
+    /// Set by the hook: the connection handed out was idle in the pool (not newly opened).
+    reused: std::cell::Cell<bool>,
+}
+
 tokio::task_local! {
-    /// Set while acquiring for an op that may write and cannot run again safely: any reused
-    /// connection is pinged first, however short its idle time.
-    static CHECK_REUSED: bool;
+    static ACQUIRE: AcquireScope;
 }
 
 /// A named connection pool. Cheap to clone.
@@ -284,8 +293,19 @@ impl Pool {
         let s = &self.shared;
         let waiting = WaitingGuard::new(&s.counters);
         let started = Instant::now();
-        let acquire = CHECK_REUSED.scope(check_reused, s.sqlx.acquire());
+        let scope = AcquireScope {
+            check_reused,
+            reused: std::cell::Cell::new(false),
+        };
+        let acquire = ACQUIRE.scope(scope, async {
+            let conn = s.sqlx.acquire().await;
+            (conn, ACQUIRE.with(|a| a.reused.get()))
+        });
         let result = tokio::time::timeout(timeout, acquire).await;
+        let (result, reused) = match result {
+            Ok((r, reused)) => (Ok(r), reused),
+            Err(e) => (Err(e), false),
+        };
         let waited = started.elapsed();
         drop(waiting);
         match result {
@@ -301,6 +321,7 @@ impl Pool {
                     since: Instant::now(),
                     leak_id,
                     evict: None,
+                    reused,
                 })
             }
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
@@ -424,11 +445,16 @@ fn before_acquire(
     counters: Arc<Counters>,
     events: Arc<EventSink>,
 ) -> BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
-    let check_reused = CHECK_REUSED.try_with(|v| *v).unwrap_or(false);
+    let check_reused = ACQUIRE
+        .try_with(|a| {
+            a.reused.set(true);
+            a.check_reused
+        })
+        .unwrap_or(false);
     let needed = match validation {
         Validation::Always => true,
         Validation::Never => false,
-        Validation::Idle => meta.idle_for > window || check_reused,
+        Validation::Idle => meta.idle_for > window || check_reused || counters.suspicious(),
     };
     Box::pin(async move {
         if !needed {
@@ -473,6 +499,7 @@ pub struct PooledConn {
     since: Instant,
     leak_id: Option<u64>,
     evict: Option<CloseReason>,
+    reused: bool,
 }
 
 impl std::fmt::Debug for PooledConn {
@@ -490,6 +517,18 @@ impl PooledConn {
     /// server abandon the statement (it notices within `client_connection_check_interval`).
     pub fn evict(&mut self, reason: CloseReason) {
         self.evict = Some(reason);
+    }
+
+    /// Whether the connection was idle in the pool before (rather than newly opened).
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Marks the pool's idle connections as suspect after this one was found dead: for the
+    /// next validation window every reused connection is pinged before use.
+    pub(crate) fn suspect_siblings(&self) {
+        let window = self.pool.config.validation_window.max(Duration::from_millis(500));
+        self.pool.counters.suspect_idle(window);
     }
 
     /// How long this connection has been held.

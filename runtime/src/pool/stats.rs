@@ -85,9 +85,14 @@ pub struct WaitHistogram {
     pub max_us: u64,
 }
 
-/// Counters a pool keeps for itself.
-#[derive(Debug, Default)]
+/// Counters a pool keeps for itself, and its suspicion of idle connections.
+#[derive(Debug)]
 pub(crate) struct Counters {
+    /// Base of `suspect_until_us`.
+    pub(crate) epoch: std::time::Instant,
+    /// Until when (µs after `epoch`) every reused connection is pinged before use: set when a
+    /// connection is found dead, because its idle siblings probably died with it.
+    pub(crate) suspect_until_us: AtomicU64,
     pub(crate) waiting: AtomicU32,
     pub(crate) in_use: AtomicU32,
     pub(crate) acquired: AtomicU64,
@@ -100,6 +105,47 @@ pub(crate) struct Counters {
     pub(crate) validation_failures: AtomicU64,
     pub(crate) wait: Histogram,
     pub(crate) use_time: Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            epoch: std::time::Instant::now(),
+            suspect_until_us: AtomicU64::new(0),
+            waiting: AtomicU32::new(0),
+            in_use: AtomicU32::new(0),
+            acquired: AtomicU64::new(0),
+            acquire_timeouts: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            leaks: AtomicU64::new(0),
+            validations: AtomicU64::new(0),
+            validation_failures: AtomicU64::new(0),
+            wait: Histogram::default(),
+            use_time: Histogram::default(),
+        }
+    }
+}
+
+impl Counters {
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Pings every reused connection for the next `window`.
+    pub(crate) fn suspect_idle(&self, window: Duration) {
+        let until = self
+            .now_us()
+            .saturating_add(u64::try_from(window.as_micros()).unwrap_or(u64::MAX));
+        self.suspect_until_us.fetch_max(until, Relaxed);
+    }
+
+    /// Whether reused connections must be pinged now.
+    pub(crate) fn suspicious(&self) -> bool {
+        let until = self.suspect_until_us.load(Relaxed);
+        until != 0 && self.now_us() < until
+    }
 }
 
 /// A snapshot of one pool's state and counters.
