@@ -51,7 +51,11 @@ where
             let _ = tx.send(work());
         })
         .map_err(|e| {
-            Error::test_kit(action, format!("cannot start a thread: {e}"), "free resources")
+            Error::test_kit(
+                action,
+                format!("cannot start a thread: {e}"),
+                "free resources",
+            )
         })?;
     rx.await.unwrap_or_else(|_| {
         Err(Error::test_kit(
@@ -69,7 +73,11 @@ pub(crate) async fn connect(url: &str) -> std::result::Result<PgConnection, Stri
         .disable_statement_logging();
     match tokio::time::timeout(CONNECT_LIMIT, options.connect()).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(format!("cannot connect to {}: {}", redact(url), redact(&e.to_string()))),
+        Ok(Err(e)) => Err(format!(
+            "cannot connect to {}: {}",
+            redact(url),
+            redact(&e.to_string())
+        )),
         Err(_) => Err(format!(
             "cannot connect to {} within {CONNECT_LIMIT:?}",
             redact(url)
@@ -90,7 +98,11 @@ pub(crate) async fn run(conn: &mut PgConnection, sql: String) -> std::result::Re
     let query = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()));
     match tokio::time::timeout(STATEMENT_LIMIT, query.execute(&mut *conn)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("`{}` failed: {}", redact(&sql), redact(&e.to_string()))),
+        Ok(Err(e)) => Err(format!(
+            "`{}` failed: {}",
+            redact(&sql),
+            redact(&e.to_string())
+        )),
         Err(_) => Err(format!(
             "`{}` did not finish within {STATEMENT_LIMIT:?}",
             redact(&sql)
@@ -149,7 +161,10 @@ mod tests {
     fn random_tokens_differ_and_use_safe_characters() {
         let a = random_token(16);
         assert_eq!(a.len(), 16);
-        assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
         assert_ne!(a, random_token(16));
     }
 }

@@ -239,7 +239,10 @@ mod tests {
         assert!(message.contains(BINDIR_ENV), "{message}");
         assert!(message.contains("PATH (no initdb)"), "{message}");
         assert!(message.contains("no pg_config on PATH"), "{message}");
-        assert!(message.contains("/nonexistent/sqlx-resilience-test/*/bin"), "{message}");
+        assert!(
+            message.contains("/nonexistent/sqlx-resilience-test/*/bin"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -312,10 +312,7 @@ mod tests {
 
     #[test]
     fn reads_state_and_parent_from_proc_stat() {
-        assert_eq!(
-            stat_fields("42 (post gres) Z 7 42 42 0 -1"),
-            Some(("Z", 7))
-        );
+        assert_eq!(stat_fields("42 (post gres) Z 7 42 42 0 -1"), Some(("Z", 7)));
         assert_eq!(stat_fields("garbage"), None);
     }
 
@@ -338,10 +335,8 @@ mod tests {
     /// only if it really works in that data directory (a reused PID is left alone).
     #[test]
     fn stale_dirs_of_dead_owners_are_removed_and_unrelated_processes_spared() {
-        let temp = std::env::temp_dir().join(format!(
-            "sqlx-resilience-stale-test-{}",
-            std::process::id()
-        ));
+        let temp =
+            std::env::temp_dir().join(format!("sqlx-resilience-stale-test-{}", std::process::id()));
         std::fs::create_dir_all(&temp).unwrap();
         let mut gone = Command::new("true").spawn().unwrap();
         let dead = gone.id();
@@ -357,7 +352,11 @@ mod tests {
             .current_dir(&data)
             .spawn()
             .unwrap();
-        std::fs::write(data.join("postmaster.pid"), format!("{}\n", postmaster.id())).unwrap();
+        std::fs::write(
+            data.join("postmaster.pid"),
+            format!("{}\n", postmaster.id()),
+        )
+        .unwrap();
 
         // A second stale directory whose recorded PID belongs to an unrelated process.
         let reused = temp.join(format!("{DIR_PREFIX}{dead}-def"));
@@ -386,7 +385,10 @@ mod tests {
 
         assert_eq!(removed, 2);
         assert!(!stale.exists() && !reused.exists());
-        assert!(postmaster_status.is_some(), "the stale postmaster was not stopped");
+        assert!(
+            postmaster_status.is_some(),
+            "the stale postmaster was not stopped"
+        );
         assert!(unrelated_alive, "an unrelated process was signalled");
         assert!(live_kept, "the directory of a live owner was removed");
     }

@@ -18,8 +18,7 @@ use crate::Result;
 use crate::admin::{block_on, connect, literal, random_token};
 use crate::binaries::{Binaries, Search};
 use crate::cleanup::{
-    DIR_PREFIX, Watchdog, become_subreaper, is_alive, processes_in, reap_orphans,
-    remove_stale_dirs,
+    DIR_PREFIX, Watchdog, become_subreaper, is_alive, processes_in, reap_orphans, remove_stale_dirs,
 };
 use crate::command::{RunAs, run_bounded, server_command};
 use crate::error::{SERVER_HINT, START, log_tail, start_failed};
@@ -170,7 +169,10 @@ impl Cluster {
         }
         if let Some(port) = last {
             return Err(start_failed(
-                format!("port {port} and {} others were taken by other processes as the server started", PORT_ATTEMPTS - 1),
+                format!(
+                    "port {port} and {} others were taken by other processes as the server started",
+                    PORT_ATTEMPTS - 1
+                ),
                 &self.log,
                 "free some loopback ports, or run fewer test processes at once",
             ));
@@ -238,7 +240,8 @@ impl Cluster {
 
     /// Has the watchdog launch a postmaster and waits until it accepts connections.
     fn launch(&self, watchdog: &mut Watchdog) -> std::result::Result<(), LaunchError> {
-        let failed = |detail: String| LaunchError::Failed(start_failed(detail, &self.log, SERVER_HINT));
+        let failed =
+            |detail: String| LaunchError::Failed(start_failed(detail, &self.log, SERVER_HINT));
         let log_before = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
         let launched_file = self.dir.join("launched");
         let _ = std::fs::remove_file(&launched_file);
@@ -254,7 +257,9 @@ impl Cluster {
                 break pid;
             }
             if started.elapsed() > Duration::from_secs(10) {
-                return Err(failed("the watchdog did not launch postgres within 10s".to_owned()));
+                return Err(failed(
+                    "the watchdog did not launch postgres within 10s".to_owned(),
+                ));
             }
             thread::sleep(Duration::from_millis(5));
         };
@@ -264,10 +269,15 @@ impl Cluster {
             }
             if !is_alive(launched) {
                 let _ = watchdog.send("reap");
-                if self.new_log_text(log_before).contains("Address already in use") {
+                if self
+                    .new_log_text(log_before)
+                    .contains("Address already in use")
+                {
                     return Err(LaunchError::PortTaken);
                 }
-                return Err(failed(format!("postgres (pid {launched}) exited while starting")));
+                return Err(failed(format!(
+                    "postgres (pid {launched}) exited while starting"
+                )));
             }
             if started.elapsed() > READY_LIMIT {
                 return Err(failed(format!(
@@ -301,7 +311,9 @@ impl Cluster {
             return false;
         };
         let lines: Vec<&str> = text.lines().collect();
-        lines.first().is_some_and(|l| l.trim() == launched.to_string())
+        lines
+            .first()
+            .is_some_and(|l| l.trim() == launched.to_string())
             && lines.get(7).is_some_and(|l| l.trim() == "ready")
     }
 
@@ -355,7 +367,10 @@ impl Cluster {
         if !wait_until(STOP_LIMIT, || !is_alive(pid)) {
             return Err(Error::test_kit(
                 format!("stop the server ({mode:?})"),
-                format!("the postmaster (pid {pid}) is still running after {STOP_LIMIT:?}{}", log_tail(&self.log)),
+                format!(
+                    "the postmaster (pid {pid}) is still running after {STOP_LIMIT:?}{}",
+                    log_tail(&self.log)
+                ),
                 "a smart shutdown waits for every client to disconnect: close pools first, or use ShutdownMode::Fast",
             ));
         }
@@ -381,15 +396,23 @@ impl Cluster {
             signal_pid(pid, Signal::SIGKILL);
             let _ = wait_until(Duration::from_secs(10), || !is_alive(pid));
         }
-        let gone = wait_until(Duration::from_secs(10), || processes_in(&self.data).is_empty());
+        let gone = wait_until(Duration::from_secs(10), || {
+            processes_in(&self.data).is_empty()
+        });
         if !gone {
             for pid in processes_in(&self.data) {
                 signal_pid(pid, Signal::SIGKILL);
             }
-            if !wait_until(Duration::from_secs(10), || processes_in(&self.data).is_empty()) {
+            if !wait_until(Duration::from_secs(10), || {
+                processes_in(&self.data).is_empty()
+            }) {
                 return Err(Error::test_kit(
                     "kill the server with SIGKILL",
-                    format!("processes {:?} still run in {}", processes_in(&self.data), self.data.display()),
+                    format!(
+                        "processes {:?} still run in {}",
+                        processes_in(&self.data),
+                        self.data.display()
+                    ),
                     "they ignore SIGKILL (uninterruptible I/O?); check `ps` for them",
                 ));
             }
@@ -463,7 +486,12 @@ fn make_dir(temp: &Path, run_as: Option<&RunAs>) -> Result<PathBuf> {
     ))
 }
 
-fn write_file(path: &Path, contents: &str, mode: u32, run_as: Option<&RunAs>) -> std::io::Result<()> {
+fn write_file(
+    path: &Path,
+    contents: &str,
+    mode: u32,
+    run_as: Option<&RunAs>,
+) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -105,9 +105,11 @@ impl RunAs {
                         uid: user.uid,
                         gid: user.gid,
                     })),
-                    Ok(None) => Err("the process runs as root, and PostgreSQL refuses to run as \
+                    Ok(None) => Err(
+                        "the process runs as root, and PostgreSQL refuses to run as \
                                      root, but there is no `postgres` user to run it as"
-                        .to_owned()),
+                            .to_owned(),
+                    ),
                     Err(e) => Err(format!("cannot look up the `postgres` user: {e}")),
                 }
             })
@@ -137,7 +139,14 @@ impl RunAs {
 /// the server does.
 pub(crate) fn server_command(program: &std::path::Path, run_as: Option<&RunAs>) -> Command {
     let mut cmd = Command::new(program);
-    for var in ["PGDATA", "PGPORT", "PGHOST", "PGOPTIONS", "PGUSER", "PGPASSWORD"] {
+    for var in [
+        "PGDATA",
+        "PGPORT",
+        "PGHOST",
+        "PGOPTIONS",
+        "PGUSER",
+        "PGPASSWORD",
+    ] {
         cmd.env_remove(var);
     }
     if let Some(user) = run_as {

@@ -21,11 +21,7 @@ pub(crate) fn no_binaries(detail: impl fmt::Display) -> Error {
 
 /// A failure while starting, with the tail of the server log appended to the detail.
 pub(crate) fn start_failed(detail: impl fmt::Display, log: &Path, hint: &str) -> Error {
-    Error::test_kit(
-        START,
-        format!("{detail}{}", log_tail(log)),
-        hint.to_owned(),
-    )
+    Error::test_kit(START, format!("{detail}{}", log_tail(log)), hint.to_owned())
 }
 
 /// The last lines of a server log, formatted to follow a detail, or nothing when it is empty.
@@ -46,5 +42,4 @@ pub(crate) fn log_tail(log: &Path) -> String {
 }
 
 /// The hint for an unexpected failure of a running server.
-pub(crate) const SERVER_HINT: &str =
-    "read the server log in the cluster's directory; the test kit removes it when the server is dropped";
+pub(crate) const SERVER_HINT: &str = "read the server log in the cluster's directory; the test kit removes it when the server is dropped";

@@ -111,7 +111,11 @@ impl ServerOptions {
 
     pub(crate) fn check(&self) -> Result<()> {
         let invalid = |detail: String, hint: &str| {
-            Err(Error::test_kit("start a throwaway PostgreSQL", detail, hint.to_owned()))
+            Err(Error::test_kit(
+                "start a throwaway PostgreSQL",
+                detail,
+                hint.to_owned(),
+            ))
         };
         if self.superuser_reserved_connections >= self.max_connections {
             return invalid(
@@ -122,7 +126,11 @@ impl ServerOptions {
                 "raise max_connections or lower superuser_reserved_connections",
             );
         }
-        if let Some((name, _)) = self.settings.iter().find(|(name, _)| !is_setting_name(name)) {
+        if let Some((name, _)) = self
+            .settings
+            .iter()
+            .find(|(name, _)| !is_setting_name(name))
+        {
             return invalid(
                 format!("`{name}` is not a setting name"),
                 "use a postgresql.conf parameter name such as `work_mem` or `auto_explain.log_min_duration`",
@@ -246,7 +254,11 @@ impl PgServer {
         let cluster = Cluster::create(options)?;
         let admin_url = cluster.superuser_url("postgres");
         let version_num = block_on(server_version_num(&admin_url)).map_err(|detail| {
-            Error::test_kit("start a throwaway PostgreSQL", detail, crate::error::SERVER_HINT)
+            Error::test_kit(
+                "start a throwaway PostgreSQL",
+                detail,
+                crate::error::SERVER_HINT,
+            )
         })?;
         let port = cluster.port;
         let app_url = format!(
@@ -277,7 +289,11 @@ impl PgServer {
         let options = PgConnectOptions::from_str(&url).map_err(|e| {
             Error::test_kit(
                 ACTION,
-                format!("`{}` is not a valid URL: {}", redact(&url), redact(&e.to_string())),
+                format!(
+                    "`{}` is not a valid URL: {}",
+                    redact(&url),
+                    redact(&e.to_string())
+                ),
                 "set DATABASE_URL to postgres://user:password@host:port/database",
             )
         })?;
@@ -371,7 +387,10 @@ impl PgServer {
     /// The PID of the running postmaster of a throwaway cluster (`None` for an external
     /// server, or while it is stopped).
     pub fn postmaster_pid(&self) -> Option<u32> {
-        self.inner.cluster.as_ref().and_then(Cluster::postmaster_pid)
+        self.inner
+            .cluster
+            .as_ref()
+            .and_then(Cluster::postmaster_pid)
     }
 
     /// A fresh database with a unique name (`t_<counter>_<random>`), owned by the `app` role
@@ -383,7 +402,11 @@ impl PgServer {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             random_token(8)
         );
-        let owner = if self.is_throwaway() { " OWNER app" } else { "" };
+        let owner = if self.is_throwaway() {
+            " OWNER app"
+        } else {
+            ""
+        };
         admin::execute(
             &self.inner.admin_url,
             format!("CREATE DATABASE {}{owner}", ident(&name)),
@@ -523,8 +546,11 @@ impl PgServer {
     /// Makes the server re-read its configuration (`pg_reload_conf()`). Backends apply it
     /// before their next statement; new connections see it at once.
     pub async fn reload(&self) -> Result<()> {
-        self.admin("reload the configuration", "SELECT pg_reload_conf()".to_owned())
-            .await
+        self.admin(
+            "reload the configuration",
+            "SELECT pg_reload_conf()".to_owned(),
+        )
+        .await
     }
 
     /// Sets a server parameter with `ALTER SYSTEM SET name = 'value'` and reloads. Parameters

@@ -48,7 +48,12 @@ mod tests {
     #[test]
     fn replaces_database_and_keeps_the_rest() {
         assert_eq!(
-            rewrite("postgres://u:p%40w@db.example:5433/main?sslmode=require", "t_1", None).unwrap(),
+            rewrite(
+                "postgres://u:p%40w@db.example:5433/main?sslmode=require",
+                "t_1",
+                None
+            )
+            .unwrap(),
             "postgres://u:p%40w@db.example:5433/t_1?sslmode=require"
         );
         assert_eq!(
@@ -60,8 +65,12 @@ mod tests {
     #[test]
     fn replaces_host_and_port() {
         assert_eq!(
-            rewrite("postgres://app:pw@127.0.0.1:5432/x?sslmode=disable", "x", Some("127.0.0.1:40000"))
-                .unwrap(),
+            rewrite(
+                "postgres://app:pw@127.0.0.1:5432/x?sslmode=disable",
+                "x",
+                Some("127.0.0.1:40000")
+            )
+            .unwrap(),
             "postgres://app:pw@127.0.0.1:40000/x?sslmode=disable"
         );
         assert_eq!(

@@ -55,16 +55,31 @@ async fn shared_server_hands_out_distinct_databases_owned_by_app() -> TestResult
 
     let mut a = PgConnection::connect(first.url()).await?;
     let mut b = PgConnection::connect(second.url()).await?;
-    assert_eq!(one_value(&mut a, "SELECT current_database()::text").await?, first.name());
-    assert_eq!(one_value(&mut b, "SELECT current_database()::text").await?, second.name());
+    assert_eq!(
+        one_value(&mut a, "SELECT current_database()::text").await?,
+        first.name()
+    );
+    assert_eq!(
+        one_value(&mut b, "SELECT current_database()::text").await?,
+        second.name()
+    );
     if server.is_throwaway() {
         assert_eq!(one_value(&mut a, "SELECT current_user::text").await?, "app");
-        let superuser = one_value(&mut a, "SELECT rolsuper::text FROM pg_roles WHERE rolname = current_user").await?;
+        let superuser = one_value(
+            &mut a,
+            "SELECT rolsuper::text FROM pg_roles WHERE rolname = current_user",
+        )
+        .await?;
         assert_eq!(superuser, "false");
     }
-    sqlx::query("CREATE TABLE only_here (id int)").execute(&mut a).await?;
+    sqlx::query("CREATE TABLE only_here (id int)")
+        .execute(&mut a)
+        .await?;
     let seen_elsewhere = sqlx::query("SELECT 1 FROM only_here").execute(&mut b).await;
-    assert_eq!(sqlstate(&seen_elsewhere.unwrap_err()).as_deref(), Some("42P01"));
+    assert_eq!(
+        sqlstate(&seen_elsewhere.unwrap_err()).as_deref(),
+        Some("42P01")
+    );
 
     // The same shared server, however many times it is asked for.
     assert!(std::ptr::eq(server, PgServer::shared().await?));
@@ -80,7 +95,11 @@ async fn debug_output_never_shows_passwords() -> TestResult {
         userinfo.split(':').nth(1).unwrap_or_default().to_owned()
     };
     let secrets = [password_of(db.url()), password_of(server.admin_url())];
-    let shown = [format!("{server:?}"), format!("{db:?}"), format!("{:#?}", db)];
+    let shown = [
+        format!("{server:?}"),
+        format!("{db:?}"),
+        format!("{:#?}", db),
+    ];
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         for text in &shown {
             assert!(!text.contains(secret.as_str()), "password shown in {text}");
@@ -111,7 +130,9 @@ async fn restart_fast_and_immediate_end_old_connections_and_accept_new_ones() ->
         );
         assert_ne!(server.postmaster_pid().unwrap(), pid_before);
         let mut fresh = PgConnection::connect(db.url()).await?;
-        let kept: i32 = sqlx::query_scalar("SELECT v FROM kept").fetch_one(&mut fresh).await?;
+        let kept: i32 = sqlx::query_scalar("SELECT v FROM kept")
+            .fetch_one(&mut fresh)
+            .await?;
         assert_eq!(kept, 7, "after the {mode:?} restart");
     }
 
@@ -150,8 +171,12 @@ async fn kill9_then_start_recovers_committed_data() -> TestResult {
     let mut conn = PgConnection::connect(db.url()).await?;
     // The test kit runs servers with synchronous_commit = off for speed, so a crash may lose
     // the last fraction of a second of commits; ask for the durable behaviour here.
-    sqlx::query("SET synchronous_commit = on").execute(&mut conn).await?;
-    sqlx::query("CREATE TABLE ledger (v int)").execute(&mut conn).await?;
+    sqlx::query("SET synchronous_commit = on")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("CREATE TABLE ledger (v int)")
+        .execute(&mut conn)
+        .await?;
     sqlx::query("INSERT INTO ledger SELECT generate_series(1, 1000)")
         .execute(&mut conn)
         .await?;
@@ -186,7 +211,10 @@ async fn stop_keeps_the_server_down_until_started_again_and_options_apply() -> T
     let mut admin = PgConnection::connect(db.admin_url()).await?;
     assert_eq!(one_value(&mut admin, "SHOW max_connections").await?, "40");
     assert_eq!(one_value(&mut admin, "SHOW work_mem").await?, "3MB");
-    assert_eq!(one_value(&mut admin, "SHOW shared_preload_libraries").await?, "");
+    assert_eq!(
+        one_value(&mut admin, "SHOW shared_preload_libraries").await?,
+        ""
+    );
     admin.close().await?;
 
     server.stop(ShutdownMode::Fast).await?;
@@ -209,7 +237,10 @@ async fn terminate_backends_ends_a_connected_client_with_57p01() -> TestResult {
 
     let ended = server.terminate_backends(db.name()).await?;
     assert_eq!(ended, 1);
-    let error = sqlx::query("SELECT 1").execute(&mut victim).await.unwrap_err();
+    let error = sqlx::query("SELECT 1")
+        .execute(&mut victim)
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&error).as_deref(), Some("57P01"), "{error}");
     Ok(())
 }
@@ -293,7 +324,10 @@ async fn a_killed_test_process_leaves_no_process_and_no_directory() -> TestResul
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             // libtest prints the test's name on the same line first.
             if let Some((_, rest)) = line.split_once("VICTIM ") {
                 let _ = tx.send(rest.to_owned());
