@@ -65,9 +65,13 @@ stop_all() {
         pause
         n=$((n + 1))
     done
-    for p in $targets; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+    # A postmaster that exits on SIGQUIT has ended its children first. Look for processes
+    # left in the data directory only when it had to be killed or was already gone.
+    scan=
+    for p in $targets; do alive "$p" && { kill -KILL "$p" 2>/dev/null; scan=1; }; done
+    [ -e "$data/postmaster.pid" ] && scan=1
     n=0
-    while [ $n -lt 100 ]; do
+    while [ -n "$scan" ] && [ $n -lt 100 ]; do
         left=
         for d in /proc/[0-9]*; do
             p=${d#/proc/}

@@ -69,8 +69,14 @@ impl Cluster {
         let dir = make_dir(&temp, run_as.as_ref())?;
         // From here on the watchdog owns the directory: any failure below, or the end of the
         // test process, removes it.
-        let watchdog = Watchdog::spawn(&dir, &binaries.postgres, run_as.as_ref())
-            .map_err(|e| io_failure("start the cluster's watchdog", &dir, e))?;
+        let watchdog = Watchdog::spawn(&dir, &binaries.postgres, run_as.as_ref()).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&dir);
+            Error::test_kit(
+                START,
+                format!("cannot run /bin/sh for the cluster's watchdog: {e}"),
+                "the test kit needs a POSIX shell at /bin/sh",
+            )
+        })?;
         let cluster = Cluster {
             data: dir.join("data"),
             log: dir.join("log"),

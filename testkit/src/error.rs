@@ -41,5 +41,6 @@ pub(crate) fn log_tail(log: &Path) -> String {
     )
 }
 
-/// The hint for an unexpected failure of a running server.
-pub(crate) const SERVER_HINT: &str = "read the server log in the cluster's directory; the test kit removes it when the server is dropped";
+/// The hint for an unexpected failure of a server the test kit runs.
+pub(crate) const SERVER_HINT: &str = "the server's own messages, where there are any, are \
+    quoted above; if they do not explain the failure, report it with them";
