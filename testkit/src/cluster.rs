@@ -22,7 +22,7 @@ use crate::cleanup::{
 };
 use crate::command::{RunAs, run_bounded, server_command};
 use crate::error::{SERVER_HINT, START, log_tail, start_failed};
-use crate::server::{ServerOptions, ShutdownMode};
+use crate::options::{ServerOptions, ShutdownMode};
 
 /// How long a postmaster may take to accept connections (crash recovery included).
 const READY_LIMIT: Duration = Duration::from_secs(60);
@@ -34,7 +34,6 @@ const STOP_LIMIT: Duration = Duration::from_secs(60);
 const PORT_ATTEMPTS: usize = 5;
 
 /// A running throwaway cluster. Dropping it stops the server and removes its directory.
-#[derive(Debug)]
 pub(crate) struct Cluster {
     pub(crate) dir: PathBuf,
     pub(crate) data: PathBuf,
@@ -427,6 +426,16 @@ impl Cluster {
         let result = self.start_locked(&mut watchdog);
         reap_orphans();
         result
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the passwords.
+        f.debug_struct("Cluster")
+            .field("dir", &self.dir)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 

@@ -54,16 +54,19 @@ mod binaries;
 mod cleanup;
 mod cluster;
 mod command;
+mod controls;
 mod database;
 mod error;
+mod options;
 mod proxy;
 mod server;
 mod url;
 
 pub use self::binaries::BINDIR_ENV;
 pub use self::database::TestDb;
+pub use self::options::{RestartMode, ServerOptions, ShutdownMode};
 pub use self::proxy::{Direction, FaultProxy, ProxyStats};
-pub use self::server::{PgServer, RestartMode, ServerOptions, ShutdownMode};
+pub use self::server::PgServer;
 
 /// `Result` with the project's one error type; test-kit failures are
 /// [`Error::TestKit`](sqlx_resilience_runtime::Error::TestKit).
