@@ -13,7 +13,8 @@ use crate::options::{RestartMode, ShutdownMode, is_setting_name};
 use crate::server::PgServer;
 
 impl PgServer {
-    pub(crate) fn cluster(&self, action: &str) -> Result<&Cluster> {
+    /// The cluster behind a throwaway server, or an error naming `action` for an external one.
+    fn cluster(&self, action: &str) -> Result<&Cluster> {
         self.inner.cluster.as_ref().ok_or_else(|| not_owned(action))
     }
 
@@ -40,8 +41,13 @@ impl PgServer {
     }
 
     /// Kills the postmaster with SIGKILL, waits until all its processes are gone (killing any
-    /// that linger), then starts it again: the server runs crash recovery, as after a power
-    /// loss, and committed data survives. Throwaway servers only.
+    /// that linger), then starts it again: the server runs crash recovery, as after a crash of
+    /// the server process. Throwaway servers only.
+    ///
+    /// Throwaway servers run with `synchronous_commit = off`, so, as on any server with that
+    /// setting, commits of the last fraction of a second before the kill may be lost. A test
+    /// that asserts durability commits with `SET synchronous_commit = on` (or starts its server
+    /// with that setting).
     ///
     /// The test process becomes the child subreaper of its descendants (Linux), so the
     /// backends the killed postmaster leaves behind are collected instead of lingering.
