@@ -19,10 +19,10 @@ pub enum ShutdownMode {
     Immediate,
 }
 
-/// The modes [`PgServer::restart`] accepts: the same as [`ShutdownMode`].
+/// The modes [`PgServer::restart`](crate::PgServer::restart) accepts: the same as [`ShutdownMode`].
 pub type RestartMode = ShutdownMode;
 
-/// Options of a dedicated throwaway server ([`PgServer::start_with`]).
+/// Options of a dedicated throwaway server ([`PgServer::start_with`](crate::PgServer::start_with)).
 ///
 /// ```
 /// use sqlx_resilience_testkit::ServerOptions;
