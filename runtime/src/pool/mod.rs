@@ -400,7 +400,7 @@ fn session_options(name: &str, config: &PoolConfig, url: &DatabaseUrl) -> Result
         settings.push(("idle_in_transaction_session_timeout", ms(d)));
     }
     if let Some(path) = &config.search_path {
-        settings.push(("search_path", path.replace(' ', "")));
+        settings.push(("search_path", path.clone()));
     }
     if !settings.is_empty() {
         options = options.options(settings);
