@@ -8,6 +8,9 @@ use tokio::time::Instant;
 const TOKEN: i64 = 1000;
 /// Slots the window is cut into.
 const SLOTS: u32 = 10;
+/// Deposits wait in a plain counter and are credited to the current slot once this many
+/// have come (and before every withdrawal), so a call reads the clock once in `FOLD`.
+const FOLD: u64 = 16;
 
 /// A retry budget shared by every call of a policy, like tower's `TpsBudget`: each call
 /// deposits `retry_percent` % of a token, each retry withdraws a whole one, and a reserve of
@@ -18,12 +21,16 @@ const SLOTS: u32 = 10;
 /// Lock-free: the window is cut into 10 slots; each slot is one `AtomicU64` holding the slot's
 /// index (high 32 bits) and its balance (low 32 bits, signed), so a writer that finds an old
 /// index restarts the slot in the same compare-and-swap. Deposits and withdrawals leave the
-/// window between 90 % and 100 % of `window` after they were made. Two retries racing for the
-/// last token may both get it.
+/// window between 90 % and 100 % of `window` after they were made. A deposit does not read
+/// the clock: deposits are counted in a plain atomic and credited to the current slot every
+/// 16 deposits and before each withdrawal, so up to 15 deposits may be credited later than
+/// they happened (at 20 %, at most 3 retries' worth). Two retries racing for the last token
+/// may both get it.
 pub struct RetryBudget {
     start: Instant,
     slot: u64,
     slots: Box<[AtomicU64]>,
+    pending: AtomicU64,
     reserve: i64,
     deposit: i64,
 }
@@ -42,6 +49,7 @@ impl RetryBudget {
             start: Instant::now(),
             slot,
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            pending: AtomicU64::new(0),
             reserve,
             deposit,
         }
@@ -76,16 +84,28 @@ impl RetryBudget {
         self.reserve + recent
     }
 
+    /// Credits the deposits waiting in `pending` to the slot of `index`.
+    fn fold(&self, index: u32) {
+        let n = self.pending.swap(0, Relaxed);
+        if n > 0 {
+            let units = i64::try_from(n)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(self.deposit);
+            self.add(index, units);
+        }
+    }
+
     /// Records a call (its first attempt).
     pub fn deposit(&self) {
-        if self.deposit > 0 {
-            self.add(self.index(), self.deposit);
+        if self.deposit > 0 && self.pending.fetch_add(1, Relaxed) + 1 >= FOLD {
+            self.fold(self.index());
         }
     }
 
     /// Takes one retry from the budget; false when it is spent.
     pub fn withdraw(&self) -> bool {
         let index = self.index();
+        self.fold(index);
         if self.units(index) < TOKEN {
             return false;
         }
@@ -95,7 +115,9 @@ impl RetryBudget {
 
     /// Retries the budget allows now (may be fractional; negative never).
     pub fn balance(&self) -> f64 {
-        (self.units(self.index()).max(0)) as f64 / TOKEN as f64
+        let index = self.index();
+        self.fold(index);
+        (self.units(index).max(0)) as f64 / TOKEN as f64
     }
 }
 

@@ -381,6 +381,21 @@ async fn the_budget_allows_a_percentage_of_recent_calls() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn calls_older_than_the_window_no_longer_pay_for_retries() {
+    let budget = RetryBudget::new(Duration::from_secs(10), 0, 20.0);
+    for _ in 0..96 {
+        budget.deposit(); // credited 16 at a time
+    }
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(budget.balance(), 0.0);
+    assert!(!budget.withdraw());
+    for _ in 0..100 {
+        budget.deposit();
+    }
+    assert_eq!(budget.balance(), 20.0, "recent calls count");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_budget_refills_as_time_advances() {
     let budget = RetryBudget::new(Duration::from_secs(10), 1, 0.0);
     let granted = (0..20).filter(|_| budget.withdraw()).count();
