@@ -70,6 +70,28 @@
 //! Every transition is sent to [`CircuitBreaker::subscribe`] receivers (a
 //! `tokio::sync::broadcast` channel, in order) and logged with `tracing` (warn when the
 //! breaker opens, info otherwise). Rejections are counted in [`BreakerMetrics`].
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use sqlx_resilience_runtime::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+//! use sqlx_resilience_runtime::config::{Section, Value};
+//!
+//! let mut config = BreakerConfig::default();
+//! config.set("failures", &Value::Int(5)).unwrap();
+//! config.set("within", &"60s".into()).unwrap();
+//! let breaker = CircuitBreaker::new("harvest_stats", config);
+//!
+//! for _ in 0..5 {
+//!     let permit = breaker.try_acquire().expect("closed");
+//!     // ... run the call; it lost its connection after 12 ms:
+//!     permit.failure(Duration::from_millis(12));
+//! }
+//! let rejected = breaker.try_acquire().unwrap_err();
+//! assert_eq!(rejected.state, BreakerState::Open);
+//! assert!(rejected.retry_after.is_some());
+//! ```
 
 mod circuit;
 mod config;

@@ -50,6 +50,15 @@ fn drain(rx: &mut tokio::sync::broadcast::Receiver<BreakerEvent>) -> Vec<Breaker
     }
 }
 
+#[test]
+fn breaker_types_can_be_shared_and_held_across_awaits() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<CircuitBreaker>();
+    send_sync::<BreakerPermit<'static>>();
+    send_sync::<BreakerRejected>();
+    send_sync::<BreakerEvent>();
+}
+
 // ---- configuration ----
 
 #[test]

@@ -8,6 +8,26 @@
 //!
 //! A bulkhead rejection says nothing about the database's health: callers record it as
 //! `ignore` on a circuit breaker's permit, never as a failure.
+//!
+//! # Example
+//!
+//! ```
+//! use sqlx_resilience_runtime::bulkhead::{Bulkhead, BulkheadConfig, BulkheadRejection};
+//! use sqlx_resilience_runtime::config::{Section, Value};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mut config = BulkheadConfig::default();
+//! config.set("max_concurrent", &Value::Int(2)).unwrap();
+//! let bulkhead = Bulkhead::new("reports", config);
+//! let first = bulkhead.acquire(None).await.unwrap();
+//! let _second = bulkhead.acquire(None).await.unwrap();
+//! let shed = bulkhead.acquire(None).await.unwrap_err();
+//! assert_eq!(shed.reason, BulkheadRejection::QueueFull);
+//! drop(first); // frees a slot
+//! assert!(bulkhead.acquire(None).await.is_ok());
+//! # }
+//! ```
 
 mod config;
 mod gate;

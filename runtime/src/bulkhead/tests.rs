@@ -25,6 +25,14 @@ async fn settle() {
 }
 
 #[test]
+fn bulkhead_permits_are_owned_and_sendable() {
+    fn owned_send_sync<T: Send + Sync + 'static>() {}
+    owned_send_sync::<Bulkhead>();
+    owned_send_sync::<BulkheadPermit>();
+    owned_send_sync::<BulkheadRejected>();
+}
+
+#[test]
 fn set_accepts_good_values_and_explains_bad_ones() {
     let mut c = BulkheadConfig::default();
     assert_eq!(

@@ -16,6 +16,26 @@
 //!   idle a *new* key is rejected with the time until one will be, while known keys carry
 //!   on. Evicting a busy key instead would give its tenant a fresh burst, so a flood of new
 //!   keys could reset everybody's limits.
+//!
+//! # Example
+//!
+//! ```
+//! use sqlx_resilience_runtime::config::{Section, Value};
+//! use sqlx_resilience_runtime::limiter::{LimiterConfig, RateLimiter};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mut config = LimiterConfig::default();
+//! config.set("per_second", &Value::Int(100)).unwrap();
+//! config.set("burst", &Value::Int(20)).unwrap();
+//! let limiter = RateLimiter::new("api", config);
+//! for _ in 0..20 {
+//!     limiter.acquire(None, None).await.expect("within the burst");
+//! }
+//! let rejected = limiter.acquire(None, None).await.unwrap_err();
+//! assert!(rejected.retry_after.as_millis() <= 10);
+//! # }
+//! ```
 
 mod clock;
 mod config;

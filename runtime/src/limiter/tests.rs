@@ -27,6 +27,13 @@ fn ten_per_second(extra: &[(&str, Value)]) -> RateLimiter {
 }
 
 #[test]
+fn limiter_types_can_be_shared() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<RateLimiter>();
+    send_sync::<LimiterRejected>();
+}
+
+#[test]
 fn set_accepts_good_values_and_explains_bad_ones() {
     let c = config(&[
         ("per_second", 0.5.into()),

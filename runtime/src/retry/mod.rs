@@ -51,6 +51,28 @@
 //! at most `budget_percent` % of the calls of the last `budget_window`, plus
 //! `budget_min_per_second` a second. Each call deposits when it starts; a retry withdraws only
 //! when every other check passed. It is lock-free (10 time slots of packed atomics).
+//!//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use sqlx_resilience_runtime::FailureKind;
+//! use sqlx_resilience_runtime::retry::{RetryConfig, RetryDecision, RetryPolicy, StopReason};
+//!
+//! let policy = RetryPolicy::new("transient", RetryConfig::default());
+//! let mut call = policy.start();
+//! // The first attempt lost its connection after 20 ms; 5 s are left before the deadline.
+//! let elapsed = Duration::from_millis(20);
+//! match call.next_delay(FailureKind::ConnectionLost, elapsed, Some(Duration::from_secs(5))) {
+//!     RetryDecision::RetryAfter(delay) => assert!(delay <= Duration::from_millis(50)),
+//!     RetryDecision::Stop(reason) => unreachable!("{reason}"),
+//! }
+//! // A constraint violation is never retried.
+//! assert_eq!(
+//!     call.next_delay(FailureKind::Constraint, elapsed, None),
+//!     RetryDecision::Stop(StopReason::NotRetried(FailureKind::Constraint)),
+//! );
+//! ```
 //!
 //! [`ExponentialBuilder`]: backon::ExponentialBuilder
 

@@ -57,6 +57,14 @@ fn seed_004() -> RetryPolicy {
     ])
 }
 
+#[test]
+fn retry_types_can_be_shared_and_held_across_awaits() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<RetryPolicy>();
+    send_sync::<RetryState<'static>>();
+    send_sync::<RetryBudget>();
+}
+
 // ---- configuration ----
 
 #[test]
