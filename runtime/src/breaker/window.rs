@@ -80,7 +80,13 @@ fn counters() -> Box<[AtomicU64]> {
 
 fn bump(counter: &AtomicU64, index: u32) {
     let _ = counter.fetch_update(Relaxed, Relaxed, |v| {
-        Some(if (v >> 32) as u32 == index {
+        let tag = (v >> 32) as u32;
+        if (index.wrapping_sub(tag) as i32) < 0 {
+            // A recorder that read the clock a whole window ago, after the slot moved on:
+            // its outcome is too old to count, and must not wipe the newer bucket.
+            return None;
+        }
+        Some(if tag == index {
             let count = (v as u32).saturating_add(1);
             (v & !0xffff_ffff) | u64::from(count)
         } else {
@@ -297,6 +303,21 @@ mod tests {
         assert_eq!(w.totals(20 * SEC).calls, 1);
         // A new outcome in a reused slot replaces the old bucket's counts.
         w.record(25 * SEC, true, false);
+        assert_eq!(
+            w.totals(25 * SEC),
+            Totals {
+                calls: 1,
+                failures: 1,
+                slow: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_late_recorder_does_not_wipe_a_newer_bucket() {
+        let w = TimeWindow::new(Duration::from_secs(20)); // 1 s buckets
+        w.record(25 * SEC, true, false); // bucket 25, slot 5
+        w.record(5 * SEC, false, false); // bucket 5, same slot, a window older
         assert_eq!(
             w.totals(25 * SEC),
             Totals {

@@ -63,7 +63,13 @@ impl RetryBudget {
     fn add(&self, index: u32, amount: i64) {
         let slot = &self.slots[(index % SLOTS) as usize];
         let _ = slot.fetch_update(Relaxed, Relaxed, |v| {
-            let current = if (v >> 32) as u32 == index {
+            let tag = (v >> 32) as u32;
+            if (index.wrapping_sub(tag) as i32) < 0 {
+                // Read the clock a whole window ago: too old to count, and must not wipe
+                // the newer slot.
+                return None;
+            }
+            let current = if tag == index {
                 i64::from(v as u32 as i32)
             } else {
                 0
