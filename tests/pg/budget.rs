@@ -45,7 +45,11 @@ async fn budget_check_fails_with_its_arithmetic() {
         .build()
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("= 14 per instance x 2 instances = 28 > 18"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("= 14 per instance x 2 instances = 28 > 18"),
+        "{err}"
+    );
 
     // Warn mode starts anyway; the check is kept for reports.
     let rt = builder()
@@ -82,6 +86,9 @@ async fn scale_mode_shrinks_the_pools_to_fit() {
     let report = rt.sizing_report();
     assert_eq!(report.len(), 1);
     let text = report[0].to_string();
-    assert!(text.contains("20 max_connections - 2 superuser_reserved_connections"), "{text}");
+    assert!(
+        text.contains("20 max_connections - 2 superuser_reserved_connections"),
+        "{text}"
+    );
     assert_eq!(rt.config().settings.budget_mode, BudgetMode::Scale);
 }

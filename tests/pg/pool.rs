@@ -25,7 +25,10 @@ async fn session_settings_are_visible_through_show() {
     .await;
     assert_eq!(show(&rt, "statement_timeout").await, "7s");
     assert_eq!(show(&rt, "lock_timeout").await, "1500ms");
-    assert_eq!(show(&rt, "idle_in_transaction_session_timeout").await, "45s");
+    assert_eq!(
+        show(&rt, "idle_in_transaction_session_timeout").await,
+        "45s"
+    );
     assert_eq!(show(&rt, "application_name").await, "harvest-api");
     assert_eq!(show(&rt, "search_path").await, "app, public");
     assert_eq!(show(&rt, "client_connection_check_interval").await, "250ms");
@@ -99,7 +102,11 @@ async fn stats_count_waiting_callers_and_acquire_timeouts() {
         }
         other => panic!("expected an acquire timeout, got {other}"),
     }
-    assert!(err.to_string().contains("op `tests::scalar` on pool `main`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("op `tests::scalar` on pool `main`"),
+        "{err}"
+    );
     let s = pool.stats();
     assert_eq!(s.acquire_timeouts, 1);
     assert_eq!(s.waiting, 0);
@@ -125,7 +132,9 @@ async fn events_report_connect_acquire_release_and_close() {
         .read_only(true)
         .run(|conn| {
             Box::pin(async move {
-                sqlx::query("select pg_sleep(5)").execute(conn.as_mut()).await?;
+                sqlx::query("select pg_sleep(5)")
+                    .execute(conn.as_mut())
+                    .await?;
                 Ok::<_, Error>(())
             })
         })
@@ -148,22 +157,38 @@ async fn events_report_connect_acquire_release_and_close() {
         _ => "other",
     };
     let names: Vec<&str> = kinds.iter().map(name).collect();
-    assert_eq!(names, ["connect", "acquire", "release", "close"], "{kinds:?}");
+    assert_eq!(
+        names,
+        ["connect", "acquire", "release", "close"],
+        "{kinds:?}"
+    );
 }
 
 #[tokio::test]
 async fn idle_connections_are_pinged_only_after_the_window() {
     let db = support::db().await;
-    let rt = support::runtime(&db, &[("max", 1u32.into()), ("validation_window", "300ms".into())]).await;
+    let rt = support::runtime(
+        &db,
+        &[("max", 1u32.into()), ("validation_window", "300ms".into())],
+    )
+    .await;
     let pool = rt.pool("main").unwrap().clone();
     assert_eq!(pool.config().validation, Validation::Idle);
     for _ in 0..5 {
         scalar_i64(&rt, "select 1::int8").await.unwrap();
     }
-    assert_eq!(pool.stats().validations, 0, "reused within the window: no ping");
+    assert_eq!(
+        pool.stats().validations,
+        0,
+        "reused within the window: no ping"
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     scalar_i64(&rt, "select 1::int8").await.unwrap();
-    assert_eq!(pool.stats().validations, 1, "idle past the window: one ping");
+    assert_eq!(
+        pool.stats().validations,
+        1,
+        "idle past the window: one ping"
+    );
 }
 
 /// Terminates every backend of the pool's database (the pool's connections are idle).
@@ -192,7 +217,9 @@ async fn connections_terminated_while_idle_never_fail_a_caller() {
     rt.op("tests::ddl")
         .run(|c| {
             Box::pin(async move {
-                sqlx::query("create table marks (v bigint)").execute(c.as_mut()).await?;
+                sqlx::query("create table marks (v bigint)")
+                    .execute(c.as_mut())
+                    .await?;
                 Ok::<_, Error>(())
             })
         })
@@ -201,12 +228,19 @@ async fn connections_terminated_while_idle_never_fail_a_caller() {
     for round in 0..5_i64 {
         assert!(terminate_idle(&db).await > 0);
         // Within the validation window: no ping protects the read; it is replaced and run again.
-        assert_eq!(scalar_i64(&rt, "select 42::int8").await.unwrap(), 42, "round {round}");
+        assert_eq!(
+            scalar_i64(&rt, "select 42::int8").await.unwrap(),
+            42,
+            "round {round}"
+        );
         assert!(terminate_idle(&db).await > 0);
         // A write that is not idempotent gets a checked connection instead.
         assert_eq!(write(&rt, round).await.unwrap(), 1, "round {round}");
     }
-    assert_eq!(scalar_i64(&rt, "select count(*) from marks").await.unwrap(), 5);
+    assert_eq!(
+        scalar_i64(&rt, "select count(*) from marks").await.unwrap(),
+        5
+    );
     let s = rt.pool("main").unwrap().stats();
     assert!(s.validation_failures > 0 || s.evicted > 0, "{s:?}");
 }
@@ -219,7 +253,9 @@ async fn a_server_restart_between_ops_never_fails_a_caller() {
     rt.op("tests::ddl")
         .run(|c| {
             Box::pin(async move {
-                sqlx::query("create table marks (v bigint)").execute(c.as_mut()).await?;
+                sqlx::query("create table marks (v bigint)")
+                    .execute(c.as_mut())
+                    .await?;
                 Ok::<_, Error>(())
             })
         })
@@ -234,11 +270,22 @@ async fn a_server_restart_between_ops_never_fails_a_caller() {
             scalar_i64(&rt, "select 1::int8").await.unwrap();
         }
         server.restart(mode).await.unwrap();
-        assert_eq!(scalar_i64(&rt, "select 2::int8").await.unwrap(), 2, "read after restart {round}");
+        assert_eq!(
+            scalar_i64(&rt, "select 2::int8").await.unwrap(),
+            2,
+            "read after restart {round}"
+        );
         server.restart(mode).await.unwrap();
-        assert_eq!(write(&rt, round as i64).await.unwrap(), 1, "write after restart {round}");
+        assert_eq!(
+            write(&rt, round as i64).await.unwrap(),
+            1,
+            "write after restart {round}"
+        );
     }
-    assert_eq!(scalar_i64(&rt, "select count(*) from marks").await.unwrap(), 3);
+    assert_eq!(
+        scalar_i64(&rt, "select count(*) from marks").await.unwrap(),
+        3
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -262,7 +309,11 @@ async fn a_connection_held_past_the_leak_threshold_is_reported_with_its_holder()
     };
     assert!(leak.1 >= Duration::from_millis(100));
     let location = format!("tests/pg/pool.rs:{line}");
-    assert!(leak.0.contains(&location), "{} should name {location}", leak.0);
+    assert!(
+        leak.0.contains(&location),
+        "{} should name {location}",
+        leak.0
+    );
     assert_eq!(pool.stats().leaks, 1);
     let text = logs.text();
     assert!(text.contains("possible connection leak"), "{text}");
@@ -274,13 +325,19 @@ async fn a_connection_held_past_the_leak_threshold_is_reported_with_its_holder()
         .op("tests::slow_holder")
         .run(|c| {
             Box::pin(async move {
-                sqlx::query("select pg_sleep(0.3)").execute(c.as_mut()).await?;
+                sqlx::query("select pg_sleep(0.3)")
+                    .execute(c.as_mut())
+                    .await?;
                 Ok::<_, Error>(())
             })
         })
         .await
         .unwrap();
-    assert!(logs.text().contains("op `tests::slow_holder`"), "{}", logs.text());
+    assert!(
+        logs.text().contains("op `tests::slow_holder`"),
+        "{}",
+        logs.text()
+    );
     assert_eq!(pool.stats().leaks, 2);
 }
 
@@ -326,7 +383,10 @@ async fn the_password_is_absent_from_every_rendering() {
     renderings.push(logs.text());
     for text in &renderings {
         assert!(!text.contains(&password), "password leaked in: {text}");
-        assert!(!text.contains("not-the-password"), "password leaked in: {text}");
+        assert!(
+            !text.contains("not-the-password"),
+            "password leaked in: {text}"
+        );
     }
 }
 
@@ -342,8 +402,14 @@ async fn an_unreachable_server_fails_start_up_fast_with_the_reason() {
         .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, Error::Connect { .. }), "{text}");
-    assert!(text.contains("pool `main`: cannot connect to postgres://app:***@127.0.0.1:9/nowhere"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(30), "bounded by startup_timeout");
+    assert!(
+        text.contains("pool `main`: cannot connect to postgres://app:***@127.0.0.1:9/nowhere"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded by startup_timeout"
+    );
 }
 
 #[tokio::test]
@@ -351,7 +417,13 @@ async fn a_lazy_pool_starts_without_a_server() {
     let rt = Runtime::builder()
         .url("postgres://app:pw@127.0.0.1:9/nowhere")
         .env_vars(Vec::<(String, String)>::new())
-        .pool("main", &[("startup", "lazy".into()), ("acquire_timeout", "200ms".into())])
+        .pool(
+            "main",
+            &[
+                ("startup", "lazy".into()),
+                ("acquire_timeout", "200ms".into()),
+            ],
+        )
         .build()
         .await
         .unwrap();

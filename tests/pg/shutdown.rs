@@ -23,8 +23,15 @@ async fn shutdown_refuses_new_work_waits_for_work_in_flight_then_closes() {
     assert!(rt.is_shutting_down());
     let refused = scalar_i64(&rt, "select 1::int8").await.unwrap_err();
     assert!(matches!(refused, Error::ShuttingDown { .. }), "{refused}");
-    assert!(refused.to_string().contains("op `tests::scalar`"), "{refused}");
-    assert_eq!(in_flight.await.unwrap().unwrap(), 5, "work in flight finishes");
+    assert!(
+        refused.to_string().contains("op `tests::scalar`"),
+        "{refused}"
+    );
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        5,
+        "work in flight finishes"
+    );
     shutdown.await.unwrap().unwrap();
     assert!(rt.pool("main").unwrap().is_closed());
 }

@@ -2,8 +2,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{KeySpec, PolicySet, RuntimeSettings, Section, Value};
+use crate::breaker::BreakerConfig;
+use crate::bulkhead::BulkheadConfig;
 use crate::error::{Error, PolicyKind, Result};
+use crate::limiter::LimiterConfig;
 use crate::pool::PoolConfig;
+use crate::retry::RetryConfig;
 
 /// The resolved configuration: every declared name with its final settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +20,14 @@ pub struct RuntimeConfig {
     pub declared: PolicySet,
     /// Pools by name.
     pub pools: BTreeMap<String, PoolConfig>,
+    /// Circuit breakers by name.
+    pub breakers: BTreeMap<String, BreakerConfig>,
+    /// Retry policies by name.
+    pub retries: BTreeMap<String, RetryConfig>,
+    /// Rate limiters by name.
+    pub limiters: BTreeMap<String, LimiterConfig>,
+    /// Bulkheads by name.
+    pub bulkheads: BTreeMap<String, BulkheadConfig>,
 }
 
 /// A configuration file or text.
@@ -201,9 +213,30 @@ impl Sources {
             profile,
             declared: self.declared.clone(),
             pools: BTreeMap::new(),
+            breakers: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            limiters: BTreeMap::new(),
+            bulkheads: BTreeMap::new(),
         };
-        for name in self.declared.names(PolicyKind::Pool) {
-            config.pools.insert(name.to_owned(), PoolConfig::default());
+        for d in self.declared.iter() {
+            let name = d.name.clone();
+            match d.kind {
+                PolicyKind::Pool => {
+                    config.pools.insert(name, PoolConfig::default());
+                }
+                PolicyKind::Breaker => {
+                    config.breakers.insert(name, BreakerConfig::default());
+                }
+                PolicyKind::Retry => {
+                    config.retries.insert(name, RetryConfig::default());
+                }
+                PolicyKind::Limiter => {
+                    config.limiters.insert(name, LimiterConfig::default());
+                }
+                PolicyKind::Bulkhead => {
+                    config.bulkheads.insert(name, BulkheadConfig::default());
+                }
+            }
         }
         let mut origins: BTreeMap<String, String> = BTreeMap::new();
         for a in &assignments {
@@ -330,12 +363,10 @@ fn apply(config: &mut RuntimeConfig, a: &Assignment) -> Result<()> {
         let key = a.path[2..].join(".");
         return match kind {
             PolicyKind::Pool => set_in(&mut config.pools, name, &key, a),
-            _ => Err(Error::config(
-                full,
-                &a.value,
-                format!("a section this runtime supports ({kind} settings are not available)"),
-                a.origin.clone(),
-            )),
+            PolicyKind::Breaker => set_in(&mut config.breakers, name, &key, a),
+            PolicyKind::Retry => set_in(&mut config.retries, name, &key, a),
+            PolicyKind::Limiter => set_in(&mut config.limiters, name, &key, a),
+            PolicyKind::Bulkhead => set_in(&mut config.bulkheads, name, &key, a),
         };
     }
     let key = full.clone();
@@ -413,6 +444,10 @@ fn check(
     env: &[(String, String)],
 ) -> Result<()> {
     validate_all(&config.pools, origins)?;
+    validate_all(&config.breakers, origins)?;
+    validate_all(&config.retries, origins)?;
+    validate_all(&config.limiters, origins)?;
+    validate_all(&config.bulkheads, origins)?;
     if config.settings.url.is_none()
         && let Some((_, url)) = env.iter().find(|(k, _)| k == "DATABASE_URL")
     {

@@ -4,9 +4,19 @@ use crate::runtime::Runtime;
 
 fn declared() -> PolicySet {
     let mut set = PolicySet::new();
-    set.declare(PolicyKind::Pool, "http", &[("max", 150u32.into()), ("min", 10u32.into())], None);
+    set.declare(
+        PolicyKind::Pool,
+        "http",
+        &[("max", 150u32.into()), ("min", 10u32.into())],
+        None,
+    );
     set.declare(PolicyKind::Pool, "ws", &[("max", 30u32.into())], None);
-    set.declare(PolicyKind::Pool, "background", &[("max", 20u32.into())], None);
+    set.declare(
+        PolicyKind::Pool,
+        "background",
+        &[("max", 20u32.into())],
+        None,
+    );
     set
 }
 
@@ -41,14 +51,20 @@ fn code_defaults_apply_without_other_sources() {
     assert_eq!(c.pools["http"].max, 150);
     assert_eq!(c.pools["http"].min, 10);
     assert_eq!(c.pools["ws"].max, 30);
-    assert_eq!(c.settings.default_pool, None, "three pools: no implicit default");
+    assert_eq!(
+        c.settings.default_pool, None,
+        "three pools: no implicit default"
+    );
 }
 
 #[test]
 fn file_then_profile_then_environment() {
     let c = builder().config_toml(FILE, "db.toml").resolve().unwrap();
     assert_eq!(c.profile.as_deref(), Some("staging"));
-    assert_eq!(c.pools["http"].max, 50, "profile from the file overrides the base");
+    assert_eq!(
+        c.pools["http"].max, 50,
+        "profile from the file overrides the base"
+    );
     assert_eq!(c.pools["http"].min, 10, "code default kept");
     assert_eq!(c.pools["http"].acquire_timeout.as_secs(), 2);
     assert_eq!(c.settings.instances, 2);
@@ -75,7 +91,10 @@ fn file_then_profile_then_environment() {
         .resolve()
         .unwrap();
     assert_eq!(c.profile.as_deref(), Some("production"), "env profile wins");
-    assert_eq!(c.pools["http"].max, 175, "environment beats every file value");
+    assert_eq!(
+        c.pools["http"].max, 175,
+        "environment beats every file value"
+    );
     assert_eq!(c.pools["http"].statement_timeout.unwrap().as_secs(), 30);
     assert_eq!(c.pools["ws"].acquire_timeout.as_millis(), 750);
     assert_eq!(c.settings.budget_mode, crate::pool::BudgetMode::Scale);
@@ -127,9 +146,18 @@ fn bad_value_names_key_value_expectation_and_origin() {
         .resolve()
         .unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("`pools.http.acquire_timeout` = \"two seconds\""), "{text}");
-    assert!(text.contains("expected a duration such as \"250ms\" or \"5s\""), "{text}");
-    assert!(text.contains("environment variable APP__POOLS__HTTP__ACQUIRE_TIMEOUT"), "{text}");
+    assert!(
+        text.contains("`pools.http.acquire_timeout` = \"two seconds\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("expected a duration such as \"250ms\" or \"5s\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("environment variable APP__POOLS__HTTP__ACQUIRE_TIMEOUT"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -140,9 +168,15 @@ fn unknown_keys_are_rejected_with_the_accepted_list() {
         .unwrap_err();
     let (key, _, expected, _) = config_error(e);
     assert_eq!(key, "pools.http.max_size");
-    assert!(expected.starts_with("one of the pool keys: url, max, min, acquire_timeout"), "{expected}");
+    assert!(
+        expected.starts_with("one of the pool keys: url, max, min, acquire_timeout"),
+        "{expected}"
+    );
 
-    let e = builder().config_toml("urll = \"x\"\n", "db.toml").resolve().unwrap_err();
+    let e = builder()
+        .config_toml("urll = \"x\"\n", "db.toml")
+        .resolve()
+        .unwrap_err();
     let (key, _, expected, _) = config_error(e);
     assert_eq!(key, "urll");
     assert!(expected.contains("pools.NAME.KEY"), "{expected}");
@@ -225,7 +259,10 @@ fn toml_syntax_errors_name_the_file() {
 
 #[test]
 fn missing_required_file_is_an_error_and_optional_is_not() {
-    let e = builder().config_file("/nonexistent/db.toml").resolve().unwrap_err();
+    let e = builder()
+        .config_file("/nonexistent/db.toml")
+        .resolve()
+        .unwrap_err();
     assert!(matches!(e, Error::ConfigSource { .. }), "{e}");
     builder()
         .config_file_if_exists("/nonexistent/db.toml")
@@ -243,7 +280,11 @@ fn database_url_fallback_and_redaction() {
     let url = c.settings.url.clone().unwrap();
     assert_eq!(url.expose(), "postgres://u:supersecret@h/d");
     assert!(!format!("{c:?}").contains("supersecret"));
-    assert_eq!(c.settings.default_pool.as_deref(), Some("main"), "the only pool is the default");
+    assert_eq!(
+        c.settings.default_pool.as_deref(),
+        Some("main"),
+        "the only pool is the default"
+    );
 }
 
 #[test]

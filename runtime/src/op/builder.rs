@@ -40,6 +40,7 @@ use crate::runtime::Runtime;
 pub struct OpBuilder<'rt> {
     rt: &'rt Runtime,
     spec: OpSpec,
+    key: Option<String>,
 }
 
 impl Runtime {
@@ -50,12 +51,17 @@ impl Runtime {
         OpBuilder {
             rt: self,
             spec: OpSpec::named(name, Location::caller()),
+            key: None,
         }
     }
 
     /// Starts an op from a full spec (what `#[db_op]` declares).
     pub fn op_spec(&self, spec: OpSpec) -> OpBuilder<'_> {
-        OpBuilder { rt: self, spec }
+        OpBuilder {
+            rt: self,
+            spec,
+            key: None,
+        }
     }
 }
 
@@ -97,6 +103,12 @@ impl<'rt> OpBuilder<'rt> {
         self
     }
 
+    /// The key (tenant) for a per-key rate limiter.
+    pub fn limiter_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
     /// The bulkhead.
     pub fn bulkhead(mut self, name: &'static str) -> Self {
         self.spec.bulkhead = Some(name);
@@ -134,6 +146,9 @@ impl<'rt> OpBuilder<'rt> {
     }
 
     /// Looks up every name once, for an op run many times.
+    ///
+    /// A per-key limiter key set with [`OpBuilder::limiter_key`] is not kept: pass it to
+    /// [`Op::run_keyed`].
     pub fn build(self) -> Result<Op> {
         Ok(Op {
             rt: self.rt.clone(),
@@ -152,6 +167,7 @@ impl<'rt> OpBuilder<'rt> {
         execute(
             self.rt,
             &resolved,
+            self.key.as_deref(),
             E::db_error,
             (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
         )
@@ -179,6 +195,7 @@ impl<'rt> OpBuilder<'rt> {
         execute(
             self.rt,
             &resolved,
+            self.key.as_deref(),
             E::db_error,
             (InTx { body, spec }, PhantomData::<fn(&'env ()) -> &'env ()>),
         )
@@ -209,6 +226,24 @@ impl Op {
         execute(
             &self.rt,
             &self.resolved,
+            None,
+            E::db_error,
+            (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
+        )
+        .await
+    }
+
+    /// Runs `body` with `key` for a per-key (tenant) rate limiter.
+    pub async fn run_keyed<'env, T, E, F>(&self, key: &str, body: F) -> Result<T, E>
+    where
+        F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+        T: Send + 'env,
+        E: OpError,
+    {
+        execute(
+            &self.rt,
+            &self.resolved,
+            Some(key),
             E::db_error,
             (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
         )
@@ -229,6 +264,7 @@ impl Op {
         execute(
             &self.rt,
             &self.resolved,
+            None,
             E::db_error,
             (InTx { body, spec }, PhantomData::<fn(&'env ()) -> &'env ()>),
         )
@@ -252,6 +288,7 @@ where
     execute(
         rt,
         &resolved,
+        None,
         access,
         (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
     )
@@ -278,6 +315,7 @@ where
     execute(
         rt,
         &resolved,
+        None,
         access,
         (
             InTx { body, spec: tx },

@@ -527,7 +527,11 @@ impl PooledConn {
     /// Marks the pool's idle connections as suspect after this one was found dead: for the
     /// next validation window every reused connection is pinged before use.
     pub(crate) fn suspect_siblings(&self) {
-        let window = self.pool.config.validation_window.max(Duration::from_millis(500));
+        let window = self
+            .pool
+            .config
+            .validation_window
+            .max(Duration::from_millis(500));
         self.pool.counters.suspect_idle(window);
     }
 

@@ -7,9 +7,13 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::Notify;
 
 use super::{Runtime, Shared};
+use crate::breaker::CircuitBreaker;
+use crate::bulkhead::Bulkhead;
 use crate::config::{FileSource, PolicySet, RuntimeConfig, Sources, Value};
 use crate::error::{Error, PolicyKind, Result, Site};
+use crate::limiter::RateLimiter;
 use crate::pool::{BudgetCheck, BudgetMode, Pool, PoolConfig, Startup};
+use crate::retry::RetryPolicy;
 
 /// Builds a [`Runtime`]: declarations from code, then a configuration file, its profile and
 /// environment variables, checked as a whole before anything connects.
@@ -146,6 +150,16 @@ impl RuntimeBuilder {
                 pool.start().await?;
             }
         }
+        let breakers = build_named(&config.breakers, |n, c| {
+            CircuitBreaker::try_new(n, c.clone()).map_err(|i| invalid("breakers", n, i))
+        })?;
+        let retries = build_named(&config.retries, |n, c| {
+            RetryPolicy::try_new(n, c.clone()).map_err(|i| invalid("retries", n, i))
+        })?;
+        let limiters = build_named(&config.limiters, |n, c| {
+            RateLimiter::try_new(n, c.clone()).map_err(|i| invalid("limiters", n, i))
+        })?;
+        let bulkheads = build_named(&config.bulkheads, |n, c| Ok(Bulkhead::new(n, c.clone())))?;
         let default_pool = config
             .settings
             .default_pool
@@ -159,6 +173,10 @@ impl RuntimeBuilder {
                 pools,
                 pool_order: order,
                 default_pool,
+                breakers,
+                retries,
+                limiters,
+                bulkheads,
                 budget,
                 closing: AtomicBool::new(false),
                 in_flight: AtomicUsize::new(0),
@@ -166,6 +184,25 @@ impl RuntimeBuilder {
                 resolved: Default::default(),
             }),
         })
+    }
+}
+
+fn build_named<C, T>(
+    configs: &BTreeMap<String, C>,
+    make: impl Fn(&str, &C) -> Result<T>,
+) -> Result<HashMap<Arc<str>, Arc<T>>> {
+    configs
+        .iter()
+        .map(|(name, c)| Ok((Arc::from(name.as_str()), Arc::new(make(name, c)?))))
+        .collect()
+}
+
+fn invalid(section: &str, name: &str, i: crate::config::Invalid) -> Error {
+    Error::Config {
+        key: format!("{section}.{name}.{}", i.key),
+        value: i.value,
+        expected: i.expected,
+        origin: "the combined settings".into(),
     }
 }
 

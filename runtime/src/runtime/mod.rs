@@ -11,10 +11,14 @@ use tokio::sync::Notify;
 
 pub use self::builder::RuntimeBuilder;
 pub(crate) use self::shutdown::InFlight;
+use crate::breaker::CircuitBreaker;
+use crate::bulkhead::Bulkhead;
 use crate::config::RuntimeConfig;
 use crate::error::{Error, PolicyKind, Result, Site};
+use crate::limiter::RateLimiter;
 use crate::op::{OpSpec, Resolved};
 use crate::pool::{BudgetCheck, Pool, PoolStats, SizingReport};
+use crate::retry::RetryPolicy;
 
 /// Holds the named pools and policies; every op runs through it. Cheap to clone (an `Arc`
 /// inside). Several runtimes can live side by side, each with its own pools.
@@ -29,6 +33,10 @@ pub(crate) struct Shared {
     pub(crate) pools: HashMap<Arc<str>, Pool>,
     pub(crate) pool_order: Vec<Arc<str>>,
     pub(crate) default_pool: Option<Pool>,
+    pub(crate) breakers: HashMap<Arc<str>, Arc<CircuitBreaker>>,
+    pub(crate) retries: HashMap<Arc<str>, Arc<RetryPolicy>>,
+    pub(crate) limiters: HashMap<Arc<str>, Arc<RateLimiter>>,
+    pub(crate) bulkheads: HashMap<Arc<str>, Arc<Bulkhead>>,
     pub(crate) budget: Vec<BudgetCheck>,
     pub(crate) closing: AtomicBool,
     pub(crate) in_flight: AtomicUsize,
@@ -121,6 +129,46 @@ impl Runtime {
         self.shared.default_pool.as_ref()
     }
 
+    /// A circuit breaker by name (for manual reset and force-open, metrics and events).
+    pub fn breaker(&self, name: &str) -> Option<&Arc<CircuitBreaker>> {
+        self.shared.breakers.get(name)
+    }
+
+    /// Every circuit breaker, in name order.
+    pub fn breakers(&self) -> Vec<&Arc<CircuitBreaker>> {
+        sorted(&self.shared.breakers)
+    }
+
+    /// A retry policy by name.
+    pub fn retry_policy(&self, name: &str) -> Option<&Arc<RetryPolicy>> {
+        self.shared.retries.get(name)
+    }
+
+    /// Every retry policy, in name order.
+    pub fn retry_policies(&self) -> Vec<&Arc<RetryPolicy>> {
+        sorted(&self.shared.retries)
+    }
+
+    /// A rate limiter by name.
+    pub fn limiter(&self, name: &str) -> Option<&Arc<RateLimiter>> {
+        self.shared.limiters.get(name)
+    }
+
+    /// Every rate limiter, in name order.
+    pub fn limiters(&self) -> Vec<&Arc<RateLimiter>> {
+        sorted(&self.shared.limiters)
+    }
+
+    /// A bulkhead by name.
+    pub fn bulkhead(&self, name: &str) -> Option<&Arc<Bulkhead>> {
+        self.shared.bulkheads.get(name)
+    }
+
+    /// Every bulkhead, in name order.
+    pub fn bulkheads(&self) -> Vec<&Arc<Bulkhead>> {
+        sorted(&self.shared.bulkheads)
+    }
+
     /// Statistics of every pool.
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         self.pools().map(Pool::stats).collect()
@@ -168,6 +216,17 @@ impl Runtime {
                     ),
                     origin: format!("op `{op}`"),
                 }),
+        }
+    }
+
+    pub(crate) fn declares(&self, kind: PolicyKind, name: &str) -> bool {
+        let s = &self.shared;
+        match kind {
+            PolicyKind::Pool => s.pools.contains_key(name),
+            PolicyKind::Breaker => s.breakers.contains_key(name),
+            PolicyKind::Retry => s.retries.contains_key(name),
+            PolicyKind::Limiter => s.limiters.contains_key(name),
+            PolicyKind::Bulkhead => s.bulkheads.contains_key(name),
         }
     }
 
@@ -219,6 +278,12 @@ impl Runtime {
     pub fn is_shutting_down(&self) -> bool {
         self.shared.closing.load(Ordering::Acquire)
     }
+}
+
+fn sorted<T>(map: &HashMap<Arc<str>, T>) -> Vec<&T> {
+    let mut entries: Vec<(&Arc<str>, &T)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries.into_iter().map(|(_, v)| v).collect()
 }
 
 /// Cores of this machine, used for sizing advice when the server runs here too.
