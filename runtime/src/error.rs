@@ -157,7 +157,9 @@ pub enum Error {
     },
 
     /// Connecting to the database failed.
-    #[error("{site}: cannot connect to {target}; check that the server is up and the URL and credentials are right")]
+    #[error(
+        "{site}: cannot connect to {target}; check that the server is up and the URL and credentials are right"
+    )]
     Connect {
         /// The pool that tried to connect.
         site: Site,
@@ -169,7 +171,9 @@ pub enum Error {
     },
 
     /// Pool maxima exceed the server's connection budget.
-    #[error("connection budget exceeded: {arithmetic}; lower the pool maxima, the instance count, or raise max_connections")]
+    #[error(
+        "connection budget exceeded: {arithmetic}; lower the pool maxima, the instance count, or raise max_connections"
+    )]
     Budget {
         /// The arithmetic: what the pools ask for against what the server allows.
         arithmetic: String,
@@ -312,7 +316,9 @@ pub enum Error {
     },
 
     /// Shutdown's deadline passed with work still in flight.
-    #[error("shutdown deadline of {deadline:?} passed with {in_flight} op(s) still running; they were abandoned")]
+    #[error(
+        "shutdown deadline of {deadline:?} passed with {in_flight} op(s) still running; they were abandoned"
+    )]
     ShutdownTimeout {
         /// The deadline given to `shutdown`.
         deadline: Duration,
@@ -475,7 +481,9 @@ impl Error {
                 .as_database_error()
                 .and_then(|e| e.code())
                 .map(|c| c.into_owned()),
-            Error::DeadlineExceeded { last: Some(last), .. } => last.sqlstate(),
+            Error::DeadlineExceeded {
+                last: Some(last), ..
+            } => last.sqlstate(),
             _ => None,
         }
     }
@@ -537,7 +545,10 @@ mod tests {
             waiting: 37,
         };
         let text = e.to_string();
-        assert!(text.starts_with("op `harvest::statistics` on pool `http`"), "{text}");
+        assert!(
+            text.starts_with("op `harvest::statistics` on pool `http`"),
+            "{text}"
+        );
         assert!(text.contains("150/150 in use, 37 waiting"), "{text}");
         assert!(text.contains("raise the pool's max"), "{text}");
     }
@@ -565,6 +576,9 @@ mod tests {
         };
         let text = e.to_string();
         assert!(text.contains("after 3 attempt(s)"), "{text}");
-        assert!(text.contains("last failure: op `op` on pool `p`: attempt 3 timed out"), "{text}");
+        assert!(
+            text.contains("last failure: op `op` on pool `p`: attempt 3 timed out"),
+            "{text}"
+        );
     }
 }

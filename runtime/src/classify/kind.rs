@@ -141,18 +141,36 @@ impl FailureKind {
     /// What to do, appended to error messages.
     pub(crate) fn advice_suffix(self) -> &'static str {
         match self {
-            FailureKind::ConnectionLost => "; the connection was discarded; check the network and the server's log",
-            FailureKind::Contention => "; another transaction got in the way; run it again or reduce contention on the rows involved",
-            FailureKind::Backpressure => "; the server or pool is saturated; lower concurrency or raise the limits",
-            FailureKind::ServerShutdown => "; the server is restarting or crashed; calls succeed again when it is back",
-            FailureKind::Failover => "; the server is read-only now (failover); connections are being replaced",
+            FailureKind::ConnectionLost => {
+                "; the connection was discarded; check the network and the server's log"
+            }
+            FailureKind::Contention => {
+                "; another transaction got in the way; run it again or reduce contention on the rows involved"
+            }
+            FailureKind::Backpressure => {
+                "; the server or pool is saturated; lower concurrency or raise the limits"
+            }
+            FailureKind::ServerShutdown => {
+                "; the server is restarting or crashed; calls succeed again when it is back"
+            }
+            FailureKind::Failover => {
+                "; the server is read-only now (failover); connections are being replaced"
+            }
             FailureKind::Deadline => "; raise the op's timeout or make the query faster",
-            FailureKind::StatementTimeout => "; the server's statement_timeout stopped it; raise it or make the query faster",
-            FailureKind::Canceled => "; the statement was cancelled on the server by another session",
+            FailureKind::StatementTimeout => {
+                "; the server's statement_timeout stopped it; raise it or make the query faster"
+            }
+            FailureKind::Canceled => {
+                "; the statement was cancelled on the server by another session"
+            }
             FailureKind::Constraint => "; the data violates a constraint; this is not retried",
             FailureKind::NotFound => "; no row matched",
-            FailureKind::ServerFailure => "; the server reported an internal or resource failure; see its log",
-            FailureKind::Permanent => "; running it again will not help; fix the query, the data or the permissions",
+            FailureKind::ServerFailure => {
+                "; the server reported an internal or resource failure; see its log"
+            }
+            FailureKind::Permanent => {
+                "; running it again will not help; fix the query, the data or the permissions"
+            }
             _ => "",
         }
     }

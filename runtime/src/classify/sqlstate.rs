@@ -134,7 +134,9 @@ mod tests {
 
     #[test]
     fn shutdown_and_connection_codes_evict_and_count() {
-        for code in ["57P01", "57P02", "08006", "08003", "08000", "08P01", "57P05"] {
+        for code in [
+            "57P01", "57P02", "08006", "08003", "08000", "08P01", "57P05",
+        ] {
             let c = classify_sqlstate(code, "");
             assert!(c.evict, "{code}");
             assert!(c.counts_for_breaker, "{code}");
@@ -158,7 +160,10 @@ mod tests {
     fn query_canceled_tells_statement_timeout_from_a_cancel() {
         let timeout = classify_sqlstate("57014", "canceling statement due to statement timeout");
         assert_eq!(timeout.kind, FailureKind::StatementTimeout);
-        assert!(!timeout.transient, "the server's statement_timeout is not retried by default");
+        assert!(
+            !timeout.transient,
+            "the server's statement_timeout is not retried by default"
+        );
         assert!(timeout.counts_for_breaker);
         let cancel = classify_sqlstate("57014", "canceling statement due to user request");
         assert_eq!(cancel.kind, FailureKind::Canceled);
@@ -176,7 +181,9 @@ mod tests {
 
     #[test]
     fn permanent_codes() {
-        for code in ["42601", "42P01", "42501", "22P02", "22012", "0A000", "3D000", "28P01"] {
+        for code in [
+            "42601", "42P01", "42501", "22P02", "22012", "0A000", "3D000", "28P01",
+        ] {
             let c = classify_sqlstate(code, "");
             assert_eq!(c.kind, FailureKind::Permanent, "{code}");
             assert!(!c.transient && !c.counts_for_breaker, "{code}");
@@ -195,20 +202,29 @@ mod tests {
 
     #[test]
     fn driver_errors() {
-        let refused = classify(&sqlx::Error::Io(io::Error::from(io::ErrorKind::ConnectionRefused)));
+        let refused = classify(&sqlx::Error::Io(io::Error::from(
+            io::ErrorKind::ConnectionRefused,
+        )));
         assert_eq!(refused.kind, FailureKind::ConnectionLost);
         assert_eq!(refused.reach, Reach::NotSent);
-        let reset = classify(&sqlx::Error::Io(io::Error::from(io::ErrorKind::ConnectionReset)));
+        let reset = classify(&sqlx::Error::Io(io::Error::from(
+            io::ErrorKind::ConnectionReset,
+        )));
         assert_eq!(reset.reach, Reach::Unknown);
         assert!(reset.evict && reset.transient && reset.counts_for_breaker);
-        let eof = classify(&sqlx::Error::Io(io::Error::from(io::ErrorKind::UnexpectedEof)));
+        let eof = classify(&sqlx::Error::Io(io::Error::from(
+            io::ErrorKind::UnexpectedEof,
+        )));
         assert_eq!(eof.kind, FailureKind::ConnectionLost);
         let nf = classify(&sqlx::Error::RowNotFound);
         assert_eq!(nf.kind, FailureKind::NotFound);
         assert!(!nf.counts_for_breaker && !nf.transient);
         let decode = classify(&sqlx::Error::ColumnNotFound("x".into()));
         assert_eq!(decode.kind, FailureKind::Permanent);
-        assert_eq!(classify(&sqlx::Error::PoolClosed).kind, FailureKind::ShuttingDown);
+        assert_eq!(
+            classify(&sqlx::Error::PoolClosed).kind,
+            FailureKind::ShuttingDown
+        );
     }
 
     #[test]

@@ -130,7 +130,10 @@ mod tests {
         assert_eq!(Value::from("200").as_u32(), Some(200));
         assert_eq!(Value::from("0.5").as_f64(), Some(0.5));
         assert_eq!(Value::from("true").as_bool(), Some(true));
-        assert_eq!(Value::from("1m 30s").as_duration(), Some(Duration::from_secs(90)));
+        assert_eq!(
+            Value::from("1m 30s").as_duration(),
+            Some(Duration::from_secs(90))
+        );
         assert_eq!(Value::from("-1").as_u32(), None);
         assert_eq!(Value::Int(-1).as_u32(), None);
         assert_eq!(Value::from("5 parsecs").as_duration(), None);
