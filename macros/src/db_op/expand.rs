@@ -100,13 +100,18 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
         quote!(run)
     };
     let ret_span = span_of(ret);
+    // The attempt's future, spanned on `async` so "not `Send`" points at the function.
+    let async_span = op.sig.asyncness.map_or(op.sig.fn_token.span, |a| a.span);
+    let attempt = quote_spanned!(async_span=> #p::attempt::<#ret, _>);
+    let async_move = quote_spanned!(async_span=> async move);
     // `E: From<DbError>` checked on the return type, with a message that says what to do.
     let error_check = quote_spanned! {ret_span=>
         #p::op_error::<<#ret as #p::ResultParts>::Err>();
     };
     let call = quote! {
         #error_check
-        let #classify: fn(&<#ret as #p::ResultParts>::Err) -> ::core::option::Option<&#p::Error> =
+        let #classify: for<'__e> fn(&'__e <#ret as #p::ResultParts>::Err)
+            -> ::core::option::Option<&'__e #p::Error> =
             |#error| {
                 #[allow(unused_imports)]
                 use #p::{ByNothing as _, ByOpError as _};
@@ -116,7 +121,7 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
         #before
         #p::#run(#rt, &#spec_ident, #classify, move |#conn| {
             #rebind
-            #p::attempt::<#ret, _>(async move {
+            #attempt(#async_move {
                 #bind_conn
                 #(#stmts)*
             })
