@@ -223,12 +223,22 @@ pub(crate) fn unknown_key(name: &str, accepted: &[&str], what: &str) -> String {
 
 /// The accepted word closest to a typo, when it is close enough to be a likely fix.
 pub(crate) fn closest<'a>(name: &str, accepted: &[&'a str]) -> Option<&'a str> {
-    accepted
+    let by_distance = accepted
         .iter()
         .map(|k| (edit_distance(name, k), *k))
         .filter(|(d, k)| *d <= (k.len().max(name.len()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
+        .map(|(_, k)| k);
+    // `maximum` for `max`, `acquire` for `acquire_timeout`.
+    by_distance.or_else(|| {
+        accepted
+            .iter()
+            .copied()
+            .filter(|k| {
+                k.len().min(name.len()) >= 3 && (name.starts_with(k) || k.starts_with(name))
+            })
+            .max_by_key(|k| k.len().min(name.len()))
+    })
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -284,11 +294,18 @@ pub(crate) fn duration(key: &str, value: &Value, max: Duration) -> syn::Result<D
     };
     let text = lit.value().trim().to_owned();
     let parsed = humantime::parse_duration(&text).map_err(|e| {
+        let why = match e {
+            humantime::DurationError::UnknownUnit { unit, .. } => {
+                format!("unknown unit \"{unit}\"")
+            }
+            humantime::DurationError::NumberOverflow => "the number is too large".to_owned(),
+            _ => "not a number followed by a unit".to_owned(),
+        };
         syn::Error::new(
             lit.span(),
             format!(
-                "`{key}` expects {DURATION_EXPECTED} (units: ms, s, m, h; \"1m 30s\" combines them), \
-                 found \"{}\": {e}",
+                "`{key}` expects {DURATION_EXPECTED} (units: ms, s, m, h; \"1m 30s\" combines \
+                 them), found \"{}\": {why}",
                 lit.value()
             ),
         )
@@ -309,8 +326,7 @@ pub(crate) fn duration(key: &str, value: &Value, max: Duration) -> syn::Result<D
         return Err(syn::Error::new(
             lit.span(),
             format!(
-                "`{key}` of \"{text}\" is too long: the limit is {}; expected {DURATION_EXPECTED}, at most {}",
-                human(max),
+                "`{key}` of \"{text}\" is too long: expected a duration of at most {}, such as \"5s\"",
                 human(max),
             ),
         ));
@@ -444,7 +460,7 @@ mod tests {
             bad(Value::Str(syn::parse_quote!("5 parsecs"))).contains("expects a duration such as")
         );
         assert!(bad(Value::Str(syn::parse_quote!("0s"))).contains("must be above zero"));
-        assert!(bad(Value::Str(syn::parse_quote!("25h"))).contains("the limit is 24h"));
+        assert!(bad(Value::Str(syn::parse_quote!("25h"))).contains("at most 24h"));
         let number = entries(quote!(timeout = 5)).remove(0).value.unwrap();
         assert!(bad(number).contains("a bare number has no unit"));
         let constant = entries(quote!(timeout = TIMEOUT)).remove(0).value.unwrap();

@@ -169,17 +169,21 @@ fn name_checks(args: &Args) -> TokenStream {
     if names.is_empty() {
         return TokenStream::new();
     }
+    let alias = Ident::new("policies", Span::call_site());
     let root = match &args.policies {
-        Some(path) => path.to_token_stream(),
-        None => Ident::new("policies", Span::call_site()).to_token_stream(),
+        Some(path) => quote!(use #path as #alias;),
+        None => quote!(use self::#alias;),
     };
     let uses = names.iter().map(|(kind, name)| {
         let module = Ident::new(kind.module(), name.span);
         let ident = Ident::new(&name.name, name.span);
-        quote_spanned!(name.span=> let _ = #root::#module::#ident;)
+        quote_spanned!(name.span=> let _ = #alias::#module::#ident;)
     });
     quote! {
-        const _: () = { #(#uses)* };
+        const _: () = {
+            #root
+            #(#uses)*
+        };
     }
 }
 

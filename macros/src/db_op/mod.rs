@@ -32,7 +32,7 @@ fn expand_lenient(args: TokenStream, item: TokenStream) -> (TokenStream, Option<
         Ok(args) => args,
         Err(error) => {
             errors.push(error);
-            return (item, errors.take());
+            return (unchanged(item), errors.take());
         }
     };
     let parsed: parse::Item = match syn::parse2(item.clone()) {
@@ -43,12 +43,22 @@ fn expand_lenient(args: TokenStream, item: TokenStream) -> (TokenStream, Option<
                 "#[db_op] goes on an `async fn` that takes `conn: &mut PgConnection`: a free \
                  function, a method, or a method of a trait impl",
             );
-            return (item, errors.take());
+            return (unchanged(item), errors.take());
         }
     };
     validate::check_args(&mut args, &mut errors);
     match validate::check_item(&args, parsed, &mut errors) {
         Some(op) => (expand::expand_op(&op), errors.take()),
-        None => (item, errors.take()),
+        None => (unchanged(item), errors.take()),
+    }
+}
+
+/// The function as written, for when it cannot be expanded. Its parameters were meant for the
+/// macro (the runtime, the connection), so "unused variable" warnings would only add noise to
+/// the error.
+fn unchanged(item: TokenStream) -> TokenStream {
+    quote::quote! {
+        #[allow(unused_variables)]
+        #item
     }
 }

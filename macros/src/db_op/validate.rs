@@ -179,7 +179,7 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
     let (form, ret, stmts) = match detect_async_trait(&sig, &body) {
         Some((output, stmts)) => (Form::AsyncTrait, Some(output), stmts),
         None => {
-            if sig.asyncness.is_none() {
+            if sig.asyncness.is_none() && sig.constness.is_none() {
                 errs.push(syn::Error::new(
                     sig.fn_token.span,
                     "#[db_op] needs an `async fn`: the op awaits a pooled connection and the \
@@ -197,8 +197,8 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
     let ret = match ret {
         Some(ty) if is_result(&ty) => Some(ty),
         Some(ty) => {
-            errs.push(syn::Error::new(
-                ty.span(),
+            errs.push(syn::Error::new_spanned(
+                &ty,
                 "#[db_op] functions return `Result<T, E>` with `E: From<DbError>`: pool, \
                  timeout, breaker and limiter failures are reported through `E`",
             ));
@@ -216,6 +216,7 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
 
     // The receiver: `&self` only.
     let mut receiver = None;
+    let mut rejected_receiver = false;
     if let Some(FnArg::Receiver(r)) = sig.inputs.first() {
         let shared_ref = match (&r.reference, &r.colon_token) {
             (Some(_), _) => r.mutability.is_none(),
@@ -229,15 +230,17 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
         if shared_ref {
             receiver = Some(r.self_token);
         } else if mutable && r.reference.is_some() {
-            errs.push(syn::Error::new(
-                r.span(),
+            rejected_receiver = true;
+            errs.push(syn::Error::new_spanned(
+                r,
                 "#[db_op] methods take `&self`, not `&mut self`: the body runs once per attempt \
                  and a unique borrow of `self` cannot be handed to every attempt; use `&self` \
                  with interior mutability (a Mutex, atomics) for state the op changes",
             ));
         } else {
-            errs.push(syn::Error::new(
-                r.span(),
+            rejected_receiver = true;
+            errs.push(syn::Error::new_spanned(
+                r,
                 "#[db_op] methods take `&self`: `self` by value is consumed by the first \
                  attempt and cannot be used again on retry",
             ));
@@ -248,7 +251,8 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
     let is_tx = args.is_tx();
     let mut conn: Option<(usize, ConnParam)> = None;
     let mut runtime_params: Vec<(Ident, bool, Span)> = Vec::new();
-    let mut pool_like: Option<Span> = None;
+    let mut pool_like: Option<Type> = None;
+    let mut misused_conn = false;
     let mut params = Vec::new();
     let mut removed_lifetimes = Vec::new();
     for (index, arg) in sig.inputs.iter_mut().enumerate() {
@@ -259,15 +263,15 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
                 let wanted_tx = class == ConnClass::Transaction;
                 if wanted_tx != is_tx {
                     errs.push(if is_tx {
-                        syn::Error::new(
-                            arg.ty.span(),
+                        syn::Error::new_spanned(
+                            &arg.ty,
                             "a `tx` op takes the transaction, not a plain connection: write \
                              `tx: &mut Transaction<'_, Postgres>` (or `&mut PgTransaction<'_>`); \
                              the runtime begins it, and commits when the body returns `Ok`",
                         )
                     } else {
-                        syn::Error::new(
-                            arg.ty.span(),
+                        syn::Error::new_spanned(
+                            &arg.ty,
                             "a transaction parameter needs `tx` in the attribute: \
                              `#[db_op(tx, ...)]`; without it the op takes \
                              `conn: &mut PgConnection`",
@@ -275,8 +279,8 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
                     });
                 }
                 if conn.is_some() {
-                    errs.push(syn::Error::new(
-                        span,
+                    errs.push(syn::Error::new_spanned(
+                        &*arg,
                         "a second connection parameter: #[db_op] supplies one connection (or \
                          transaction) per attempt; remove this parameter",
                     ));
@@ -296,8 +300,9 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
                 continue;
             }
             TypeClass::ConnectionNotBorrowed(found) => {
-                errs.push(syn::Error::new(
-                    arg.ty.span(),
+                misused_conn = true;
+                errs.push(syn::Error::new_spanned(
+                    &arg.ty,
                     format!(
                         "the connection parameter must be a mutable borrow: `&mut {found}`; the \
                          runtime keeps the connection and lends it to each attempt"
@@ -305,7 +310,7 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
                 ));
                 continue;
             }
-            TypeClass::PoolLike => pool_like = Some(arg.ty.span()),
+            TypeClass::PoolLike => pool_like = Some((*arg.ty).clone()),
             TypeClass::Runtime { by_value } => {
                 if let Some(ident) = plain_ident(&arg.pat) {
                     runtime_params.push((ident.clone(), by_value, span));
@@ -345,8 +350,8 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
         let plain = matches!(&user_pat, Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none());
         let capture = if is_mut_ref {
             if !args.never_retries() {
-                errs.push(syn::Error::new(
-                    arg.ty.span(),
+                errs.push(syn::Error::new_spanned(
+                    &arg.ty,
                     format!(
                         "`&mut` argument `{}`: the body of a #[db_op] runs again on retry, and a \
                          unique borrow cannot be handed to every attempt; pass it by shared \
@@ -378,6 +383,9 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
     }
 
     let Some((conn_index, conn)) = conn else {
+        if misused_conn {
+            return fail(errors, errs);
+        }
         let mut message = if is_tx {
             "#[db_op(tx)] needs a transaction parameter: add `tx: &mut Transaction<'_, Postgres>`; \
              the runtime begins the transaction on each attempt and removes the parameter from \
@@ -389,14 +397,16 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
              public signature"
                 .to_owned()
         };
-        let span = match pool_like {
-            Some(span) => {
-                message.push_str(" (a pool or pooled connection parameter is not used for this: the runtime's named pools are)");
-                span
+        errs.push(match pool_like {
+            Some(ty) => {
+                message.push_str(
+                    " (a pool or pooled connection parameter is not used for this: the runtime's \
+                     named pools are, chosen with `pool = name`)",
+                );
+                syn::Error::new_spanned(ty, message)
             }
-            None => sig.paren_token.span.join(),
-        };
-        errs.push(syn::Error::new(span, message));
+            None => syn::Error::new(sig.paren_token.span.join(), message),
+        });
         return fail(errors, errs);
     };
 
@@ -425,8 +435,14 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
             errs.push(syn::Error::new(
                 name.span(),
                 format!(
-                    "`runtime = {name}` names no parameter of this function; it names the \
-                     parameter that gives the runtime (its type implements `HasRuntime`)"
+                    "`runtime = {name}` names no parameter of this function (its parameters: \
+                     {}); it names the parameter that gives the runtime, whose type implements \
+                     `HasRuntime`",
+                    params
+                        .iter()
+                        .map(|p| format!("`{}`", ident_text(&p.pat, &p.ident)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
             None
@@ -449,6 +465,8 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
         Some(RuntimeSource::Param { ident })
     } else if let Some(token) = receiver {
         Some(RuntimeSource::Receiver(token))
+    } else if rejected_receiver {
+        None
     } else {
         errs.push(syn::Error::new(
             sig.ident.span(),

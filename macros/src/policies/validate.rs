@@ -50,6 +50,17 @@ impl Kind {
         }
     }
 
+    /// "a circuit breaker"
+    fn one(self) -> &'static str {
+        match self {
+            Kind::Pool => "a connection pool",
+            Kind::Breaker => "a circuit breaker",
+            Kind::Retry => "a retry policy",
+            Kind::Limiter => "a rate limiter",
+            Kind::Bulkhead => "a bulkhead",
+        }
+    }
+
     pub(crate) fn described(self) -> &'static str {
         match self {
             Kind::Pool => "connection pools",
@@ -307,7 +318,7 @@ fn check_settings(
                         format!(
                             "`on <failure kind> {{ .. }}` blocks belong to retry policies; {} \
                              accepts the keys {}",
-                            kind.described(),
+                            kind.one(),
                             quoted(&keys_of(rules))
                         ),
                     );
@@ -408,7 +419,13 @@ fn check_value(key: &str, entry: &Entry, rule: Rule) -> syn::Result<Out> {
             format!("`{key}` needs a value: `{key} = ...`, expected {expected}"),
         ));
     };
-    let wrong = || kv::not_a_literal(key, value, &expected);
+    let wrong = || match value {
+        Value::Str(s) if s.value().trim().parse::<f64>().is_ok() => syn::Error::new(
+            s.span(),
+            format!("`{key}` expects {expected}: write the number without quotes"),
+        ),
+        _ => kv::not_a_literal(key, value, &expected),
+    };
     match rule {
         Rule::Text => match value {
             Value::Str(s) => Ok(Out::Str(s.value())),
