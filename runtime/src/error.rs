@@ -181,8 +181,12 @@ pub enum Error {
 
     /// No connection became free within the pool's acquire timeout.
     #[error(
-        "{site}: no connection within {waited:?} ({in_use}/{max} in use, {waiting} waiting); \
-         raise the pool's max, lower concurrency, or find slow ops holding connections"
+        "{site}: no connection within {waited:?} ({in_use}/{max} in use, {waiting} waiting); {}",
+        if *.unreachable {
+            "the pool could not open new connections: check that the server is reachable"
+        } else {
+            "raise the pool's max, lower concurrency, or find slow ops holding connections"
+        }
     )]
     AcquireTimeout {
         /// Where.
@@ -195,6 +199,9 @@ pub enum Error {
         max: u32,
         /// Other callers waiting when it gave up.
         waiting: u32,
+        /// The pool was below its maximum and could not open connections: the server is
+        /// unreachable rather than the pool exhausted.
+        unreachable: bool,
     },
 
     /// The pool was closed (the runtime shut down).
@@ -384,7 +391,8 @@ impl Error {
     ) -> Self {
         Error::Config {
             key: key.into(),
-            value: value.to_string(),
+            // Values may be URLs with passwords.
+            value: crate::secret::redact(&value.to_string()),
             expected: expected.into(),
             origin: origin.into(),
         }
@@ -458,6 +466,9 @@ impl Error {
         match self {
             Error::Database { kind, .. } => *kind,
             Error::Connect { source, .. } => crate::classify::classify(source).kind,
+            Error::AcquireTimeout {
+                unreachable: true, ..
+            } => FailureKind::ConnectionLost,
             Error::AcquireTimeout { .. } => FailureKind::Backpressure,
             Error::Timeout { .. } | Error::DeadlineExceeded { .. } => FailureKind::Deadline,
             Error::BreakerOpen { .. } => FailureKind::BreakerOpen,
@@ -512,7 +523,7 @@ impl Error {
 /// enum AppError { Db(Error), NotAllowed }
 /// impl From<Error> for AppError { fn from(e: Error) -> Self { AppError::Db(e) } }
 /// impl OpError for AppError {
-///     fn as_db_error(&self) -> Option<&Error> {
+///     fn db_error(&mut self) -> Option<&mut Error> {
 ///         match self { AppError::Db(e) => Some(e), _ => None }
 ///     }
 /// }
@@ -520,13 +531,14 @@ impl Error {
 ///
 /// A failure without an [`Error`] inside is the application's own: it is returned at once,
 /// never retried, and does not count against a circuit breaker.
-pub trait OpError: From<Error> + Send + 'static {
-    /// The database failure inside this error, if it is one.
-    fn as_db_error(&self) -> Option<&Error>;
+pub trait OpError: From<Error> + Send {
+    /// The database failure inside this error, if it is one. Mutable so the runtime can add
+    /// the op, pool and attempt count to it.
+    fn db_error(&mut self) -> Option<&mut Error>;
 }
 
 impl OpError for Error {
-    fn as_db_error(&self) -> Option<&Error> {
+    fn db_error(&mut self) -> Option<&mut Error> {
         Some(self)
     }
 }
@@ -543,6 +555,7 @@ mod tests {
             in_use: 150,
             max: 150,
             waiting: 37,
+            unreachable: false,
         };
         let text = e.to_string();
         assert!(

@@ -9,9 +9,16 @@ pub mod classify;
 pub mod config;
 mod error;
 pub mod limiter;
+pub mod op;
+pub mod pool;
 pub mod retry;
+mod runtime;
 mod secret;
 
 pub use self::classify::{Classification, FailureKind, Reach, classify};
+pub use self::config::{PolicySet, RuntimeConfig, Value};
 pub use self::error::{DbError, Error, OpError, PolicyKind, Result, Site};
+pub use self::op::{BoxFuture, Conn, Isolation, Location, Op, OpBuilder, OpSpec, TxConn, TxSpec};
+pub use self::pool::{Pool, PoolConfig, PoolStats, PooledConn};
+pub use self::runtime::{HasRuntime, Runtime, RuntimeBuilder};
 pub use self::secret::{DatabaseUrl, redact};

@@ -42,6 +42,17 @@ pub struct Classification {
 }
 
 impl Classification {
+    /// Whether a retry policy may consider this failure: transient kinds, and the kinds a
+    /// policy can opt into (`on.statement_timeout`, `on.canceled`). The policy has the last
+    /// word on which kinds it retries.
+    pub fn transient_for_retry(&self) -> bool {
+        self.transient
+            || matches!(
+                self.kind,
+                FailureKind::StatementTimeout | FailureKind::Canceled
+            )
+    }
+
     /// The verdict for a kind with the defaults of that kind.
     pub fn of_kind(kind: FailureKind, sqlstate: Option<String>, reach: Reach) -> Self {
         Classification {

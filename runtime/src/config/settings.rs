@@ -1,0 +1,124 @@
+use std::time::Duration;
+
+use super::{KeySpec, Value, parse};
+use crate::pool::BudgetMode;
+use crate::secret::DatabaseUrl;
+
+/// Runtime-wide settings: the server URL, the default pool, the connection budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeSettings {
+    /// The server URL every pool uses unless it has its own.
+    pub url: Option<DatabaseUrl>,
+    /// The pool for ops that name none (defaults to the only pool when there is one).
+    pub default_pool: Option<String>,
+    /// Application instances sharing the server's connections.
+    pub instances: u32,
+    /// What to do when the pools do not fit the server's budget.
+    pub budget_mode: BudgetMode,
+    /// Connections to leave free for other clients (migrations, consoles, monitoring).
+    pub headroom: u32,
+    /// Database server cores, for sizing advice (detected for a server on this machine).
+    pub server_cores: Option<u32>,
+    /// Effective spindles, for sizing advice.
+    pub effective_spindles: u32,
+    /// How long `shutdown` waits for ops in flight by default.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            url: None,
+            default_pool: None,
+            instances: 1,
+            budget_mode: BudgetMode::Error,
+            headroom: 0,
+            server_cores: None,
+            effective_spindles: 1,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RuntimeSettings {
+    /// Accepted keys (top level and the `budget` table).
+    pub const KEYS: &'static [KeySpec] = &[
+        KeySpec {
+            key: "url",
+            expected: "a postgres:// URL",
+            doc: "server URL (falls back to DATABASE_URL)",
+        },
+        KeySpec {
+            key: "default_pool",
+            expected: "a declared pool name",
+            doc: "pool for ops that name none",
+        },
+        KeySpec {
+            key: "profile",
+            expected: "a profile name",
+            doc: "which [profiles.NAME] section applies",
+        },
+        KeySpec {
+            key: "shutdown_timeout",
+            expected: "a duration",
+            doc: "how long shutdown waits for work in flight",
+        },
+        KeySpec {
+            key: "budget.instances",
+            expected: "a whole number from 1 to 10000",
+            doc: "application instances sharing the server",
+        },
+        KeySpec {
+            key: "budget.mode",
+            expected: "\"error\", \"warn\" or \"scale\"",
+            doc: "what to do when pools exceed the server's connections",
+        },
+        KeySpec {
+            key: "budget.headroom",
+            expected: "a whole number from 0 to 10000",
+            doc: "connections left free for other clients",
+        },
+        KeySpec {
+            key: "budget.server_cores",
+            expected: "a whole number from 1 to 4096",
+            doc: "database server cores, for sizing advice",
+        },
+        KeySpec {
+            key: "budget.effective_spindles",
+            expected: "a whole number from 0 to 1000",
+            doc: "effective spindles, for sizing advice",
+        },
+    ];
+
+    /// Applies one setting (`profile` is handled by the loader).
+    pub fn set(&mut self, key: &str, value: &Value) -> Result<(), String> {
+        match key {
+            "url" => {
+                let url = value.as_str().ok_or("a postgres:// URL")?;
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err("a URL starting with postgres:// or postgresql://".into());
+                }
+                self.url = Some(DatabaseUrl::new(url));
+            }
+            "default_pool" => {
+                self.default_pool = Some(value.as_str().ok_or("a pool name")?.to_owned())
+            }
+            "shutdown_timeout" => {
+                self.shutdown_timeout = parse::duration(value, Duration::from_secs(3600))?
+            }
+            "budget.instances" => self.instances = parse::count(value, 1, 10_000)?,
+            "budget.mode" => {
+                self.budget_mode = match parse::choice(value, &["error", "warn", "scale"])? {
+                    "error" => BudgetMode::Error,
+                    "warn" => BudgetMode::Warn,
+                    _ => BudgetMode::Scale,
+                }
+            }
+            "budget.headroom" => self.headroom = parse::count(value, 0, 10_000)?,
+            "budget.server_cores" => self.server_cores = Some(parse::count(value, 1, 4096)?),
+            "budget.effective_spindles" => self.effective_spindles = parse::count(value, 0, 1000)?,
+            other => return Err(format!("a runtime key (not `{other}`)")),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! One attempt: run the body on a pooled connection (plain or in a transaction), within the
+//! attempt's time limit, and report what happened in a form the runner can judge.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::Transaction;
+use sqlx::{AssertSqlSafe, SqlSafeStr};
+use tokio::time::Instant;
+
+use super::conn::{BoxFuture, Conn, EnvMarker, TxConn};
+use super::spec::TxSpec;
+use crate::error::Error;
+use crate::pool::PooledConn;
+
+/// Where in an attempt a failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// `BEGIN` (nothing ran).
+    Begin,
+    /// The body.
+    Body,
+    /// `COMMIT` (the outcome may be unknown).
+    Commit,
+}
+
+/// How an attempt ended.
+pub(crate) enum Ended<T, E> {
+    Ok(T),
+    /// The body (or begin/commit) failed.
+    Failed(E, Phase),
+    /// The attempt's time ran out.
+    TimedOut(Phase),
+}
+
+/// Runs a body once on a connection.
+pub(crate) trait Attempt<T, E>: Send {
+    /// Whether the body runs in a transaction.
+    fn tx(&self) -> Option<TxSpec>;
+
+    /// Runs the body once; gives the connection back so the runner can evict it.
+    ///
+    /// Boxed rather than `impl Future`: the runner's future must be provably `Send` for every
+    /// caller, and a projection through this trait (whose impls depend on the body's borrow
+    /// lifetime) defeats that proof ("implementation is not general enough").
+    fn run<'a>(
+        &'a mut self,
+        conn: PooledConn,
+        until: Option<Instant>,
+    ) -> BoxFuture<'a, (Ended<T, E>, PooledConn)>
+    where
+        T: 'a,
+        E: 'a;
+}
+
+async fn within<F: Future>(until: Option<Instant>, f: F) -> Option<F::Output> {
+    match until {
+        Some(at) => tokio::time::timeout_at(at, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
+/// A body on a plain connection.
+pub(crate) struct Plain<F>(pub(crate) F);
+
+impl<'env, T, E, F> Attempt<T, E> for (Plain<F>, EnvMarker<'env>)
+where
+    F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send,
+    T: Send,
+    E: Send,
+{
+    fn tx(&self) -> Option<TxSpec> {
+        None
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        conn: PooledConn,
+        until: Option<Instant>,
+    ) -> BoxFuture<'a, (Ended<T, E>, PooledConn)>
+    where
+        T: 'a,
+        E: 'a,
+    {
+        Box::pin(async move {
+            let mut conn = Conn {
+                inner: conn,
+                _env: self.1,
+            };
+            let ended = match within(until, (self.0.0)(&mut conn)).await {
+                Some(Ok(v)) => Ended::Ok(v),
+                Some(Err(e)) => Ended::Failed(e, Phase::Body),
+                None => Ended::TimedOut(Phase::Body),
+            };
+            (ended, conn.inner)
+        })
+    }
+}
+
+/// A body in a transaction: begun with the op's isolation and, when the attempt has a time
+/// limit, `SET LOCAL statement_timeout` from the time left (one round trip with `BEGIN`);
+/// committed when the body succeeds, rolled back otherwise (also on panic and cancellation,
+/// by sqlx's transaction guard).
+pub(crate) struct InTx<G> {
+    pub(crate) body: G,
+    pub(crate) spec: TxSpec,
+}
+
+impl<'env, T, E, G> Attempt<T, E> for (InTx<G>, EnvMarker<'env>)
+where
+    G: for<'c, 't> FnMut(&'c mut TxConn<'t, 'env>) -> BoxFuture<'c, Result<T, E>> + Send,
+    T: Send,
+    E: From<Error> + Send,
+{
+    fn tx(&self) -> Option<TxSpec> {
+        Some(self.0.spec)
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        conn: PooledConn,
+        until: Option<Instant>,
+    ) -> BoxFuture<'a, (Ended<T, E>, PooledConn)>
+    where
+        T: 'a,
+        E: 'a,
+    {
+        Box::pin(run_tx(&mut self.0, self.1, conn, until))
+    }
+}
+
+async fn run_tx<'env, T, E, G>(
+    this: &mut InTx<G>,
+    env: EnvMarker<'env>,
+    mut conn: PooledConn,
+    until: Option<Instant>,
+) -> (Ended<T, E>, PooledConn)
+where
+    G: for<'c, 't> FnMut(&'c mut TxConn<'t, 'env>) -> BoxFuture<'c, Result<T, E>> + Send,
+    T: Send,
+    E: From<Error> + Send,
+{
+    {
+        let begin = begin_sql(this.spec, until);
+        let ended = 'attempt: {
+            let tx = match within(until, Transaction::begin(&mut *conn, Some(begin))).await {
+                Some(Ok(tx)) => tx,
+                Some(Err(e)) => {
+                    break 'attempt Ended::Failed(E::from(Error::from(e)), Phase::Begin);
+                }
+                None => break 'attempt Ended::TimedOut(Phase::Begin),
+            };
+            let mut txc: TxConn<'_, 'env> = TxConn { tx, _env: env };
+            match within(until, (this.body)(&mut txc)).await {
+                Some(Ok(v)) => match within(until, txc.tx.commit()).await {
+                    Some(Ok(())) => Ended::Ok(v),
+                    Some(Err(e)) => Ended::Failed(E::from(Error::from(e)), Phase::Commit),
+                    None => Ended::TimedOut(Phase::Commit),
+                },
+                // Dropping the transaction queues ROLLBACK; it is sent before the connection
+                // is used again.
+                Some(Err(e)) => Ended::Failed(e, Phase::Body),
+                None => Ended::TimedOut(Phase::Body),
+            }
+        };
+        (ended, conn)
+    }
+}
+
+fn begin_sql(spec: TxSpec, until: Option<Instant>) -> sqlx::SqlStr {
+    let mut sql = String::from("BEGIN");
+    if let Some(level) = spec.isolation {
+        sql.push_str(" ISOLATION LEVEL ");
+        sql.push_str(level.as_sql());
+    }
+    if spec.read_only {
+        sql.push_str(" READ ONLY");
+    }
+    if let Some(at) = until {
+        // The server stops the transaction's statements when the client would give up anyway.
+        let left = at
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        sql.push_str(&format!(
+            "; SET LOCAL statement_timeout = {}",
+            left.as_millis().max(1)
+        ));
+    }
+    AssertSqlSafe(sql).into_sql_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::Isolation;
+
+    #[test]
+    fn begin_statement_carries_isolation_and_remaining_time() {
+        let spec = TxSpec {
+            isolation: Some(Isolation::Serializable),
+            read_only: true,
+        };
+        assert_eq!(
+            begin_sql(spec, None).as_str(),
+            "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY"
+        );
+        let sql = begin_sql(
+            TxSpec::default(),
+            Some(Instant::now() + Duration::from_secs(5)),
+        );
+        let ms: u64 = sql.as_str().rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(
+            sql.as_str()
+                .starts_with("BEGIN; SET LOCAL statement_timeout = ")
+        );
+        assert!(ms > 4_000 && ms <= 5_000, "{ms}");
+    }
+}

@@ -1,0 +1,326 @@
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::attempt::{InTx, Plain};
+use super::conn::{BoxFuture, Conn, TxConn};
+use super::resolve::Resolved;
+use super::run::execute;
+use super::spec::{Isolation, Location, OpSpec, TxSpec};
+use crate::error::{Error, OpError, Result};
+use crate::runtime::Runtime;
+
+/// Builds one op: its name and the policies it runs under, then runs a body.
+///
+/// ```no_run
+/// # async fn f(rt: sqlx_resilience_runtime::Runtime) -> sqlx_resilience_runtime::Result<()> {
+/// use std::time::Duration;
+///
+/// let estate = 42_i64;
+/// let total: i64 = rt
+///     .op("harvest::statistics")
+///     .pool("http")
+///     .timeout(Duration::from_secs(5))
+///     .read_only(true)
+///     .run(|conn| Box::pin(async move {
+///         let (n,): (i64,) = sqlx::query_as("select count(*) from harvest where estate = $1")
+///             .bind(estate)
+///             .fetch_one(conn.as_mut())
+///             .await?;
+///         Ok(n)
+///     }))
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
+/// The body runs once per attempt, so it may capture its surroundings by reference (or by
+/// copy) but must not move a captured value out.
+#[derive(Debug, Clone)]
+#[must_use = "an op does nothing until it is run"]
+pub struct OpBuilder<'rt> {
+    rt: &'rt Runtime,
+    spec: OpSpec,
+    key: Option<String>,
+}
+
+impl Runtime {
+    /// Starts an op named `name`. Op names are static strings: they label telemetry, and
+    /// labels must stay bounded.
+    #[track_caller]
+    pub fn op(&self, name: &'static str) -> OpBuilder<'_> {
+        OpBuilder {
+            rt: self,
+            spec: OpSpec::named(name, Location::caller()),
+            key: None,
+        }
+    }
+
+    /// Starts an op from a full spec (what `#[db_op]` declares).
+    pub fn op_spec(&self, spec: OpSpec) -> OpBuilder<'_> {
+        OpBuilder {
+            rt: self,
+            spec,
+            key: None,
+        }
+    }
+}
+
+impl<'rt> OpBuilder<'rt> {
+    /// The pool to run on (default: the runtime's default pool).
+    pub fn pool(mut self, name: &'static str) -> Self {
+        self.spec.pool = Some(name);
+        self
+    }
+
+    /// The time limit of each attempt. When it runs out, the statement is stopped on the
+    /// server too.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.spec.timeout = Some(timeout);
+        self
+    }
+
+    /// The time limit of the whole call: attempts, waits and retry delays.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.spec.deadline = Some(deadline);
+        self
+    }
+
+    /// The retry policy.
+    pub fn retry(mut self, name: &'static str) -> Self {
+        self.spec.retry = Some(name);
+        self
+    }
+
+    /// The circuit breaker.
+    pub fn breaker(mut self, name: &'static str) -> Self {
+        self.spec.breaker = Some(name);
+        self
+    }
+
+    /// The rate limiter.
+    pub fn limiter(mut self, name: &'static str) -> Self {
+        self.spec.limiter = Some(name);
+        self
+    }
+
+    /// The key (tenant) for a per-key rate limiter.
+    pub fn limiter_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The bulkhead.
+    pub fn bulkhead(mut self, name: &'static str) -> Self {
+        self.spec.bulkhead = Some(name);
+        self
+    }
+
+    /// Declares that running the body twice has the effect of running it once, so it may run
+    /// again after a lost connection.
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.spec.idempotent = yes;
+        self
+    }
+
+    /// Declares that the body only reads.
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.spec.read_only = yes;
+        self
+    }
+
+    /// Logs a warning when a call takes longer than this.
+    pub fn slow(mut self, threshold: Duration) -> Self {
+        self.spec.slow = Some(threshold);
+        self
+    }
+
+    /// Runs the body in a transaction at `isolation` (see [`OpBuilder::run_tx`]).
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.spec.tx.get_or_insert_with(TxSpec::default).isolation = Some(isolation);
+        self
+    }
+
+    /// The spec built so far.
+    pub fn spec(&self) -> &OpSpec {
+        &self.spec
+    }
+
+    /// Looks up every name once, for an op run many times.
+    ///
+    /// A per-key limiter key set with [`OpBuilder::limiter_key`] is not kept: pass it to
+    /// [`Op::run_keyed`].
+    pub fn build(self) -> Result<Op> {
+        Ok(Op {
+            rt: self.rt.clone(),
+            resolved: Arc::new(Resolved::new(self.rt, self.spec)?),
+        })
+    }
+
+    /// Runs `body` on a pooled connection under the op's policies.
+    pub async fn run<'env, T, E, F>(self, body: F) -> Result<T, E>
+    where
+        F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+        T: Send + 'env,
+        E: OpError,
+    {
+        let resolved = Resolved::new(self.rt, self.spec).map_err(E::from)?;
+        execute(
+            self.rt,
+            &resolved,
+            self.key.as_deref(),
+            E::db_error,
+            (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
+        )
+        .await
+    }
+
+    /// Runs `body` in a transaction: committed when it succeeds, rolled back when it fails,
+    /// panics or is cancelled, and run again whole after a serialization failure or deadlock
+    /// when a retry policy allows.
+    pub async fn run_tx<'env, T, E, G>(mut self, body: G) -> Result<T, E>
+    where
+        G: for<'c, 't> FnMut(&'c mut TxConn<'t, 'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+        T: Send + 'env,
+        E: OpError,
+    {
+        let tx = *self.spec.tx.get_or_insert_with(TxSpec::default);
+        if self.spec.read_only {
+            self.spec.tx = Some(TxSpec {
+                read_only: true,
+                ..tx
+            });
+        }
+        let spec = self.spec.tx.unwrap_or_default();
+        let resolved = Resolved::new(self.rt, self.spec).map_err(E::from)?;
+        execute(
+            self.rt,
+            &resolved,
+            self.key.as_deref(),
+            E::db_error,
+            (InTx { body, spec }, PhantomData::<fn(&'env ()) -> &'env ()>),
+        )
+        .await
+    }
+}
+
+/// An op with its names looked up once; cheap to clone and run many times.
+#[derive(Debug, Clone)]
+pub struct Op {
+    rt: Runtime,
+    resolved: Arc<Resolved>,
+}
+
+impl Op {
+    /// The op's name.
+    pub fn name(&self) -> &'static str {
+        self.resolved.spec.name
+    }
+
+    /// Runs `body` (see [`OpBuilder::run`]).
+    pub async fn run<'env, T, E, F>(&self, body: F) -> Result<T, E>
+    where
+        F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+        T: Send + 'env,
+        E: OpError,
+    {
+        execute(
+            &self.rt,
+            &self.resolved,
+            None,
+            E::db_error,
+            (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
+        )
+        .await
+    }
+
+    /// Runs `body` with `key` for a per-key (tenant) rate limiter.
+    pub async fn run_keyed<'env, T, E, F>(&self, key: &str, body: F) -> Result<T, E>
+    where
+        F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+        T: Send + 'env,
+        E: OpError,
+    {
+        execute(
+            &self.rt,
+            &self.resolved,
+            Some(key),
+            E::db_error,
+            (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
+        )
+        .await
+    }
+
+    /// Runs `body` in a transaction (see [`OpBuilder::run_tx`]).
+    pub async fn run_tx<'env, T, E, G>(&self, body: G) -> Result<T, E>
+    where
+        G: for<'c, 't> FnMut(&'c mut TxConn<'t, 'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+        T: Send + 'env,
+        E: OpError,
+    {
+        let spec = self.resolved.spec.tx.unwrap_or(TxSpec {
+            isolation: None,
+            read_only: self.resolved.spec.read_only,
+        });
+        execute(
+            &self.rt,
+            &self.resolved,
+            None,
+            E::db_error,
+            (InTx { body, spec }, PhantomData::<fn(&'env ()) -> &'env ()>),
+        )
+        .await
+    }
+}
+
+/// Runs a `#[db_op]` body: the spec is a `static`, its names are looked up once per runtime.
+pub async fn run_static<'env, T, E, F>(
+    rt: &'env Runtime,
+    spec: &'static OpSpec,
+    access: fn(&mut E) -> Option<&mut Error>,
+    body: F,
+) -> Result<T, E>
+where
+    F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+    T: Send + 'env,
+    E: From<Error> + Send + 'env,
+{
+    let resolved = rt.resolve_static(spec).map_err(E::from)?;
+    execute(
+        rt,
+        &resolved,
+        None,
+        access,
+        (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
+    )
+    .await
+}
+
+/// Runs a transactional `#[db_op]` body.
+pub async fn run_tx_static<'env, T, E, G>(
+    rt: &'env Runtime,
+    spec: &'static OpSpec,
+    access: fn(&mut E) -> Option<&mut Error>,
+    body: G,
+) -> Result<T, E>
+where
+    G: for<'c, 't> FnMut(&'c mut TxConn<'t, 'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+    T: Send + 'env,
+    E: From<Error> + Send + 'env,
+{
+    let resolved = rt.resolve_static(spec).map_err(E::from)?;
+    let tx = spec.tx.unwrap_or(TxSpec {
+        isolation: None,
+        read_only: spec.read_only,
+    });
+    execute(
+        rt,
+        &resolved,
+        None,
+        access,
+        (
+            InTx { body, spec: tx },
+            PhantomData::<fn(&'env ()) -> &'env ()>,
+        ),
+    )
+    .await
+}

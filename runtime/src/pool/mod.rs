@@ -1,0 +1,600 @@
+//! Named connection pools on sqlx's `PgPool`, with session settings applied on connect,
+//! validation after an idle window (HikariCP's rule), statistics, events and leak detection.
+
+mod budget;
+mod config;
+mod events;
+mod leak;
+mod stats;
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+pub use self::budget::{BudgetCheck, BudgetMode, PoolSizing, SizingReport};
+pub use self::config::{PoolConfig, Startup, Validation};
+pub use self::events::{CloseReason, PoolEvent, PoolEventKind};
+pub use self::stats::{PoolStats, WAIT_BUCKETS_US, WaitHistogram};
+
+use self::events::EventSink;
+pub(crate) use self::leak::Holder;
+use self::leak::LeakWatch;
+use self::stats::Counters;
+use crate::classify::{FailureKind, classify};
+use crate::error::{Error, Result, Site};
+use crate::secret::DatabaseUrl;
+
+/// What an acquire asks of, and learns from, the pool's `before_acquire` hook (which runs
+/// inside the acquiring task).
+#[derive(Debug, Default)]
+struct AcquireScope {
+    /// Ping any reused connection first, however short its idle time: set for ops that may
+    /// write and cannot run again safely, and for a re-run after a dead connection.
+    check_reused: bool,
+    /// Set by the hook: the connection handed out was idle in the pool (not newly opened).
+    reused: std::cell::Cell<bool>,
+}
+
+tokio::task_local! {
+    static ACQUIRE: AcquireScope;
+}
+
+/// A named connection pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    shared: Arc<PoolShared>,
+}
+
+pub(crate) struct PoolShared {
+    pub(crate) name: Arc<str>,
+    pub(crate) config: PoolConfig,
+    pub(crate) url: DatabaseUrl,
+    pub(crate) sqlx: PgPool,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) events: Arc<EventSink>,
+    pub(crate) leaks: Option<LeakWatch>,
+}
+
+impl PoolShared {
+    pub(crate) fn closed(&self) -> bool {
+        self.sqlx.is_closed()
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.shared.name)
+            .field("url", &self.shared.url)
+            .field("size", &self.shared.sqlx.size())
+            .field("max", &self.shared.config.max)
+            .finish()
+    }
+}
+
+impl Pool {
+    /// Builds a pool without connecting; call [`Pool::start`] to open connections eagerly.
+    pub fn new(name: &str, config: PoolConfig, default_url: Option<&DatabaseUrl>) -> Result<Pool> {
+        let name: Arc<str> = Arc::from(name);
+        let url = config
+            .url
+            .clone()
+            .or_else(|| default_url.cloned())
+            .ok_or_else(|| {
+                Error::config(
+                    format!("pools.{name}.url"),
+                    "(not set)",
+                    "a postgres:// URL for this pool, or the runtime's url (DATABASE_URL)",
+                    "code",
+                )
+            })?;
+        let options = session_options(&name, &config, &url)?;
+        let counters = Arc::new(Counters::default());
+        let events = Arc::new(EventSink::new(name.clone()));
+
+        let validation = config.validation;
+        let window = config.validation_window;
+        let check_interval = config.client_connection_check_interval;
+        let (c1, e1) = (counters.clone(), events.clone());
+        let (c2, e2) = (counters.clone(), events.clone());
+        let sqlx = PgPoolOptions::new()
+            .max_connections(config.max)
+            .min_connections(config.min)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_lifetime(config.max_lifetime)
+            .test_before_acquire(false)
+            .after_connect(move |conn, _meta| {
+                let (counters, events) = (c1.clone(), e1.clone());
+                Box::pin(after_connect(conn, check_interval, counters, events))
+            })
+            .before_acquire(move |conn, meta| {
+                let (counters, events) = (c2.clone(), e2.clone());
+                Box::pin(before_acquire(
+                    conn, meta, validation, window, counters, events,
+                ))
+            })
+            .connect_lazy_with(options);
+
+        let leaks = config.leak_threshold.map(LeakWatch::new);
+        let shared = Arc::new(PoolShared {
+            name,
+            url,
+            sqlx,
+            counters,
+            events,
+            leaks,
+            config,
+        });
+        if let Some(threshold) = shared.config.leak_threshold
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            LeakWatch::spawn_scanner(Arc::downgrade(&shared), threshold);
+        }
+        Ok(Pool { shared })
+    }
+
+    /// Opens the pool's first connections (`min`, at least one) within `startup_timeout`, and
+    /// fails with the driver's reason when the server cannot be reached.
+    pub async fn start(&self) -> Result<()> {
+        let cfg = &self.shared.config;
+        let site = Site::pool(self.shared.name.clone());
+        let options = self.shared.sqlx.connect_options();
+        // A direct connect first: the pool's own connect loop retries refusals until its
+        // timeout and would hide the reason.
+        let probe = tokio::time::timeout(
+            cfg.startup_timeout.min(cfg.connect_timeout),
+            PgConnection::connect_with(&options),
+        )
+        .await;
+        match probe {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(source)) => {
+                return Err(Error::Connect {
+                    site,
+                    target: self.shared.url.redacted(),
+                    source,
+                });
+            }
+            Err(_) => {
+                return Err(Error::Connect {
+                    site,
+                    target: self.shared.url.redacted(),
+                    source: sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no answer within {:?} (startup_timeout)",
+                            cfg.startup_timeout.min(cfg.connect_timeout)
+                        ),
+                    )),
+                });
+            }
+        }
+        let want = cfg.min.max(1) as usize;
+        let deadline = Instant::now() + cfg.startup_timeout;
+        let mut held = Vec::with_capacity(want);
+        for _ in 0..want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.shared.sqlx.acquire()).await {
+                Ok(Ok(conn)) => held.push(conn),
+                Ok(Err(source)) => {
+                    return Err(Error::Connect {
+                        site,
+                        target: self.shared.url.redacted(),
+                        source,
+                    });
+                }
+                Err(_) => break,
+            }
+        }
+        drop(held);
+        Ok(())
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    pub(crate) fn name_arc(&self) -> &Arc<str> {
+        &self.shared.name
+    }
+
+    /// The pool's settings.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    /// The server URL, with any password redacted.
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.shared.url
+    }
+
+    /// The underlying sqlx pool, for code that needs sqlx directly. Connections taken from it
+    /// bypass the runtime's statistics and leak detection.
+    pub fn sqlx(&self) -> &PgPool {
+        &self.shared.sqlx
+    }
+
+    /// Subscribes to the pool's events (connect, acquire, release, close, error, leak). A slow
+    /// subscriber that falls more than 1024 events behind skips the oldest ones
+    /// (`RecvError::Lagged`). Acquire and release events are sent only while someone listens.
+    pub fn subscribe(&self) -> broadcast::Receiver<PoolEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// A snapshot of the pool's state and counters.
+    pub fn stats(&self) -> PoolStats {
+        let s = &self.shared;
+        let c = &s.counters;
+        let size = s.sqlx.size();
+        let idle = u32::try_from(s.sqlx.num_idle())
+            .unwrap_or(u32::MAX)
+            .min(size);
+        let in_use = size - idle;
+        let opened = c.opened.load(Relaxed);
+        PoolStats {
+            name: s.name.to_string(),
+            size,
+            idle,
+            in_use,
+            waiting: c.waiting.load(Relaxed),
+            max: s.config.max,
+            min: s.config.min,
+            utilization_pct: f64::from(in_use) * 100.0 / f64::from(s.config.max.max(1)),
+            acquired: c.acquired.load(Relaxed),
+            acquire_timeouts: c.acquire_timeouts.load(Relaxed),
+            opened,
+            closed: opened.saturating_sub(u64::from(size)),
+            evicted: c.evicted.load(Relaxed),
+            errors: c.errors.load(Relaxed),
+            leaks: c.leaks.load(Relaxed),
+            validations: c.validations.load(Relaxed),
+            validation_failures: c.validation_failures.load(Relaxed),
+            acquire_wait: c.wait.snapshot(),
+            use_time: c.use_time.snapshot(),
+        }
+    }
+
+    /// Takes a connection for code that does not go through an op. It counts in the pool's
+    /// statistics and, with a leak threshold set, a connection held too long is reported with
+    /// the caller's location.
+    #[track_caller]
+    pub fn acquire(&self) -> impl Future<Output = Result<PooledConn>> + Send + '_ {
+        let holder = Holder {
+            op: None,
+            location: Some(crate::op::Location::caller()),
+        };
+        let site = Site::pool(self.shared.name.clone());
+        async move {
+            self.acquire_for(&site, self.shared.config.acquire_timeout, false, holder)
+                .await
+        }
+    }
+
+    /// Acquires within `timeout`; `check_reused` pings any reused connection first.
+    pub(crate) async fn acquire_for(
+        &self,
+        site: &Site,
+        timeout: Duration,
+        check_reused: bool,
+        holder: Holder,
+    ) -> Result<PooledConn> {
+        let s = &self.shared;
+        let waiting = WaitingGuard::new(&s.counters);
+        let started = Instant::now();
+        let scope = AcquireScope {
+            check_reused,
+            reused: std::cell::Cell::new(false),
+        };
+        let acquire = ACQUIRE.scope(scope, async {
+            let conn = s.sqlx.acquire().await;
+            (conn, ACQUIRE.with(|a| a.reused.get()))
+        });
+        let result = tokio::time::timeout(timeout, acquire).await;
+        let (result, reused) = match result {
+            Ok((r, reused)) => (Ok(r), reused),
+            Err(e) => (Err(e), false),
+        };
+        let waited = started.elapsed();
+        drop(waiting);
+        match result {
+            Ok(Ok(conn)) => {
+                s.counters.acquired.fetch_add(1, Relaxed);
+                s.counters.wait.record(waited);
+                s.counters.in_use.fetch_add(1, Relaxed);
+                s.events.emit(PoolEventKind::Acquire { waited });
+                let leak_id = s.leaks.as_ref().map(|w| w.register(holder));
+                Ok(PooledConn {
+                    conn: Some(conn),
+                    pool: self.shared.clone(),
+                    since: Instant::now(),
+                    leak_id,
+                    evict: None,
+                    reused,
+                })
+            }
+            Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
+                s.counters.acquire_timeouts.fetch_add(1, Relaxed);
+                Err(self.timeout_error(site, waited))
+            }
+            Ok(Err(sqlx::Error::PoolClosed)) => Err(Error::PoolClosed { site: site.clone() }),
+            Ok(Err(source)) => {
+                s.counters.errors.fetch_add(1, Relaxed);
+                let kind = classify(&source).kind;
+                s.events.emit(PoolEventKind::Error {
+                    kind,
+                    message: crate::secret::redact(&source.to_string()),
+                });
+                Err(Error::Database {
+                    site: site.clone(),
+                    kind,
+                    attempts: 1,
+                    source,
+                })
+            }
+        }
+    }
+
+    fn timeout_error(&self, site: &Site, waited: Duration) -> Error {
+        let s = &self.shared;
+        let size = s.sqlx.size();
+        let idle = u32::try_from(s.sqlx.num_idle()).unwrap_or(0).min(size);
+        // Below max with nobody idle means the pool was trying to open connections and could
+        // not: the server is unreachable rather than the pool exhausted.
+        let unreachable = size < s.config.max;
+        s.events.emit(PoolEventKind::Error {
+            kind: if unreachable {
+                FailureKind::ConnectionLost
+            } else {
+                FailureKind::Backpressure
+            },
+            message: format!("acquire timed out after {waited:?}"),
+        });
+        Error::AcquireTimeout {
+            site: site.clone(),
+            waited,
+            in_use: size - idle,
+            max: s.config.max,
+            waiting: s.counters.waiting.load(Relaxed),
+            unreachable,
+        }
+    }
+
+    /// Closes every connection; later acquires fail with [`Error::PoolClosed`].
+    pub async fn close(&self) {
+        self.shared.sqlx.close().await;
+    }
+
+    /// Whether [`Pool::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.sqlx.is_closed()
+    }
+}
+
+/// The server settings of every session, sent in the startup packet (no extra round trip).
+fn session_options(name: &str, config: &PoolConfig, url: &DatabaseUrl) -> Result<PgConnectOptions> {
+    let origin = format!("pools.{name}.url");
+    let mut options = url.connect_options(&origin)?;
+    let app = config.application_name.as_deref().unwrap_or(name);
+    options = options.application_name(app);
+    let mut settings: Vec<(&str, String)> = Vec::new();
+    let ms = |d: Duration| d.as_millis().to_string();
+    if let Some(d) = config.statement_timeout {
+        settings.push(("statement_timeout", ms(d)));
+    }
+    if let Some(d) = config.lock_timeout {
+        settings.push(("lock_timeout", ms(d)));
+    }
+    if let Some(d) = config.idle_in_transaction_session_timeout {
+        settings.push(("idle_in_transaction_session_timeout", ms(d)));
+    }
+    if let Some(path) = &config.search_path {
+        settings.push(("search_path", path.clone()));
+    }
+    if !settings.is_empty() {
+        options = options.options(settings);
+    }
+    Ok(options)
+}
+
+async fn after_connect(
+    conn: &mut PgConnection,
+    check_interval: Option<Duration>,
+    counters: Arc<Counters>,
+    events: Arc<EventSink>,
+) -> std::result::Result<(), sqlx::Error> {
+    counters.opened.fetch_add(1, Relaxed);
+    // client_connection_check_interval exists from PostgreSQL 14; older servers would reject
+    // it in the startup packet, so it is set here where the version is known.
+    let interval = check_interval
+        .filter(|_| conn.server_version_num().unwrap_or(0) >= 140_000)
+        .map(|d| d.as_millis().to_string())
+        .unwrap_or_default();
+    let pid: Option<i32> = if !interval.is_empty() || events.listening() {
+        let (pid,): (i32,) = sqlx::query_as(
+            "select pg_backend_pid(), \
+             case when $1 <> '' then set_config('client_connection_check_interval', $1, false) end",
+        )
+        .bind(interval)
+        .fetch_one(&mut *conn)
+        .await?;
+        Some(pid)
+    } else {
+        None
+    };
+    events.emit(PoolEventKind::Connect { backend_pid: pid });
+    Ok(())
+}
+
+fn before_acquire(
+    conn: &mut PgConnection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+    validation: Validation,
+    window: Duration,
+    counters: Arc<Counters>,
+    events: Arc<EventSink>,
+) -> BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
+    let check_reused = ACQUIRE
+        .try_with(|a| {
+            a.reused.set(true);
+            a.check_reused
+        })
+        .unwrap_or(false);
+    let needed = match validation {
+        Validation::Always => true,
+        Validation::Never => false,
+        Validation::Idle => meta.idle_for > window || check_reused || counters.suspicious(),
+    };
+    Box::pin(async move {
+        if !needed {
+            return Ok(true);
+        }
+        counters.validations.fetch_add(1, Relaxed);
+        match conn.ping().await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                counters.validation_failures.fetch_add(1, Relaxed);
+                tracing::debug!(error = %e, "connection found dead before use; replacing it");
+                events.emit(PoolEventKind::Close {
+                    reason: CloseReason::ValidationFailed,
+                });
+                // Ok(false): sqlx closes it and hands out another or opens a new one.
+                Ok(false)
+            }
+        }
+    })
+}
+
+struct WaitingGuard<'a>(&'a Counters);
+
+impl<'a> WaitingGuard<'a> {
+    fn new(c: &'a Counters) -> Self {
+        c.waiting.fetch_add(1, Relaxed);
+        WaitingGuard(c)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A connection taken from a [`Pool`]. Goes back to the pool when dropped, or is closed if it
+/// was marked for eviction.
+pub struct PooledConn {
+    conn: Option<PoolConnection<Postgres>>,
+    pool: Arc<PoolShared>,
+    since: Instant,
+    leak_id: Option<u64>,
+    evict: Option<CloseReason>,
+    reused: bool,
+}
+
+impl std::fmt::Debug for PooledConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConn")
+            .field("pool", &self.pool.name)
+            .field("held", &self.since.elapsed())
+            .finish()
+    }
+}
+
+impl PooledConn {
+    /// Closes this connection instead of returning it to the pool (after a failure that leaves
+    /// it unusable, or to stop a statement the client gave up on). Closing the socket makes the
+    /// server abandon the statement (it notices within `client_connection_check_interval`).
+    pub fn evict(&mut self, reason: CloseReason) {
+        self.evict = Some(reason);
+    }
+
+    /// Whether the connection was idle in the pool before (rather than newly opened).
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Marks the pool's idle connections as suspect after this one was found dead: for the
+    /// next validation window every reused connection is pinged before use.
+    pub(crate) fn suspect_siblings(&self) {
+        let window = self
+            .pool
+            .config
+            .validation_window
+            .max(Duration::from_millis(500));
+        self.pool.counters.suspect_idle(window);
+    }
+
+    /// How long this connection has been held.
+    pub fn held(&self) -> Duration {
+        self.since.elapsed()
+    }
+
+    /// The pool it came from.
+    pub fn pool_name(&self) -> &str {
+        &self.pool.name
+    }
+}
+
+impl Deref for PooledConn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        self.conn.as_ref().expect("connection present until drop")
+    }
+}
+
+impl DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("connection present until drop")
+    }
+}
+
+impl AsMut<PgConnection> for PooledConn {
+    fn as_mut(&mut self) -> &mut PgConnection {
+        self
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        let held = self.since.elapsed();
+        let p = &self.pool;
+        p.counters.in_use.fetch_sub(1, Relaxed);
+        p.counters.use_time.record(held);
+        if let (Some(id), Some(watch)) = (self.leak_id, &p.leaks) {
+            watch.release(id);
+        }
+        p.events.emit(PoolEventKind::Release { held });
+        if let Some(conn) = self.conn.take() {
+            release(p, conn, self.evict);
+        }
+    }
+}
+
+/// Returns a connection to the pool, or closes it abruptly (dropping the socket) when evicted.
+pub(crate) fn release(
+    pool: &PoolShared,
+    conn: PoolConnection<Postgres>,
+    evict: Option<CloseReason>,
+) {
+    match evict {
+        None => drop(conn),
+        Some(reason) => {
+            pool.counters.evicted.fetch_add(1, Relaxed);
+            pool.events.emit(PoolEventKind::Close { reason });
+            // Detach frees the pool slot at once; dropping the raw connection closes the
+            // socket without waiting for the server to finish an abandoned statement.
+            drop(conn.detach());
+        }
+    }
+}

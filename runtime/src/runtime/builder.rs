@@ -1,0 +1,306 @@
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+use sqlx::{Connection, PgConnection};
+use tokio::sync::Notify;
+
+use super::{Runtime, Shared};
+use crate::breaker::CircuitBreaker;
+use crate::bulkhead::Bulkhead;
+use crate::config::{FileSource, PolicySet, RuntimeConfig, Sources, Value};
+use crate::error::{Error, PolicyKind, Result, Site};
+use crate::limiter::RateLimiter;
+use crate::pool::{BudgetCheck, BudgetMode, Pool, PoolConfig, Startup};
+use crate::retry::RetryPolicy;
+
+/// Builds a [`Runtime`]: declarations from code, then a configuration file, its profile and
+/// environment variables, checked as a whole before anything connects.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeBuilder {
+    sources: Sources,
+}
+
+impl RuntimeBuilder {
+    pub(crate) fn new() -> Self {
+        RuntimeBuilder::default()
+    }
+
+    /// The server URL every pool uses unless it has its own (otherwise `url` from the
+    /// configuration, `PREFIX__URL`, or `DATABASE_URL`).
+    pub fn url(mut self, url: impl AsRef<str>) -> Self {
+        self.sources
+            .code
+            .push(("url".into(), Value::Str(url.as_ref().to_owned())));
+        self
+    }
+
+    /// Declares every name in `set` with its default settings (what `policies!` generates).
+    pub fn policies(mut self, set: PolicySet) -> Self {
+        self.sources.declared.merge(&set);
+        self
+    }
+
+    /// Declares one name with default settings, for code that does not use `policies!`.
+    pub fn declare(mut self, kind: PolicyKind, name: &str, settings: &[(&str, Value)]) -> Self {
+        self.sources.declared.declare(kind, name, settings, None);
+        self
+    }
+
+    /// Declares a pool with default settings (`settings` as in the configuration file).
+    pub fn pool(self, name: &str, settings: &[(&str, Value)]) -> Self {
+        self.declare(PolicyKind::Pool, name, settings)
+    }
+
+    /// Sets one value by its full key (`pools.http.max`, `budget.instances`), as code; the file
+    /// and the environment may still override it.
+    pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.sources.code.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// Reads a TOML configuration file, which must exist.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sources.files.push(FileSource::Path {
+            path: path.into(),
+            required: true,
+        });
+        self
+    }
+
+    /// Reads a TOML configuration file if it exists.
+    pub fn config_file_if_exists(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sources.files.push(FileSource::Path {
+            path: path.into(),
+            required: false,
+        });
+        self
+    }
+
+    /// Reads TOML configuration from text; `origin` names it in errors.
+    pub fn config_toml(mut self, text: impl Into<String>, origin: impl Into<String>) -> Self {
+        self.sources.files.push(FileSource::Text {
+            text: text.into(),
+            origin: origin.into(),
+        });
+        self
+    }
+
+    /// Reads environment variables named `PREFIX__SECTION__NAME__KEY` (such as
+    /// `DB__POOLS__HTTP__MAX=200`) and `PREFIX__PROFILE`.
+    pub fn env_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.sources.env_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Uses these variables instead of the process environment (for tests and tools).
+    pub fn env_vars<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.sources.env_vars = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Selects a profile (`[profiles.NAME]` in the configuration file). `PREFIX__PROFILE` in
+    /// the environment wins over this, and this over `profile = ...` in the file.
+    pub fn profile(mut self, name: impl Into<String>) -> Self {
+        self.sources.profile = Some(name.into());
+        self
+    }
+
+    /// Resolves and checks the configuration without connecting.
+    pub fn resolve(&self) -> Result<RuntimeConfig> {
+        self.sources.resolve()
+    }
+
+    /// Resolves the configuration, checks the connection budget against the server, builds
+    /// the pools (opening eager ones) and the policies.
+    pub async fn build(self) -> Result<Runtime> {
+        let mut config = self.sources.resolve()?;
+        if config.pools.is_empty() {
+            return Err(Error::Config {
+                key: "pools".into(),
+                value: "(none)".into(),
+                expected: "at least one declared pool: declare it in policies! or with \
+                           RuntimeBuilder::pool"
+                    .into(),
+                origin: "code".into(),
+            });
+        }
+        let budget = check_budget(&mut config).await?;
+
+        let default_url = config.settings.url.clone();
+        let mut pools = HashMap::new();
+        let mut order = Vec::new();
+        for (name, cfg) in &config.pools {
+            let pool = Pool::new(name, cfg.clone(), default_url.as_ref())?;
+            let key: Arc<str> = Arc::from(name.as_str());
+            order.push(key.clone());
+            pools.insert(key, pool);
+        }
+        for name in &order {
+            let pool = &pools[name];
+            if pool.config().startup == Startup::Eager {
+                pool.start().await?;
+            }
+        }
+        let breakers = build_named(&config.breakers, |n, c| {
+            CircuitBreaker::try_new(n, c.clone()).map_err(|i| invalid("breakers", n, i))
+        })?;
+        let retries = build_named(&config.retries, |n, c| {
+            RetryPolicy::try_new(n, c.clone()).map_err(|i| invalid("retries", n, i))
+        })?;
+        let limiters = build_named(&config.limiters, |n, c| {
+            RateLimiter::try_new(n, c.clone()).map_err(|i| invalid("limiters", n, i))
+        })?;
+        let bulkheads = build_named(&config.bulkheads, |n, c| Ok(Bulkhead::new(n, c.clone())))?;
+        let default_pool = config
+            .settings
+            .default_pool
+            .as_deref()
+            .and_then(|n| pools.get(n).cloned());
+
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                id: Runtime::next_id(),
+                config,
+                pools,
+                pool_order: order,
+                default_pool,
+                breakers,
+                retries,
+                limiters,
+                bulkheads,
+                budget,
+                closing: AtomicBool::new(false),
+                in_flight: AtomicUsize::new(0),
+                drained: Notify::new(),
+                resolved: Default::default(),
+            }),
+        })
+    }
+}
+
+fn build_named<C, T>(
+    configs: &BTreeMap<String, C>,
+    make: impl Fn(&str, &C) -> Result<T>,
+) -> Result<HashMap<Arc<str>, Arc<T>>> {
+    configs
+        .iter()
+        .map(|(name, c)| Ok((Arc::from(name.as_str()), Arc::new(make(name, c)?))))
+        .collect()
+}
+
+fn invalid(section: &str, name: &str, i: crate::config::Invalid) -> Error {
+    Error::Config {
+        key: format!("{section}.{name}.{}", i.key),
+        value: i.value,
+        expected: i.expected,
+        origin: "the combined settings".into(),
+    }
+}
+
+/// Reads each server's connection limits and applies the budget mode. A server that cannot
+/// be reached is skipped when all of its pools are lazy, and is an error otherwise.
+async fn check_budget(config: &mut RuntimeConfig) -> Result<Vec<BudgetCheck>> {
+    let settings = config.settings.clone();
+    // Group pools by server.
+    let mut servers: BTreeMap<String, (crate::secret::DatabaseUrl, Vec<String>)> = BTreeMap::new();
+    for (name, pool) in &config.pools {
+        let Some(url) = pool.url.clone().or_else(|| settings.url.clone()) else {
+            return Err(Error::config(
+                format!("pools.{name}.url"),
+                "(not set)",
+                "a postgres:// URL: set url, PREFIX__URL or DATABASE_URL",
+                "code",
+            ));
+        };
+        servers
+            .entry(url.redacted())
+            .or_insert_with(|| (url, Vec::new()))
+            .1
+            .push(name.clone());
+    }
+    let mut checks = Vec::new();
+    for (target, (url, names)) in servers {
+        let all_lazy = names
+            .iter()
+            .all(|n| config.pools[n].startup == Startup::Lazy);
+        let first = &config.pools[&names[0]];
+        let timeout = first.startup_timeout.min(first.connect_timeout);
+        let options = url.connect_options("url")?;
+        let conn = tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await;
+        let mut conn = match conn {
+            Ok(Ok(c)) => c,
+            Ok(Err(source)) if !all_lazy => {
+                return Err(Error::Connect {
+                    site: Site::pool(names[0].as_str()),
+                    target,
+                    source,
+                });
+            }
+            Err(_) if !all_lazy => {
+                return Err(Error::Connect {
+                    site: Site::pool(names[0].as_str()),
+                    target,
+                    source: sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {timeout:?}"),
+                    )),
+                });
+            }
+            _ => {
+                tracing::warn!(server = %target, "server unreachable at start-up; connection budget not checked (all its pools are lazy)");
+                continue;
+            }
+        };
+        let maxima: Vec<(String, u32)> = names
+            .iter()
+            .map(|n| (n.clone(), config.pools[n].max))
+            .collect();
+        let check = BudgetCheck::read(&mut conn, maxima, settings.instances, settings.headroom)
+            .await
+            .map_err(|source| Error::Connect {
+                site: Site::pool(names[0].as_str()),
+                target: target.clone(),
+                source,
+            })?;
+        let _ = conn.close().await;
+        if !check.fits() {
+            match settings.budget_mode {
+                BudgetMode::Error => {
+                    return Err(Error::Budget {
+                        arithmetic: check.arithmetic(),
+                    });
+                }
+                BudgetMode::Warn => {
+                    tracing::warn!(server = %target, "connection budget exceeded: {}", check.arithmetic());
+                }
+                BudgetMode::Scale => {
+                    for (name, max) in check.scaled() {
+                        let pool: &mut PoolConfig =
+                            config.pools.get_mut(&name).expect("pool exists");
+                        tracing::warn!(
+                            server = %target,
+                            pool = %name,
+                            from = pool.max,
+                            to = max,
+                            "pool maximum scaled to fit the connection budget: {}",
+                            check.arithmetic()
+                        );
+                        pool.max = max;
+                        pool.min = pool.min.min(max);
+                    }
+                }
+            }
+        }
+        checks.push(check);
+    }
+    Ok(checks)
+}

@@ -1,0 +1,294 @@
+//! The [`Runtime`]: named pools and policies, the op API, graceful shutdown.
+
+mod builder;
+mod shutdown;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+
+pub use self::builder::RuntimeBuilder;
+pub(crate) use self::shutdown::InFlight;
+use crate::breaker::CircuitBreaker;
+use crate::bulkhead::Bulkhead;
+use crate::config::RuntimeConfig;
+use crate::error::{Error, PolicyKind, Result, Site};
+use crate::limiter::RateLimiter;
+use crate::op::{OpSpec, Resolved};
+use crate::pool::{BudgetCheck, Pool, PoolStats, SizingReport};
+use crate::retry::RetryPolicy;
+
+/// Holds the named pools and policies; every op runs through it. Cheap to clone (an `Arc`
+/// inside). Several runtimes can live side by side, each with its own pools.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) pools: HashMap<Arc<str>, Pool>,
+    pub(crate) pool_order: Vec<Arc<str>>,
+    pub(crate) default_pool: Option<Pool>,
+    pub(crate) breakers: HashMap<Arc<str>, Arc<CircuitBreaker>>,
+    pub(crate) retries: HashMap<Arc<str>, Arc<RetryPolicy>>,
+    pub(crate) limiters: HashMap<Arc<str>, Arc<RateLimiter>>,
+    pub(crate) bulkheads: HashMap<Arc<str>, Arc<Bulkhead>>,
+    pub(crate) budget: Vec<BudgetCheck>,
+    pub(crate) closing: AtomicBool,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) drained: Notify,
+    /// `#[db_op]` specs with their names looked up, by the spec's address.
+    pub(crate) resolved: std::sync::RwLock<HashMap<usize, Arc<Resolved>>>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("id", &self.shared.id)
+            .field("pools", &self.shared.pool_order)
+            .field("closing", &self.shared.closing.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lets `#[db_op]` methods find the runtime through `self`.
+///
+/// ```
+/// use sqlx_resilience_runtime::{HasRuntime, Runtime};
+///
+/// struct HarvestRepo { rt: Runtime }
+/// impl HasRuntime for HarvestRepo {
+///     fn runtime(&self) -> &Runtime { &self.rt }
+/// }
+/// ```
+pub trait HasRuntime {
+    /// The runtime this value's ops run on.
+    fn runtime(&self) -> &Runtime;
+}
+
+impl HasRuntime for Runtime {
+    fn runtime(&self) -> &Runtime {
+        self
+    }
+}
+
+impl<T: HasRuntime + ?Sized> HasRuntime for &T {
+    fn runtime(&self) -> &Runtime {
+        (**self).runtime()
+    }
+}
+
+impl<T: HasRuntime + ?Sized> HasRuntime for Arc<T> {
+    fn runtime(&self) -> &Runtime {
+        (**self).runtime()
+    }
+}
+
+impl<T: HasRuntime + ?Sized> HasRuntime for Box<T> {
+    fn runtime(&self) -> &Runtime {
+        (**self).runtime()
+    }
+}
+
+impl Runtime {
+    /// Starts building a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::new()
+    }
+
+    pub(crate) fn next_id() -> u64 {
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.shared.config
+    }
+
+    /// A pool by name.
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.shared.pools.get(name)
+    }
+
+    /// Every pool, in name order.
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.shared
+            .pool_order
+            .iter()
+            .filter_map(|n| self.shared.pools.get(n))
+    }
+
+    /// The pool ops use when they name none.
+    pub fn default_pool(&self) -> Option<&Pool> {
+        self.shared.default_pool.as_ref()
+    }
+
+    /// A circuit breaker by name (for manual reset and force-open, metrics and events).
+    pub fn breaker(&self, name: &str) -> Option<&Arc<CircuitBreaker>> {
+        self.shared.breakers.get(name)
+    }
+
+    /// Every circuit breaker, in name order.
+    pub fn breakers(&self) -> Vec<&Arc<CircuitBreaker>> {
+        sorted(&self.shared.breakers)
+    }
+
+    /// A retry policy by name.
+    pub fn retry_policy(&self, name: &str) -> Option<&Arc<RetryPolicy>> {
+        self.shared.retries.get(name)
+    }
+
+    /// Every retry policy, in name order.
+    pub fn retry_policies(&self) -> Vec<&Arc<RetryPolicy>> {
+        sorted(&self.shared.retries)
+    }
+
+    /// A rate limiter by name.
+    pub fn limiter(&self, name: &str) -> Option<&Arc<RateLimiter>> {
+        self.shared.limiters.get(name)
+    }
+
+    /// Every rate limiter, in name order.
+    pub fn limiters(&self) -> Vec<&Arc<RateLimiter>> {
+        sorted(&self.shared.limiters)
+    }
+
+    /// A bulkhead by name.
+    pub fn bulkhead(&self, name: &str) -> Option<&Arc<Bulkhead>> {
+        self.shared.bulkheads.get(name)
+    }
+
+    /// Every bulkhead, in name order.
+    pub fn bulkheads(&self) -> Vec<&Arc<Bulkhead>> {
+        sorted(&self.shared.bulkheads)
+    }
+
+    /// Statistics of every pool.
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        self.pools().map(Pool::stats).collect()
+    }
+
+    /// The connection budget checks made at start-up (one per server).
+    pub fn budget(&self) -> &[BudgetCheck] {
+        &self.shared.budget
+    }
+
+    /// Sizing advice for each server: HikariCP's formula against the configured pools and the
+    /// server's budget.
+    pub fn sizing_report(&self) -> Vec<SizingReport> {
+        let s = &self.shared.config.settings;
+        self.shared
+            .budget
+            .iter()
+            .map(|b| {
+                SizingReport::new(
+                    b.clone(),
+                    s.server_cores.or_else(local_cores),
+                    s.effective_spindles,
+                )
+            })
+            .collect()
+    }
+
+    pub(crate) fn resolve_pool(&self, name: Option<&str>, op: &str) -> Result<&Pool> {
+        match name {
+            Some(name) => self
+                .shared
+                .pools
+                .get(name)
+                .ok_or_else(|| self.undeclared(PolicyKind::Pool, name, op)),
+            None => self
+                .shared
+                .default_pool
+                .as_ref()
+                .ok_or_else(|| Error::Config {
+                    key: "default_pool".into(),
+                    value: "(not set)".into(),
+                    expected: format!(
+                        "a default pool for op `{op}`, which names none (pools: {})",
+                        self.names(PolicyKind::Pool)
+                    ),
+                    origin: format!("op `{op}`"),
+                }),
+        }
+    }
+
+    pub(crate) fn declares(&self, kind: PolicyKind, name: &str) -> bool {
+        let s = &self.shared;
+        match kind {
+            PolicyKind::Pool => s.pools.contains_key(name),
+            PolicyKind::Breaker => s.breakers.contains_key(name),
+            PolicyKind::Retry => s.retries.contains_key(name),
+            PolicyKind::Limiter => s.limiters.contains_key(name),
+            PolicyKind::Bulkhead => s.bulkheads.contains_key(name),
+        }
+    }
+
+    pub(crate) fn undeclared(&self, kind: PolicyKind, name: &str, op: &str) -> Error {
+        Error::UndeclaredName {
+            kind,
+            name: name.to_owned(),
+            origin: format!("op `{op}`"),
+            declared: self.names(kind),
+        }
+    }
+
+    fn names(&self, kind: PolicyKind) -> String {
+        let names = self.shared.config.declared.names(kind);
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// The resolved form of a static spec, looked up once per runtime.
+    pub(crate) fn resolve_static(&self, spec: &'static OpSpec) -> Result<Arc<Resolved>> {
+        let key = spec as *const OpSpec as usize;
+        if let Some(r) = self
+            .shared
+            .resolved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(Resolved::new(self, spec.clone())?);
+        self.shared
+            .resolved
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, r.clone());
+        Ok(r)
+    }
+
+    /// Registers an op in flight, or refuses when shutting down.
+    pub(crate) fn enter(&self, site: impl FnOnce() -> Site) -> Result<InFlight<'_>> {
+        InFlight::enter(&self.shared).ok_or_else(|| Error::ShuttingDown { site: site() })
+    }
+
+    /// Whether `shutdown` has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.closing.load(Ordering::Acquire)
+    }
+}
+
+fn sorted<T>(map: &HashMap<Arc<str>, T>) -> Vec<&T> {
+    let mut entries: Vec<(&Arc<str>, &T)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Cores of this machine, used for sizing advice when the server runs here too.
+fn local_cores() -> Option<u32> {
+    std::thread::available_parallelism()
+        .ok()
+        .and_then(|n| u32::try_from(n.get()).ok())
+}

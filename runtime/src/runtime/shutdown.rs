@@ -1,0 +1,77 @@
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{Runtime, Shared};
+use crate::error::{Error, Result};
+
+/// An op in flight; shutdown waits for these.
+pub(crate) struct InFlight<'a> {
+    shared: &'a Shared,
+}
+
+impl<'a> InFlight<'a> {
+    pub(crate) fn enter(shared: &'a Shared) -> Option<Self> {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        // Checked after counting, so shutdown never misses an op that got past this point.
+        if shared.closing.load(Ordering::Acquire) {
+            Self::leave(shared);
+            return None;
+        }
+        Some(InFlight { shared })
+    }
+
+    fn leave(shared: &Shared) {
+        if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
+            && shared.closing.load(Ordering::Acquire)
+        {
+            shared.drained.notify_waiters();
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        Self::leave(self.shared);
+    }
+}
+
+impl Runtime {
+    /// Shuts down gracefully: new ops fail at once with [`Error::ShuttingDown`], ops in flight
+    /// get until `deadline` to finish, then every pool is closed. Returns
+    /// [`Error::ShutdownTimeout`] when ops were still running at the deadline (the pools are
+    /// closed anyway; those ops fail with [`Error::PoolClosed`] or lose their connection).
+    pub async fn shutdown(&self, deadline: Duration) -> Result<()> {
+        let shared = &self.shared;
+        shared.closing.store(true, Ordering::Release);
+        let wait = async {
+            loop {
+                let drained = shared.drained.notified();
+                if shared.in_flight.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                drained.await;
+            }
+        };
+        let finished = tokio::time::timeout(deadline, wait).await.is_ok();
+        let in_flight = shared.in_flight.load(Ordering::Acquire);
+        for pool in self.pools() {
+            if finished {
+                pool.close().await;
+            } else {
+                // Connections held by abandoned ops would keep close() waiting: close in the
+                // background and return now.
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.close().await });
+            }
+        }
+        tracing::info!(finished, in_flight, "runtime shut down");
+        if finished {
+            Ok(())
+        } else {
+            Err(Error::ShutdownTimeout {
+                deadline,
+                in_flight,
+            })
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The test kit's failures: every one is `Error::test_kit(action, detail, hint)`.
+
+use std::fmt;
+use std::path::Path;
+
+use sqlx_resilience_runtime::Error;
+
+/// The action of every failure while bringing up a throwaway server.
+pub(crate) const START: &str = "start a throwaway PostgreSQL";
+
+/// What to do when no server binaries are installed.
+pub(crate) const INSTALL_HINT: &str = "install the PostgreSQL server package \
+    (Debian/Ubuntu: apt-get install postgresql; Fedora: dnf install postgresql-server; \
+    macOS: brew install postgresql), set SQLX_RESILIENCE_PG_BINDIR to the directory holding \
+    initdb and postgres, or set DATABASE_URL to a PostgreSQL server you own";
+
+/// No usable `initdb`/`postgres` was found.
+pub(crate) fn no_binaries(detail: impl fmt::Display) -> Error {
+    Error::test_kit(START, detail, INSTALL_HINT)
+}
+
+/// A failure while starting, with the tail of the server log appended to the detail.
+pub(crate) fn start_failed(detail: impl fmt::Display, log: &Path, hint: &str) -> Error {
+    Error::test_kit(START, format!("{detail}{}", log_tail(log)), hint.to_owned())
+}
+
+/// The last lines of a server log, formatted to follow a detail, or nothing when it is empty.
+pub(crate) fn log_tail(log: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(15)..];
+    format!(
+        "; last lines of the server log {}:\n    {}\n",
+        log.display(),
+        tail.join("\n    ")
+    )
+}
+
+/// The hint for an unexpected failure of a server the test kit runs.
+pub(crate) const SERVER_HINT: &str = "the server's own messages, where there are any, are \
+    quoted above; if they do not explain the failure, report it with them";

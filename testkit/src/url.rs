@@ -1,0 +1,86 @@
+//! Rewriting the parts of a `postgres://` URL the test kit changes: database, host and port.
+
+/// The pieces of `scheme://userinfo@host:port/database?query`, borrowed from the URL text.
+struct Parts<'a> {
+    scheme: &'a str,
+    userinfo: Option<&'a str>,
+    host_port: &'a str,
+    query: &'a str,
+}
+
+fn split(url: &str) -> Option<Parts<'_>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let (userinfo, host_port) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+        None => (None, authority),
+    };
+    let query = rest[authority_end..]
+        .find('?')
+        .map_or("", |q| &rest[authority_end + q..]);
+    Some(Parts {
+        scheme,
+        userinfo,
+        host_port,
+        query,
+    })
+}
+
+/// `url` with its database replaced by `database` and, when given, its `host:port` by
+/// `host_port`. Userinfo and query parameters are kept as written. `None` for text that is not
+/// a URL.
+pub(crate) fn rewrite(url: &str, database: &str, host_port: Option<&str>) -> Option<String> {
+    let parts = split(url)?;
+    let userinfo = parts.userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    Some(format!(
+        "{}://{userinfo}{}/{database}{}",
+        parts.scheme,
+        host_port.unwrap_or(parts.host_port),
+        parts.query
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_database_and_keeps_the_rest() {
+        assert_eq!(
+            rewrite(
+                "postgres://u:p%40w@db.example:5433/main?sslmode=require",
+                "t_1",
+                None
+            )
+            .unwrap(),
+            "postgres://u:p%40w@db.example:5433/t_1?sslmode=require"
+        );
+        assert_eq!(
+            rewrite("postgresql://localhost", "t_2", None).unwrap(),
+            "postgresql://localhost/t_2"
+        );
+    }
+
+    #[test]
+    fn replaces_host_and_port() {
+        assert_eq!(
+            rewrite(
+                "postgres://app:pw@127.0.0.1:5432/x?sslmode=disable",
+                "x",
+                Some("127.0.0.1:40000")
+            )
+            .unwrap(),
+            "postgres://app:pw@127.0.0.1:40000/x?sslmode=disable"
+        );
+        assert_eq!(
+            rewrite("postgres://app@[::1]:5432", "y", Some("[::1]:1")).unwrap(),
+            "postgres://app@[::1]:1/y"
+        );
+    }
+
+    #[test]
+    fn rejects_text_that_is_not_a_url() {
+        assert!(rewrite("host=localhost", "x", None).is_none());
+    }
+}

@@ -1,0 +1,94 @@
+//! The start-up budget check against the server's max_connections.
+
+use sqlx_resilience::pool::BudgetMode;
+use sqlx_resilience::{Error, Runtime};
+use sqlx_resilience_testkit::{PgServer, ServerOptions};
+
+/// A server like seed 004's platform: 20 connections, 2 reserved for superusers.
+async fn railway() -> PgServer {
+    PgServer::start_with(
+        ServerOptions::new()
+            .max_connections(20)
+            .superuser_reserved_connections(2),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn budget_check_fails_with_its_arithmetic() {
+    let server = railway().await;
+    let db = server.create_database().await.unwrap();
+    let builder = || {
+        Runtime::builder()
+            .url(db.url())
+            .env_vars(Vec::<(String, String)>::new())
+            .pool("http", &[("max", 10u32.into())])
+            .pool("ws", &[("max", 5u32.into())])
+            .pool("background", &[("max", 4u32.into())])
+    };
+    let err = builder().build().await.unwrap_err();
+    match &err {
+        Error::Budget { arithmetic } => assert_eq!(
+            arithmetic,
+            "pools background 4 + http 10 + ws 5 = 19 per instance x 1 instance = 19 > 18 \
+             available (20 max_connections - 2 superuser_reserved_connections)"
+        ),
+        other => panic!("expected a budget error, got {other}"),
+    }
+    assert!(err.to_string().contains("lower the pool maxima"), "{err}");
+
+    // Two instances of a smaller configuration still do not fit.
+    let err = builder()
+        .set("pools.http.max", 5u32)
+        .set("budget.instances", 2u32)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("= 14 per instance x 2 instances = 28 > 18"),
+        "{err}"
+    );
+
+    // Warn mode starts anyway; the check is kept for reports.
+    let rt = builder()
+        .set("budget.mode", "warn")
+        .set("pools.http.startup", "lazy")
+        .set("pools.ws.startup", "lazy")
+        .set("pools.background.startup", "lazy")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(rt.budget().len(), 1);
+    assert!(!rt.budget()[0].fits());
+    assert_eq!(rt.budget()[0].available, 18);
+}
+
+#[tokio::test]
+async fn scale_mode_shrinks_the_pools_to_fit() {
+    let server = railway().await;
+    let db = server.create_database().await.unwrap();
+    let rt = Runtime::builder()
+        .url(db.url())
+        .env_vars(Vec::<(String, String)>::new())
+        .pool("http", &[("max", 150u32.into()), ("min", 10u32.into())])
+        .pool("ws", &[("max", 30u32.into())])
+        .pool("background", &[("max", 20u32.into())])
+        .set("budget.mode", "scale")
+        .build()
+        .await
+        .unwrap();
+    let max = |n: &str| rt.pool(n).unwrap().config().max;
+    assert_eq!((max("http"), max("ws"), max("background")), (13, 2, 1));
+    assert!(rt.pool("http").unwrap().config().min <= 13);
+    assert!(max("http") + max("ws") + max("background") <= 18);
+    let report = rt.sizing_report();
+    assert_eq!(report.len(), 1);
+    let text = report[0].to_string();
+    assert!(
+        text.contains("20 max_connections - 2 superuser_reserved_connections"),
+        "{text}"
+    );
+    assert_eq!(rt.config().settings.budget_mode, BudgetMode::Scale);
+}

@@ -1,0 +1,99 @@
+//! Helpers shared by the integration tests.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use sqlx_resilience::{Error, Runtime, RuntimeBuilder, Value};
+use sqlx_resilience_testkit::{PgServer, TestDb};
+
+/// A fresh database on the shared server.
+pub async fn db() -> TestDb {
+    PgServer::shared()
+        .await
+        .expect("shared test server")
+        .create_database()
+        .await
+        .expect("test database")
+}
+
+/// A builder for a runtime on `db` with one pool `main` and the given settings.
+pub fn builder(db: &TestDb, settings: &[(&str, Value)]) -> RuntimeBuilder {
+    Runtime::builder()
+        .url(db.url())
+        .env_vars(Vec::<(String, String)>::new())
+        .pool("main", settings)
+}
+
+/// A runtime on `db` with one pool `main`.
+pub async fn runtime(db: &TestDb, settings: &[(&str, Value)]) -> Runtime {
+    builder(db, settings).build().await.expect("runtime")
+}
+
+/// A single-row, single-column query through the op API.
+pub async fn scalar_i64(rt: &Runtime, sql: &'static str) -> Result<i64, Error> {
+    rt.op("tests::scalar")
+        .read_only(true)
+        .run(|conn| {
+            Box::pin(async move {
+                let (v,): (i64,) = sqlx::query_as(sql).fetch_one(conn.as_mut()).await?;
+                Ok(v)
+            })
+        })
+        .await
+}
+
+/// Text of one setting as a pooled connection sees it.
+pub async fn show(rt: &Runtime, setting: &'static str) -> String {
+    rt.op("tests::show")
+        .read_only(true)
+        .run(|conn| {
+            Box::pin(async move {
+                let (v,): (String,) = sqlx::query_as("select current_setting($1)")
+                    .bind(setting)
+                    .fetch_one(conn.as_mut())
+                    .await?;
+                Ok::<_, Error>(v)
+            })
+        })
+        .await
+        .expect("show setting")
+}
+
+/// Everything `tracing` writes while the guard lives (for this thread: use it in a
+/// current-thread runtime, where spawned tasks run on the same thread).
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The password in a URL.
+pub fn password_of(url: &str) -> String {
+    let after = url.split("://").nth(1).expect("url");
+    let userinfo = after.split('@').next().expect("userinfo");
+    userinfo.split(':').nth(1).expect("password").to_owned()
+}
