@@ -113,34 +113,34 @@ pub fn runtime_of<S: RuntimeSource + ?Sized>(source: &S) -> &Runtime {
 }
 
 /// Finds the [`Error`] inside an op's error type `E` (autoref specialisation):
-/// `(&Classify(e)).as_db_error()` picks [`ByOpError`] when `E: OpError` (which includes `Error`
+/// `Classify(e).db_error()` picks [`ByOpError`] when `E: OpError` (which includes `Error`
 /// itself), and [`ByNothing`] otherwise, so any `E: From<Error>` works and only errors that
-/// expose an [`Error`] are classified.
+/// expose an [`Error`] are classified and retried.
 #[derive(Debug)]
-pub struct Classify<'a, E>(pub &'a E);
+pub struct Classify<'a, E>(pub &'a mut E);
 
 /// The first choice of [`Classify`]: `E: OpError`.
 pub trait ByOpError<'a> {
     /// The database failure inside, if there is one.
-    fn as_db_error(&self) -> Option<&'a Error>;
+    fn db_error(self) -> Option<&'a mut Error>;
 }
 
 impl<'a, E: OpError> ByOpError<'a> for Classify<'a, E> {
     #[inline]
-    fn as_db_error(&self) -> Option<&'a Error> {
-        OpError::as_db_error(self.0)
+    fn db_error(self) -> Option<&'a mut Error> {
+        OpError::db_error(self.0)
     }
 }
 
 /// The fallback of [`Classify`]: an error type the runtime cannot look into.
 pub trait ByNothing<'a> {
     /// Always `None`: the failure is the application's own.
-    fn as_db_error(&self) -> Option<&'a Error>;
+    fn db_error(self) -> Option<&'a mut Error>;
 }
 
 impl<'a, E> ByNothing<'a> for &Classify<'a, E> {
     #[inline]
-    fn as_db_error(&self) -> Option<&'a Error> {
+    fn db_error(self) -> Option<&'a mut Error> {
         None
     }
 }
@@ -160,7 +160,7 @@ mod tests {
         }
     }
     impl OpError for AppError {
-        fn as_db_error(&self) -> Option<&Error> {
+        fn db_error(&mut self) -> Option<&mut Error> {
             match self {
                 AppError::Db(e) => Some(e),
                 AppError::Denied => None,
@@ -182,13 +182,13 @@ mod tests {
 
     #[test]
     fn classify_finds_the_database_failure_where_there_is_one() {
-        let of_error: fn(&Error) -> Option<&Error> = |e| (&Classify(e)).as_db_error();
-        let of_app: fn(&AppError) -> Option<&Error> = |e| (&Classify(e)).as_db_error();
-        let of_opaque: fn(&Opaque) -> Option<&Error> = |e| (&Classify(e)).as_db_error();
-        assert!(of_error(&db_error()).is_some());
-        assert!(of_app(&AppError::Db(db_error())).is_some());
-        assert!(of_app(&AppError::Denied).is_none());
-        assert!(of_opaque(&Opaque).is_none());
+        let of_error: fn(&mut Error) -> Option<&mut Error> = |e| Classify(e).db_error();
+        let of_app: fn(&mut AppError) -> Option<&mut Error> = |e| Classify(e).db_error();
+        let of_opaque: fn(&mut Opaque) -> Option<&mut Error> = |e| Classify(e).db_error();
+        assert!(of_error(&mut db_error()).is_some());
+        assert!(of_app(&mut AppError::Db(db_error())).is_some());
+        assert!(of_app(&mut AppError::Denied).is_none());
+        assert!(of_opaque(&mut Opaque).is_none());
     }
 
     #[tokio::test]

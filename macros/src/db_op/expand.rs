@@ -5,7 +5,7 @@
 //!     const _: () = { let _ = policies::pool::http; ... };          // name checks
 //!     static __SQLX_RESILIENCE_OP: OpSpec = OpSpec { .. };          // the op's settings
 //!     inventory::submit! { OpRegistration(&__SQLX_RESILIENCE_OP) } // the registry
-//!     let classify = ..;                                           // E -> Option<&DbError>
+//!     let classify = ..;                                   // &mut E -> Option<&mut DbError>
 //!     let rt = runtime_of(self);
 //!     run(rt, &__SQLX_RESILIENCE_OP, classify, move |conn| {
 //!         let estate = reuse(&estate);                              // once per attempt
@@ -110,12 +110,12 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
     };
     let call = quote! {
         #error_check
-        let #classify: for<'__e> fn(&'__e <#ret as #p::ResultParts>::Err)
-            -> ::core::option::Option<&'__e #p::Error> =
+        let #classify: for<'__e> fn(&'__e mut <#ret as #p::ResultParts>::Err)
+            -> ::core::option::Option<&'__e mut #p::Error> =
             |#error| {
                 #[allow(unused_imports)]
                 use #p::{ByNothing as _, ByOpError as _};
-                (&#p::Classify(#error)).as_db_error()
+                #p::Classify(#error).db_error()
             };
         let #rt = #runtime_of;
         #before

@@ -117,7 +117,11 @@ fn declaration(d: &Declared, p: &TokenStream) -> TokenStream {
         quote!((#key, #value))
     });
     let location = quote_spanned! {d.name.span()=>
-        #p::Location { file: ::core::file!(), line: ::core::line!(), column: ::core::column!() }
+        ::core::option::Option::Some(#p::Location {
+            file: ::core::file!(),
+            line: ::core::line!(),
+            column: ::core::column!(),
+        })
     };
     quote! {
         #p::PolicyKind::#kind,

@@ -85,8 +85,10 @@ impl Kind {
 /// What a key's value must be.
 #[derive(Clone, Copy, Debug)]
 enum Rule {
-    /// Any string.
-    Text,
+    /// ASCII text of at most 63 bytes (PostgreSQL's `application_name`).
+    AppName,
+    /// Comma-separated schema names, without quotes, semicolons or backslashes.
+    SearchPath,
     /// A PostgreSQL URL.
     Url,
     /// A duration from 1ms up to the bound.
@@ -104,6 +106,7 @@ enum Rule {
 
 const HOUR: Duration = Duration::from_secs(60 * 60);
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+const MONTH: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 const POOL: &[(&str, Rule)] = &[
     ("url", Rule::Url),
@@ -111,7 +114,7 @@ const POOL: &[(&str, Rule)] = &[
     ("min", Rule::Count(0, 10_000)),
     ("acquire_timeout", Rule::Duration(DAY)),
     ("idle_timeout", Rule::Duration(DAY)),
-    ("max_lifetime", Rule::Duration(DAY)),
+    ("max_lifetime", Rule::Duration(MONTH)),
     ("connect_timeout", Rule::Duration(DAY)),
     ("startup", Rule::Choice(&["eager", "lazy"])),
     ("startup_timeout", Rule::Duration(DAY)),
@@ -121,8 +124,8 @@ const POOL: &[(&str, Rule)] = &[
     ("statement_timeout", Rule::Duration(DAY)),
     ("lock_timeout", Rule::Duration(DAY)),
     ("idle_in_transaction_session_timeout", Rule::Duration(DAY)),
-    ("application_name", Rule::Text),
-    ("search_path", Rule::Text),
+    ("application_name", Rule::AppName),
+    ("search_path", Rule::SearchPath),
     ("client_connection_check_interval", Rule::Duration(DAY)),
 ];
 
@@ -132,7 +135,7 @@ const BREAKER: &[(&str, Rule)] = &[
     ("consecutive_failures", Rule::Count(1, 1_000_000)),
     ("failure_rate", Rule::Percent),
     ("slow_rate", Rule::Percent),
-    ("slow_call", Rule::Duration(DAY)),
+    ("slow_call", Rule::Duration(HOUR)),
     ("window", Rule::Duration(HOUR)),
     ("window_calls", Rule::Count(2, 100_000)),
     ("minimum_calls", Rule::Count(1, 100_000)),
@@ -148,22 +151,22 @@ const BREAKER: &[(&str, Rule)] = &[
 
 const RETRY: &[(&str, Rule)] = &[
     ("attempts", Rule::Count(1, 100)),
-    ("base", Rule::Duration(DAY)),
+    ("base", Rule::Duration(HOUR)),
     ("factor", Rule::Number(1.0, 10.0, false)),
-    ("max_delay", Rule::Duration(DAY)),
+    ("max_delay", Rule::Duration(HOUR)),
     ("max_elapsed", Rule::Duration(DAY)),
     ("jitter", Rule::Choice(&["full", "equal", "none"])),
-    ("budget_percent", Rule::Count(0, 1000)),
+    ("budget_percent", Rule::Number(0.0, 1000.0, false)),
     ("budget_min_per_second", Rule::Count(0, 1_000_000)),
-    ("budget_window", Rule::Duration(DAY)),
+    ("budget_window", Rule::Duration(HOUR)),
 ];
 
 /// The keys of an `on <kind> { .. }` block inside a retry policy.
 const RETRY_ON: &[(&str, Rule)] = &[
     ("attempts", Rule::Count(1, 100)),
-    ("base", Rule::Duration(DAY)),
+    ("base", Rule::Duration(HOUR)),
     ("factor", Rule::Number(1.0, 10.0, false)),
-    ("max_delay", Rule::Duration(DAY)),
+    ("max_delay", Rule::Duration(HOUR)),
 ];
 
 /// The failure kinds a retry policy can tune separately.
@@ -182,7 +185,7 @@ const LIMITER: &[(&str, Rule)] = &[
     ("per_second", Rule::Number(0.0, 1_000_000.0, true)),
     ("burst", Rule::Count(1, 1_000_000)),
     ("wait", Rule::Flag),
-    ("max_wait", Rule::Duration(DAY)),
+    ("max_wait", Rule::Duration(HOUR)),
     ("per_key", Rule::Flag),
     ("max_keys", Rule::Count(1, 10_000_000)),
 ];
@@ -190,7 +193,7 @@ const LIMITER: &[(&str, Rule)] = &[
 const BULKHEAD: &[(&str, Rule)] = &[
     ("max_concurrent", Rule::Count(1, 100_000)),
     ("max_queue", Rule::Count(0, 1_000_000)),
-    ("max_wait", Rule::Duration(DAY)),
+    ("max_wait", Rule::Duration(HOUR)),
 ];
 
 /// A checked value, ready to become the runtime's `config::Value`.
@@ -263,7 +266,7 @@ pub(crate) fn check(decls: Vec<Decl>, errors: &mut Errors) -> Vec<Declared> {
             );
             continue;
         }
-        let settings = check_settings(kind, &name, decl.settings, errors);
+        let settings = check_settings(kind, &decl.name, decl.settings, errors);
         out.push(Declared {
             attrs: decl.attrs,
             kind,
@@ -290,7 +293,7 @@ fn keys_of(rules: &[(&'static str, Rule)]) -> Vec<&'static str> {
 
 fn check_settings(
     kind: Kind,
-    name: &str,
+    name: &Ident,
     settings: Vec<Setting>,
     errors: &mut Errors,
 ) -> Vec<Checked> {
@@ -325,6 +328,14 @@ fn check_settings(
                 }
             }
         }
+    }
+    if kind == Kind::Limiter && !plain.iter().any(|e| e.name() == "per_second") {
+        errors.at(
+            name.span(),
+            format!(
+                "limiter `{name}` needs a rate: add `per_second`, such as `limiter {name} {{ per_second = 100 }}` (configuration may change it; the runtime has no default rate)"
+            ),
+        );
     }
     let list = kv::check_keys(plain, &keys, &what, errors);
     let mut out = Vec::new();
@@ -427,8 +438,22 @@ fn check_value(key: &str, entry: &Entry, rule: Rule) -> syn::Result<Out> {
         _ => kv::not_a_literal(key, value, &expected),
     };
     match rule {
-        Rule::Text => match value {
-            Value::Str(s) => Ok(Out::Str(s.value())),
+        Rule::AppName => match value {
+            Value::Str(s) if s.value().is_ascii() && s.value().len() <= 63 => {
+                Ok(Out::Str(s.value()))
+            }
+            Value::Str(s) => Err(syn::Error::new(
+                s.span(),
+                format!("`{key}` expects {expected}, found {:?}", s.value()),
+            )),
+            _ => Err(wrong()),
+        },
+        Rule::SearchPath => match value {
+            Value::Str(s) if !s.value().contains(['\'', ';', '\\']) => Ok(Out::Str(s.value())),
+            Value::Str(s) => Err(syn::Error::new(
+                s.span(),
+                format!("`{key}` expects {expected}, found {:?}", s.value()),
+            )),
             _ => Err(wrong()),
         },
         Rule::Url => match value {
@@ -536,7 +561,10 @@ fn number(value: &Value) -> Option<(f64, Out)> {
 
 fn describe(rule: Rule) -> String {
     match rule {
-        Rule::Text => "a string".to_owned(),
+        Rule::AppName => "ASCII text of at most 63 bytes".to_owned(),
+        Rule::SearchPath => {
+            "a comma-separated list of schema names, such as \"app, public\"".to_owned()
+        }
         Rule::Url => "a PostgreSQL URL such as \"postgres://app@db.internal/app\"".to_owned(),
         Rule::Duration(max) => format!("{}, at most {}", kv::DURATION_EXPECTED, kv::human(max)),
         Rule::Count(min, max) => format!("a whole number from {min} to {max}"),
@@ -551,7 +579,9 @@ fn describe(rule: Rule) -> String {
     }
 }
 
-/// Keys that only make sense together.
+/// Keys that only make sense together: the runtime's own checks (`Section::validate`) where
+/// they depend on the keys written here, so a contradiction is a compile error, not a start-up
+/// error.
 fn check_together(kind: Kind, settings: &[Checked], prefix: &str, errors: &mut Errors) {
     let get = |key: &str| {
         let full = format!("{prefix}{key}");
@@ -565,9 +595,10 @@ fn check_together(kind: Kind, settings: &[Checked], prefix: &str, errors: &mut E
         Out::Str(s) => humantime::parse_duration(s).ok(),
         _ => None,
     };
-    let bool_of = |c: &Checked| match c.value {
-        Out::Bool(b) => Some(b),
-        _ => None,
+    let at_most = |small: &str, large: &str, why: &str| -> Option<(Span, String)> {
+        let (a, b) = (get(small)?, get(large)?);
+        (duration(a)? > duration(b)?)
+            .then(|| (a.span, format!("`{small}` is longer than `{large}`: {why}")))
     };
     match kind {
         Kind::Pool => {
@@ -581,47 +612,87 @@ fn check_together(kind: Kind, settings: &[Checked], prefix: &str, errors: &mut E
                     }
                 }
             }
+            if let Some((span, message)) = at_most(
+                "lock_timeout",
+                "statement_timeout",
+                "the lock wait is part of the statement, so it could never fire; lower `lock_timeout`",
+            ) {
+                errors.at(span, message);
+            }
+            if let Some((span, message)) = at_most(
+                "idle_timeout",
+                "max_lifetime",
+                "a connection is closed at `max_lifetime` before it could idle that long; lower `idle_timeout`",
+            ) {
+                errors.at(span, message);
+            }
         }
         Kind::Retry => {
-            if let (Some(base), Some(cap)) = (get("base"), get("max_delay")) {
-                if let (Some(b), Some(c)) = (duration(base), duration(cap)) {
-                    if b > c {
-                        errors.at(
-                            base.span,
-                            "`base` (the first delay) is longer than `max_delay` (the longest \
-                             delay); lower `base` or raise `max_delay`",
-                        );
+            if let Some((span, message)) = at_most(
+                "base",
+                "max_delay",
+                "the first delay is above the longest delay; lower `base` or raise `max_delay`",
+            ) {
+                errors.at(span, message);
+            }
+            if prefix.is_empty() {
+                if let (Some(base), Some(total)) = (get("base"), get("max_elapsed")) {
+                    if let (Some(b), Some(t)) = (duration(base), duration(total)) {
+                        if t < b {
+                            errors.at(
+                                total.span,
+                                "`max_elapsed` is shorter than `base`: no retry could start; raise `max_elapsed`",
+                            );
+                        }
                     }
                 }
             }
         }
         Kind::Breaker => {
-            if let (Some(open), Some(cap)) = (get("open_for"), get("open_for_max")) {
-                if let (Some(o), Some(c)) = (duration(open), duration(cap)) {
-                    if o > c {
-                        errors.at(
-                            cap.span,
-                            "`open_for_max` is shorter than `open_for`: the breaker's open time \
-                             starts at `open_for` and grows up to `open_for_max`; raise \
-                             `open_for_max`",
-                        );
+            let mut errs = Vec::new();
+            if let Some((span, message)) = at_most(
+                "open_for",
+                "open_for_max",
+                "the open time starts at `open_for` and grows up to `open_for_max`; raise `open_for_max`",
+            ) {
+                errors.at(span, message);
+            }
+            match (get("failures"), get("within")) {
+                (Some(f), None) => errs.push((f.span, "`failures` counts failures within a time window: add `within`, such as `failures = 5, within = \"60s\"` (or use `consecutive_failures = 5`)")),
+                (None, Some(w)) => errs.push((w.span, "`within` is the window of `failures`: add `failures`, such as `failures = 5, within = \"60s\"`")),
+                _ => {}
+            }
+            if let (Some(_), Some(n)) = (get("window"), get("window_calls")) {
+                errs.push((n.span, "give either `window` (a time window) or `window_calls` (the last N calls), not both"));
+            }
+            let has_rate = get("failure_rate").is_some() || get("slow_rate").is_some();
+            if !has_rate {
+                for key in ["window", "window_calls"] {
+                    if let Some(w) = get(key) {
+                        errs.push((w.span, "a rate window needs `failure_rate` or `slow_rate`: the window only applies to rates"));
                     }
                 }
+            }
+            if let (Some(rate), None) = (get("slow_rate"), get("slow_call")) {
+                errs.push((
+                    rate.span,
+                    "`slow_rate` needs `slow_call`: the duration from which a call counts as slow",
+                ));
             }
             if let (Some(min), Some(window)) = (get("minimum_calls"), get("window_calls")) {
                 if let (Some(m), Some(w)) = (int(min), int(window)) {
                     if m > w {
-                        errors.at(
-                            min.span,
-                            format!("`minimum_calls` of {m} is above `window_calls` of {w}: the window never holds enough calls to trip; lower `minimum_calls`"),
-                        );
+                        errs.push((min.span, "`minimum_calls` is above `window_calls`: the window never holds enough calls to trip; lower `minimum_calls`"));
                     }
                 }
+            }
+            for (span, message) in errs {
+                errors.at(span, message);
             }
         }
         Kind::Limiter => {
             if let (Some(wait), Some(max_wait)) = (get("wait"), get("max_wait")) {
-                if bool_of(wait) == Some(false) {
+                if wait.value == Out::Bool(false) {
                     errors.at(
                         max_wait.span,
                         "`max_wait` bounds how long a call waits for a permit, but `wait = false` \

@@ -2,7 +2,7 @@
 use sqlx_resilience::policies;
 
 policies! {
-    breaker stats { failures = 5, failures = 10 }
+    breaker stats { consecutive_failures = 5, consecutive_failures = 10 }
 }
 
 fn main() {}

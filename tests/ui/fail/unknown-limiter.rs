@@ -4,7 +4,7 @@ use sqlx_resilience::{DbError, Runtime, db_op};
 
 sqlx_resilience::policies! {
     pool http { max = 20 }
-    breaker stats { failures = 5 }
+    breaker stats { consecutive_failures = 5 }
     retry transient { attempts = 3 }
     limiter api { per_second = 100 }
     bulkhead reports { max_concurrent = 4 }

@@ -25,7 +25,7 @@ impl From<sqlx::Error> for AppError {
 }
 
 impl OpError for AppError {
-    fn as_db_error(&self) -> Option<&DbError> {
+    fn db_error(&mut self) -> Option<&mut DbError> {
         match self {
             AppError::Db(e) => Some(e),
             AppError::NotFound(_) => None,

@@ -1,4 +1,5 @@
-//! The seed systems' declarations: seed 000 (three pools, one breaker), seed 004 (a breaker
+//! The seed systems' declarations: seed 000 (three pools, a breaker that opens after 5
+//! failures), seed 004 (a breaker
 //! with a window and half-open probes, and a retry table per failure kind), seed 003 (a breaker
 //! on consecutive failures).
 #![deny(warnings)]
@@ -8,7 +9,7 @@ mod seed_000 {
         pool http { max = 150 }
         pool ws { max = 30 }
         pool background { max = 20 }
-        breaker db { failures = 5 }
+        breaker db { consecutive_failures = 5 }
     }
 }
 
@@ -44,7 +45,7 @@ mod everything {
         pool replica;
         breaker b {
             failures = 5, within = "1m", consecutive_failures = 3, failure_rate = 50,
-            slow_rate = 75.5, slow_call = "2s", window = "1m", window_calls = 100,
+            slow_rate = 75.5, slow_call = "2s", window = "1m",
             minimum_calls = 10, open_for = "5s", open_for_max = "5m", open_backoff = 2.0,
             half_open = 2, mode = "normal",
         }
