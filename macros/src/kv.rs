@@ -341,11 +341,11 @@ pub(crate) fn duration(key: &str, value: &Value, max: Duration) -> syn::Result<D
 /// A duration in the largest unit that divides it exactly: `24h`, `90s`, `250ms`.
 pub(crate) fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 3_600_000 == 0 {
+    if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

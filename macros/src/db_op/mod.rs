@@ -78,8 +78,7 @@ mod tests {
 
     fn errors(args: TokenStream, item: TokenStream) -> Vec<String> {
         expand(args, item)
-            .err()
-            .expect("an error")
+            .expect_err("an error")
             .into_iter()
             .map(|e| e.to_string())
             .collect()

@@ -84,9 +84,10 @@ pub(crate) enum Capture {
 
 /// Checks the keys against each other. A contradiction is an error; the op still expands.
 pub(crate) fn check_args(args: &mut Args, errors: &mut Errors) {
-    if let (Some(timeout), Some(deadline)) = (&args.timeout, &args.deadline) {
-        if timeout.value > deadline.value {
-            errors.at(
+    if let (Some(timeout), Some(deadline)) = (&args.timeout, &args.deadline)
+        && timeout.value > deadline.value
+    {
+        errors.at(
                 timeout.span,
                 format!(
                     "`timeout` (per attempt) of \"{}\" is longer than `deadline` (whole call) of \
@@ -94,39 +95,39 @@ pub(crate) fn check_args(args: &mut Args, errors: &mut Errors) {
                     timeout.text, deadline.text
                 ),
             );
-        }
     }
-    if let (Some(slow), Some(deadline)) = (&args.slow, &args.deadline) {
-        if slow.value > deadline.value {
-            errors.at(
-                slow.span,
-                format!(
-                    "`slow` of \"{}\" is longer than `deadline` of \"{}\": no call runs that long, \
+    if let (Some(slow), Some(deadline)) = (&args.slow, &args.deadline)
+        && slow.value > deadline.value
+    {
+        errors.at(
+            slow.span,
+            format!(
+                "`slow` of \"{}\" is longer than `deadline` of \"{}\": no call runs that long, \
                      so none would ever be reported slow; lower `slow`",
-                    slow.text, deadline.text
-                ),
-            );
-        }
+                slow.text, deadline.text
+            ),
+        );
     }
-    if let Some(isolation) = &args.isolation {
-        if !args.is_tx() {
-            errors.at(
-                isolation.key,
-                "`isolation` sets the isolation level of the op's transaction, and this op has \
+    if let Some(isolation) = &args.isolation
+        && !args.is_tx()
+    {
+        errors.at(
+            isolation.key,
+            "`isolation` sets the isolation level of the op's transaction, and this op has \
                  none: add `tx` and take `tx: &mut Transaction<'_, Postgres>` instead of the \
                  connection",
-            );
-            args.isolation = None;
-        }
+        );
+        args.isolation = None;
     }
-    if let (Some(idempotent), Some(read_only)) = (&args.idempotent, &args.read_only) {
-        if !idempotent.value && read_only.value {
-            errors.at(
-                idempotent.span,
-                "`idempotent = false` contradicts `read_only`: a read-only op changes nothing, so \
+    if let (Some(idempotent), Some(read_only)) = (&args.idempotent, &args.read_only)
+        && !idempotent.value
+        && read_only.value
+    {
+        errors.at(
+            idempotent.span,
+            "`idempotent = false` contradicts `read_only`: a read-only op changes nothing, so \
                  running it again is always safe; remove `idempotent = false`",
-            );
-        }
+        );
     }
 }
 
@@ -703,10 +704,8 @@ fn lifetimes_in(tokens: TokenStream) -> Vec<Ident> {
                 after_quote = true;
                 continue;
             }
-            TokenTree::Ident(i) if after_quote => {
-                if i != "_" && i != "static" {
-                    found.push(i);
-                }
+            TokenTree::Ident(i) if after_quote && i != "_" && i != "static" => {
+                found.push(i);
             }
             TokenTree::Group(g) => found.extend(lifetimes_in(g.stream())),
             _ => {}

@@ -2,7 +2,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
-use syn::{Ident, Visibility};
+use syn::Ident;
 
 use super::parse::Module;
 use super::validate::{Declared, Kind, Out};
@@ -32,10 +32,11 @@ pub(crate) fn expand(
     let kinds = Kind::ALL.iter().map(|kind| kind_module(*kind, declared));
     let declarations = declared.iter().map(|d| declaration(d, private));
     let set = Ident::new("__sqlx_resilience_set", Span::mixed_site());
-    let _ = Visibility::Inherited;
     quote! {
         #module_doc
         #(#attrs)*
+        // Items are `pub` so a library can export the module; in a binary nothing is reachable.
+        #[allow(unreachable_pub)]
         #vis mod #name {
             #(#kinds)*
 

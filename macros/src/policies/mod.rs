@@ -52,8 +52,7 @@ mod tests {
 
     fn errors(input: TokenStream) -> Vec<String> {
         expand(input)
-            .err()
-            .expect("an error")
+            .expect_err("an error")
             .into_iter()
             .map(|e| e.to_string())
             .collect()

@@ -47,7 +47,7 @@ pub(crate) struct Decl {
 /// One setting inside a declaration's braces.
 pub(crate) enum Setting {
     /// `key = value`
-    Entry(Entry),
+    Entry(Box<Entry>),
     /// `on connection_lost { attempts = 5 }` (retry policies only)
     On {
         on: Span,
@@ -154,7 +154,7 @@ fn parse_settings(input: ParseStream<'_>) -> syn::Result<Vec<Setting>> {
                 entries,
             });
         } else {
-            settings.push(Setting::Entry(input.parse()?));
+            settings.push(Setting::Entry(Box::new(input.parse()?)));
         }
         if input.is_empty() {
             break;

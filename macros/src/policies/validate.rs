@@ -307,7 +307,7 @@ fn check_settings(
     let mut on_blocks = Vec::new();
     for setting in settings {
         match setting {
-            Setting::Entry(entry) => plain.push(entry),
+            Setting::Entry(entry) => plain.push(*entry),
             Setting::On {
                 on,
                 kind: failure,
@@ -602,15 +602,14 @@ fn check_together(kind: Kind, settings: &[Checked], prefix: &str, errors: &mut E
     };
     match kind {
         Kind::Pool => {
-            if let (Some(min), Some(max)) = (get("min"), get("max")) {
-                if let (Some(lo), Some(hi)) = (int(min), int(max)) {
-                    if lo > hi {
-                        errors.at(
+            if let (Some(min), Some(max)) = (get("min"), get("max"))
+                && let (Some(lo), Some(hi)) = (int(min), int(max))
+                && lo > hi
+            {
+                errors.at(
                             min.span,
                             format!("`min` of {lo} is above `max` of {hi}: a pool keeps at most `max` connections; lower `min`"),
                         );
-                    }
-                }
             }
             if let Some((span, message)) = at_most(
                 "lock_timeout",
@@ -635,17 +634,15 @@ fn check_together(kind: Kind, settings: &[Checked], prefix: &str, errors: &mut E
             ) {
                 errors.at(span, message);
             }
-            if prefix.is_empty() {
-                if let (Some(base), Some(total)) = (get("base"), get("max_elapsed")) {
-                    if let (Some(b), Some(t)) = (duration(base), duration(total)) {
-                        if t < b {
-                            errors.at(
+            if prefix.is_empty()
+                && let (Some(base), Some(total)) = (get("base"), get("max_elapsed"))
+                && let (Some(b), Some(t)) = (duration(base), duration(total))
+                && t < b
+            {
+                errors.at(
                                 total.span,
                                 "`max_elapsed` is shorter than `base`: no retry could start; raise `max_elapsed`",
                             );
-                        }
-                    }
-                }
             }
         }
         Kind::Breaker => {
@@ -679,26 +676,25 @@ fn check_together(kind: Kind, settings: &[Checked], prefix: &str, errors: &mut E
                     "`slow_rate` needs `slow_call`: the duration from which a call counts as slow",
                 ));
             }
-            if let (Some(min), Some(window)) = (get("minimum_calls"), get("window_calls")) {
-                if let (Some(m), Some(w)) = (int(min), int(window)) {
-                    if m > w {
-                        errs.push((min.span, "`minimum_calls` is above `window_calls`: the window never holds enough calls to trip; lower `minimum_calls`"));
-                    }
-                }
+            if let (Some(min), Some(window)) = (get("minimum_calls"), get("window_calls"))
+                && let (Some(m), Some(w)) = (int(min), int(window))
+                && m > w
+            {
+                errs.push((min.span, "`minimum_calls` is above `window_calls`: the window never holds enough calls to trip; lower `minimum_calls`"));
             }
             for (span, message) in errs {
                 errors.at(span, message);
             }
         }
         Kind::Limiter => {
-            if let (Some(wait), Some(max_wait)) = (get("wait"), get("max_wait")) {
-                if wait.value == Out::Bool(false) {
-                    errors.at(
-                        max_wait.span,
-                        "`max_wait` bounds how long a call waits for a permit, but `wait = false` \
+            if let (Some(wait), Some(max_wait)) = (get("wait"), get("max_wait"))
+                && wait.value == Out::Bool(false)
+            {
+                errors.at(
+                    max_wait.span,
+                    "`max_wait` bounds how long a call waits for a permit, but `wait = false` \
                          rejects calls at once; remove one of them",
-                    );
-                }
+                );
             }
         }
         Kind::Bulkhead => {}
