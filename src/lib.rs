@@ -1,6 +1,9 @@
 //! sqlx-resilience: PostgreSQL access that survives the real world.
 
-pub use sqlx_resilience_macros::{db_op, policies};
+#[doc = include_str!("../docs/db_op.md")]
+pub use sqlx_resilience_macros::db_op;
+#[doc = include_str!("../docs/policies.md")]
+pub use sqlx_resilience_macros::policies;
 pub use sqlx_resilience_runtime::*;
 
 mod macro_support;

@@ -10,6 +10,11 @@ mod kv;
 mod policies;
 
 /// Wraps an async repository function in the runtime's policies.
+///
+/// Keys: `pool`, `timeout`, `deadline`, `retry` (a name or `none`), `breaker`, `limiter`,
+/// `bulkhead`, `name`, `idempotent`, `read_only`, `tx`, `isolation`, `slow`, `runtime`,
+/// `policies`, `crate`. The full reference, with an example of every key, is on the re-export
+/// `sqlx_resilience::db_op`, whose examples compile against the runtime.
 #[proc_macro_attribute]
 pub fn db_op(args: TokenStream, item: TokenStream) -> TokenStream {
     let (args, item) = (args.into(), item.into());
@@ -24,6 +29,9 @@ pub fn db_op(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Declares every pool and policy name code may use, with default settings.
+///
+/// `kind name { key = value, .. }` for `pool`, `breaker`, `retry`, `limiter` and `bulkhead`;
+/// the full reference, with every key, is on the re-export `sqlx_resilience::policies`.
 #[proc_macro]
 pub fn policies(input: TokenStream) -> TokenStream {
     let input: proc_macro2::TokenStream = input.into();
