@@ -123,7 +123,7 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
             #rebind
             #attempt(#async_move {
                 #bind_conn
-                #(#stmts)*
+                #stmts
             })
         })
         .await

@@ -5,7 +5,7 @@ use std::time::Duration;
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
-use syn::{Attribute, Block, Ident, LitStr, Path, Signature, Token, Visibility};
+use syn::{Attribute, Ident, LitStr, Path, Signature, Token, Visibility, braced};
 
 use crate::kv::{self, DurationLit, Entry, Errors, Value};
 
@@ -327,8 +327,10 @@ pub(crate) struct Item {
     pub(crate) attrs: Vec<Attribute>,
     pub(crate) vis: Visibility,
     pub(crate) sig: Signature,
-    /// `None` for a declaration without a body (`fn f(&self);` in a trait).
-    pub(crate) body: Option<Block>,
+    /// What is inside the body's braces, left unparsed: the macro moves it as it is, and
+    /// parsing every body would be most of the macro's cost. `None` for a declaration without
+    /// a body (`fn f(&self);` in a trait).
+    pub(crate) body: Option<TokenStream>,
 }
 
 impl Parse for Item {
@@ -340,7 +342,9 @@ impl Parse for Item {
             input.parse::<Token![;]>()?;
             None
         } else {
-            Some(input.parse()?)
+            let content;
+            braced!(content in input);
+            Some(content.parse()?)
         };
         Ok(Item {
             attrs,

@@ -1,13 +1,13 @@
 //! Semantic checks of `#[db_op]`: keys that contradict each other, and the function's shape
 //! (async, one connection parameter, a runtime, a `Result`).
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident};
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Block, Expr, ExprAsync, FnArg, GenericArgument, GenericParam, Ident, Lifetime, Pat,
-    PatIdent, PathArguments, PathSegment, ReturnType, Signature, Stmt, Token, Type, TypeParamBound,
-    Visibility, WherePredicate, visit_mut::VisitMut,
+    Attribute, FnArg, GenericArgument, GenericParam, Ident, Lifetime, Pat, PatIdent, PathArguments,
+    PathSegment, ReturnType, Signature, Token, Type, TypeParamBound, Visibility, WherePredicate,
+    visit_mut::VisitMut,
 };
 
 use super::parse::{Args, Item};
@@ -26,8 +26,8 @@ pub(crate) struct Op {
     pub(crate) params: Vec<Param>,
     /// The `Result` type one attempt produces.
     pub(crate) ret: Type,
-    /// What one attempt runs.
-    pub(crate) stmts: Vec<Stmt>,
+    /// What one attempt runs: the body's statements, as written.
+    pub(crate) stmts: TokenStream,
 }
 
 /// How the function was written.
@@ -191,7 +191,7 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
                 ReturnType::Type(_, ty) => Some((**ty).clone()),
                 ReturnType::Default => None,
             };
-            (Form::Async, ret, body.stmts.clone())
+            (Form::Async, ret, body)
         }
     };
 
@@ -629,8 +629,8 @@ fn is_pool_like(ty: &Type) -> bool {
 
 /// Recognises a method `#[async_trait]` already expanded: a plain `fn` with the lifetime
 /// `'async_trait`, returning `Pin<Box<dyn Future<Output = R> + ..>>`, whose body is
-/// `Box::pin(async move { .. })`. Returns `R` and the statements inside the async block.
-fn detect_async_trait(sig: &Signature, body: &Block) -> Option<(Type, Vec<Stmt>)> {
+/// `Box::pin(async move { .. })`. Returns `R` and the tokens inside the async block.
+fn detect_async_trait(sig: &Signature, body: &TokenStream) -> Option<(Type, TokenStream)> {
     if sig.asyncness.is_some()
         || !sig
             .generics
@@ -644,18 +644,27 @@ fn detect_async_trait(sig: &Signature, body: &Block) -> Option<(Type, Vec<Stmt>)
         return None;
     };
     let output = future_output(ty)?;
-    let [Stmt::Expr(Expr::Call(call), None)] = body.stmts.as_slice() else {
+    // `Box :: pin ( async move { .. } )`, compared token by token.
+    let trees: Vec<TokenTree> = body.clone().into_iter().collect();
+    let (call, path) = trees.split_last()?;
+    let path: Vec<String> = path.iter().map(ToString::to_string).collect();
+    if !path.ends_with(&["Box".into(), ":".into(), ":".into(), "pin".into()]) {
+        return None;
+    }
+    let TokenTree::Group(args) = call else {
         return None;
     };
-    let Some(Expr::Async(ExprAsync {
-        capture: Some(_),
-        block,
-        ..
-    })) = call.args.first()
-    else {
-        return None;
-    };
-    Some((output, block.stmts.clone()))
+    let inner: Vec<TokenTree> = args.stream().into_iter().collect();
+    match inner.as_slice() {
+        [
+            TokenTree::Ident(a),
+            TokenTree::Ident(m),
+            TokenTree::Group(block),
+        ] if a == "async" && m == "move" && block.delimiter() == Delimiter::Brace => {
+            Some((output, block.stream()))
+        }
+        _ => None,
+    }
 }
 
 /// `R` in `Pin<Box<dyn Future<Output = R> + Send + 'a>>`.

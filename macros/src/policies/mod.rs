@@ -130,7 +130,8 @@ mod tests {
             })
             .unwrap(),
         );
-        assert!(out.contains("Ours.\"]pub(crate)moddb_policies{"), "{out}");
+        assert!(out.contains("Ours.\"]"), "{out}");
+        assert!(out.contains("pub(crate)moddb_policies{"), "{out}");
         assert!(out.contains("::my_facade::__private::PolicySet"), "{out}");
         assert!(!out.contains("::sqlx_resilience::"), "{out}");
     }
