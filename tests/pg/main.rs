@@ -5,6 +5,7 @@ mod breaker;
 mod budget;
 mod classify;
 mod deadline;
+mod macros;
 mod order;
 mod pool;
 mod retry;
