@@ -75,9 +75,13 @@ where
     A: Attempt<T, E>,
     E: From<Error>,
 {
-    let started = Instant::now();
-    let deadline = op.spec.deadline.map(|d| started + d);
     let _in_flight = rt.enter(|| op.site()).map_err(E::from)?;
+    // The clock is read only when something needs the call's start: a deadline, a retry
+    // policy (its total-time cap) or a slow threshold.
+    let spec = &op.spec;
+    let started =
+        (spec.deadline.is_some() || op.retry.is_some() || spec.slow.is_some()).then(Instant::now);
+    let deadline = spec.deadline.zip(started).map(|(d, s)| s + d);
     let mut retry = op.retry.as_deref().map(|r| r.start());
     let mut attempts = 0u32;
     let mut replaced = false;
@@ -107,7 +111,9 @@ where
             }
         }
     };
-    finished(op, started, attempts);
+    if let Some(started) = started {
+        finished(op, started, attempts);
+    }
     result
 }
 
@@ -118,7 +124,7 @@ fn next(
     verdict: Verdict,
     replaced: bool,
     attempts: u32,
-    started: Instant,
+    started: Option<Instant>,
     deadline: Option<Instant>,
 ) -> Next {
     if verdict.replace && !replaced {
@@ -132,7 +138,8 @@ fn next(
     let Some(state) = retry.as_mut().filter(|_| verdict.rerun) else {
         return Next::Stop;
     };
-    match state.next_delay(verdict.kind, started.elapsed(), remaining(deadline)) {
+    let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
+    match state.next_delay(verdict.kind, elapsed, remaining(deadline)) {
         RetryDecision::RetryAfter(delay) => {
             tracing::debug!(
                 op = op.spec.name,
@@ -189,18 +196,23 @@ fn take_error(e: &mut Error) -> Error {
     )
 }
 
-/// Records an attempt's outcome on its breaker permit.
-fn record(permit: Option<BreakerPermit<'_>>, c: Option<&Classification>, elapsed: Duration) {
+/// Records an attempt's outcome on its breaker permit; `now` is when the attempt ended.
+fn record(
+    permit: Option<BreakerPermit<'_>>,
+    c: Option<&Classification>,
+    elapsed: Duration,
+    now: Instant,
+) {
     let Some(permit) = permit else { return };
     match c {
-        None => permit.success(elapsed),
-        Some(c) if c.counts_for_breaker => permit.failure(elapsed),
+        None => permit.success_at(elapsed, now),
+        Some(c) if c.counts_for_breaker => permit.failure_at(elapsed, now),
         // Backpressure and our own rejections say nothing about the database's health.
         Some(c) if matches!(c.kind, FailureKind::Backpressure | FailureKind::Rejected) => {
             permit.ignore()
         }
         // The database answered (a constraint, no row, a syntax error): it is healthy.
-        Some(_) => permit.success(elapsed),
+        Some(_) => permit.success_at(elapsed, now),
     }
 }
 
@@ -236,10 +248,11 @@ where
         slot,
         conn,
         until,
+        started,
     } = ready;
-    let body_started = Instant::now();
     let (ended, conn) = body.run(conn, until).await;
-    let elapsed = body_started.elapsed();
+    let now = Instant::now();
+    let elapsed = now.saturating_duration_since(started);
     drop(slot);
     let at = AttemptEnd {
         op,
@@ -249,10 +262,11 @@ where
         attempt,
         is_tx,
         elapsed,
+        now,
     };
     match ended {
         Ended::Ok(v) => {
-            record(at.permit, None, elapsed);
+            record(at.permit, None, elapsed, now);
             Ok(v)
         }
         Ended::TimedOut(phase) => {
@@ -275,6 +289,8 @@ struct Ready<'a> {
     slot: Option<BulkheadPermit>,
     conn: PooledConn,
     until: Option<Instant>,
+    /// When the body starts.
+    started: Instant,
 }
 
 /// The policies before the body: limiter, breaker, bulkhead, pool acquire, and the attempt's
@@ -356,7 +372,7 @@ async fn prepare<'a>(
         Ok(c) => c,
         Err(e) => {
             let c = verdict(&e);
-            record(permit, Some(&c), Duration::ZERO);
+            record(permit, Some(&c), Duration::ZERO, Instant::now());
             let deadline_hit = remaining(deadline).is_some_and(|l| l.is_zero());
             if deadline_hit && matches!(e, Error::AcquireTimeout { .. }) {
                 let error = deadline_exceeded(op, attempt, Some(e));
@@ -372,9 +388,10 @@ async fn prepare<'a>(
     };
 
     // 5. The attempt's time limit: its timeout, cut short by the deadline.
+    let started = Instant::now();
     let until = match (spec.timeout, deadline) {
-        (Some(t), Some(d)) => Some((Instant::now() + t).min(d)),
-        (Some(t), None) => Some(Instant::now() + t),
+        (Some(t), Some(d)) => Some((started + t).min(d)),
+        (Some(t), None) => Some(started + t),
         (None, d) => d,
     };
     Ok(Ready {
@@ -382,6 +399,7 @@ async fn prepare<'a>(
         slot,
         conn,
         until,
+        started,
     })
 }
 
@@ -394,6 +412,8 @@ struct AttemptEnd<'a> {
     attempt: u32,
     is_tx: bool,
     elapsed: Duration,
+    /// When the body ended.
+    now: Instant,
 }
 
 /// The attempt ran out of time.
@@ -410,12 +430,13 @@ fn timed_out(
         attempt,
         is_tx,
         elapsed,
+        now,
     } = at;
     // Closing the socket is what stops the statement on the server.
     conn.evict(CloseReason::Timeout);
     drop(conn);
     let c = Classification::of_kind(FailureKind::Deadline, None, Reach::Unknown);
-    record(permit, Some(&c), elapsed);
+    record(permit, Some(&c), elapsed, now);
     let by_deadline = deadline.is_some_and(|d| until == Some(d));
     match op.spec.timeout {
         Some(timeout) if !by_deadline => {
@@ -453,6 +474,7 @@ fn failed(at: AttemptEnd<'_>, db: Option<&mut Error>) -> Verdict {
         attempt,
         is_tx,
         elapsed,
+        now,
     } = at;
     let Some(db) = db else {
         // The application's own failure: returned as it is, never retried, and the breaker
@@ -462,7 +484,7 @@ fn failed(at: AttemptEnd<'_>, db: Option<&mut Error>) -> Verdict {
     };
     let spec = &op.spec;
     let c = verdict(db);
-    record(permit, Some(&c), elapsed);
+    record(permit, Some(&c), elapsed, now);
     let safe = match (c.reach, phase) {
         (Reach::NotSent, _) | (_, Phase::Begin) => true,
         (Reach::Rejected, _) => spec.safe_to_rerun() || is_tx,
