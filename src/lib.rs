@@ -1,4 +1,59 @@
-//! sqlx-resilience: PostgreSQL access that survives the real world.
+//! PostgreSQL access that survives the real world: named connection pools, circuit breakers,
+//! SQLSTATE-aware retries, deadlines that reach the server, rate limiters, bulkheads and
+//! transactions, declared once and checked when the code compiles. Built on sqlx and tokio.
+//!
+//! ```no_run
+//! use sqlx::PgConnection;
+//! use sqlx_resilience::{DbError, HasRuntime, Runtime, db_op};
+//!
+//! // Every name the code may use, with its defaults. A typo in an op is a compile error.
+//! sqlx_resilience::policies! {
+//!     pool http { max = 150, min = 10, acquire_timeout = "2s" }
+//!     breaker harvest_stats { failures = 5, within = "60s", open_for = "30s", half_open = 3 }
+//!     retry transient { attempts = 4, base = "50ms", max_delay = "2s" }
+//! }
+//!
+//! struct HarvestRepo {
+//!     rt: Runtime,
+//! }
+//!
+//! impl HasRuntime for HarvestRepo {
+//!     fn runtime(&self) -> &Runtime {
+//!         &self.rt
+//!     }
+//! }
+//!
+//! impl HarvestRepo {
+//!     #[db_op(pool = "http", timeout = "5s", retry = "transient", breaker = "harvest_stats", read_only)]
+//!     async fn tonnes(&self, conn: &mut PgConnection, estate: i64) -> Result<f64, DbError> {
+//!         let (t,): (f64,) = sqlx::query_as("select coalesce(sum(tonnes), 0)::float8 from harvest where estate = $1")
+//!             .bind(estate)
+//!             .fetch_one(conn)
+//!             .await?;
+//!         Ok(t)
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), DbError> {
+//! // Start-up: code defaults, then db.toml (if present), then DB__* environment variables.
+//! let rt = Runtime::builder()
+//!     .policies(policies::declared())
+//!     .config_file_if_exists("db.toml")
+//!     .env_prefix("DB")
+//!     .build()
+//!     .await?;
+//! let repo = HarvestRepo { rt };
+//! let tonnes = repo.tonnes(42).await?; // the caller never sees a connection
+//! # let _ = tonnes;
+//! # Ok(()) }
+//! # fn main() {}
+//! ```
+//!
+//! - [`db_op`] and [`policies!`] are the declarative layer; everything they do is also
+//!   available as the op API on [`Runtime`] ([`Runtime::op`]), which they call.
+//! - How failures are classified and what runs again: `docs/CLASSIFICATION.md`.
+//! - Configuration sources, environment variables and profiles: `docs/CONFIGURATION.md`.
+//! - Breakers, retries, limiters, bulkheads and their order: `docs/POLICIES.md`.
 
 #[doc = include_str!("../docs/MACRO_DB_OP.md")]
 pub use sqlx_resilience_macros::db_op;
