@@ -223,3 +223,39 @@ async fn without_a_retry_policy_contention_is_returned_with_its_sqlstate() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn pg_stat_activity_shows_which_op_holds_a_transaction() {
+    let db = support::db().await;
+    let rt = setup(&db).await;
+    let mut admin = sqlx::PgConnection::connect(db.admin_url()).await.unwrap();
+    let (held, seen) = tokio::join!(
+        rt.op("tx::holds_a_lock").run_tx(|tx| {
+            Box::pin(async move {
+                sqlx::query("update acct set v = v where id = 1").execute(tx.as_mut()).await?;
+                sqlx::query("select pg_sleep(0.5)").execute(tx.as_mut()).await?;
+                Ok::<_, Error>(())
+            })
+        }),
+        async {
+            for _ in 0..100 {
+                let names: Vec<(String,)> = sqlx::query_as(
+                    "select application_name from pg_stat_activity where datname = current_database() \
+                     and state <> 'idle' and pid <> pg_backend_pid()",
+                )
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
+                if !names.is_empty() {
+                    return names;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Vec::new()
+        },
+    );
+    held.unwrap();
+    assert_eq!(seen, vec![("tx::holds_a_lock".to_owned(),)]);
+    // After the transaction the session's own name is back.
+    assert_eq!(support::show(&rt, "application_name").await, "main");
+}

@@ -106,6 +106,8 @@ where
 pub(crate) struct InTx<G> {
     pub(crate) body: G,
     pub(crate) spec: TxSpec,
+    /// The op's name, shown as the transaction's `application_name`.
+    pub(crate) name: &'static str,
 }
 
 impl<'env, T, E, G> Attempt<T, E> for (InTx<G>, EnvMarker<'env>)
@@ -148,7 +150,7 @@ where
         open: false,
         _env: env,
     };
-    let begin = begin_sql(this.spec, until);
+    let begin = begin_sql(this.spec, this.name, until);
     let ended = 'attempt: {
         match within(until, Manager::begin(tx.conn(), Some(begin))).await {
             Some(Ok(())) => tx.open = true,
@@ -176,7 +178,11 @@ where
     (ended, tx.into_conn())
 }
 
-fn begin_sql(spec: TxSpec, until: Option<Instant>) -> sqlx::SqlStr {
+/// `BEGIN` with the op's isolation and access mode, then, in the same round trip, the op's
+/// name as the transaction's `application_name` (so `pg_stat_activity` shows which op holds a
+/// lock or runs long; it reverts at the end of the transaction) and, when the attempt has a
+/// time limit, `SET LOCAL statement_timeout` from the time left.
+fn begin_sql(spec: TxSpec, name: &str, until: Option<Instant>) -> sqlx::SqlStr {
     let mut sql = String::from("BEGIN");
     if let Some(level) = spec.isolation {
         sql.push_str(" ISOLATION LEVEL ");
@@ -185,6 +191,14 @@ fn begin_sql(spec: TxSpec, until: Option<Instant>) -> sqlx::SqlStr {
     if spec.read_only {
         sql.push_str(" READ ONLY");
     }
+    // application_name holds at most 63 bytes; cut on a character boundary.
+    let mut end = name.len().min(63);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    sql.push_str("; SET LOCAL application_name = '");
+    sql.push_str(&name[..end].replace('\'', "''"));
+    sql.push('\'');
     if let Some(at) = until {
         // The server stops the transaction's statements when the client would give up anyway.
         let left = at
@@ -204,24 +218,35 @@ mod tests {
     use crate::op::Isolation;
 
     #[test]
-    fn begin_statement_carries_isolation_and_remaining_time() {
+    fn begin_statement_carries_isolation_name_and_remaining_time() {
         let spec = TxSpec {
             isolation: Some(Isolation::Serializable),
             read_only: true,
         };
         assert_eq!(
-            begin_sql(spec, None).as_str(),
-            "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY"
+            begin_sql(spec, "orders::o'brien", None).as_str(),
+            "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY; \
+             SET LOCAL application_name = 'orders::o''brien'"
         );
         let sql = begin_sql(
             TxSpec::default(),
+            "t",
             Some(Instant::now() + Duration::from_secs(5)),
         );
         let ms: u64 = sql.as_str().rsplit(' ').next().unwrap().parse().unwrap();
         assert!(
+            sql.as_str().starts_with(
+                "BEGIN; SET LOCAL application_name = 't'; SET LOCAL statement_timeout = "
+            ),
+            "{}",
             sql.as_str()
-                .starts_with("BEGIN; SET LOCAL statement_timeout = ")
         );
         assert!(ms > 4_000 && ms <= 5_000, "{ms}");
+        let long = "x".repeat(100);
+        assert!(
+            begin_sql(TxSpec::default(), &long, None)
+                .as_str()
+                .ends_with(&format!("'{}'", "x".repeat(63)))
+        );
     }
 }

@@ -191,13 +191,17 @@ impl<'rt> OpBuilder<'rt> {
             });
         }
         let spec = self.spec.tx.unwrap_or_default();
+        let name = self.spec.name;
         let resolved = Resolved::new(self.rt, self.spec).map_err(E::from)?;
         execute(
             self.rt,
             &resolved,
             self.key.as_deref(),
             E::db_error,
-            (InTx { body, spec }, PhantomData::<fn(&'env ()) -> &'env ()>),
+            (
+                InTx { body, spec, name },
+                PhantomData::<fn(&'env ()) -> &'env ()>,
+            ),
         )
         .await
     }
@@ -266,7 +270,14 @@ impl Op {
             &self.resolved,
             None,
             E::db_error,
-            (InTx { body, spec }, PhantomData::<fn(&'env ()) -> &'env ()>),
+            (
+                InTx {
+                    body,
+                    spec,
+                    name: self.resolved.spec.name,
+                },
+                PhantomData::<fn(&'env ()) -> &'env ()>,
+            ),
         )
         .await
     }
@@ -318,7 +329,11 @@ where
         None,
         access,
         (
-            InTx { body, spec: tx },
+            InTx {
+                body,
+                spec: tx,
+                name: spec.name,
+            },
             PhantomData::<fn(&'env ()) -> &'env ()>,
         ),
     )
