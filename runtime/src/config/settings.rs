@@ -23,6 +23,10 @@ pub struct RuntimeSettings {
     pub effective_spindles: u32,
     /// How long `shutdown` waits for ops in flight by default.
     pub shutdown_timeout: Duration,
+    // --- observability (issue 5): the `monitor.*` keys ---
+    /// The monitor, the utilization samples and the health check (`monitor.*` keys).
+    pub monitor: crate::monitor::MonitorConfig,
+    // --- end observability ---
 }
 
 impl Default for RuntimeSettings {
@@ -36,6 +40,7 @@ impl Default for RuntimeSettings {
             server_cores: None,
             effective_spindles: 1,
             shutdown_timeout: Duration::from_secs(30),
+            monitor: Default::default(),
         }
     }
 }
@@ -88,6 +93,73 @@ impl RuntimeSettings {
             expected: "a whole number from 0 to 1000",
             doc: "effective spindles, for sizing advice",
         },
+        // --- observability (issue 5): `monitor.*`, one per `MonitorConfig::KEYS` entry ---
+        KeySpec {
+            key: "monitor.enabled",
+            expected: "true or false",
+            doc: "whether start_monitor runs the loop",
+        },
+        KeySpec {
+            key: "monitor.pool_interval",
+            expected: "a duration",
+            doc: "how often pools and ops are checked",
+        },
+        KeySpec {
+            key: "monitor.breaker_interval",
+            expected: "a duration",
+            doc: "how often breakers are checked",
+        },
+        KeySpec {
+            key: "monitor.health_interval",
+            expected: "a duration",
+            doc: "how often the health report is made",
+        },
+        KeySpec {
+            key: "monitor.sample_interval",
+            expected: "a duration",
+            doc: "how often pools are sampled for the chart",
+        },
+        KeySpec {
+            key: "monitor.samples",
+            expected: "a whole number from 2 to 100000",
+            doc: "samples kept per pool",
+        },
+        KeySpec {
+            key: "monitor.utilization",
+            expected: "a percentage from 1 to 100",
+            doc: "pool utilization that raises an alert",
+        },
+        KeySpec {
+            key: "monitor.acquire_wait",
+            expected: "a duration",
+            doc: "acquire wait that raises an alert",
+        },
+        KeySpec {
+            key: "monitor.slow_op",
+            expected: "a duration",
+            doc: "op duration that raises an alert",
+        },
+        KeySpec {
+            key: "monitor.connection_storm",
+            expected: "a whole number from 1 to 1000000",
+            doc: "new connections a minute per pool that raise an alert",
+        },
+        KeySpec {
+            key: "monitor.cooldown",
+            expected: "a duration",
+            doc: "the same alert is sent at most once per cooldown",
+        },
+        KeySpec {
+            key: "monitor.history",
+            expected: "a whole number from 1 to 100000",
+            doc: "alerts kept in the history",
+        },
+        KeySpec {
+            key: "monitor.health_timeout",
+            expected: "a duration",
+            doc: "time allowed for the health check's round trip",
+        },
+        // --- end observability ---
     ];
 
     /// Applies one setting (`profile` is handled by the loader).
@@ -117,6 +189,11 @@ impl RuntimeSettings {
             "budget.headroom" => self.headroom = parse::count(value, 0, 10_000)?,
             "budget.server_cores" => self.server_cores = Some(parse::count(value, 1, 4096)?),
             "budget.effective_spindles" => self.effective_spindles = parse::count(value, 0, 1000)?,
+            // --- observability (issue 5) ---
+            monitor if monitor.starts_with("monitor.") => {
+                self.monitor.set(&monitor["monitor.".len()..], value)?
+            }
+            // --- end observability ---
             other => return Err(format!("a runtime key (not `{other}`)")),
         }
         Ok(())
