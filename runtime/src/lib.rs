@@ -9,6 +9,8 @@ pub mod classify;
 pub mod config;
 mod error;
 pub mod health;
+#[cfg(feature = "axum")]
+pub mod http;
 pub mod limiter;
 pub mod monitor;
 pub mod op;
