@@ -228,3 +228,6 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
