@@ -2,6 +2,10 @@
 //! `DATABASE_URL`), a fresh database per test, faults from the kit's proxy and server controls.
 
 mod budget;
+mod observe_health;
+mod observe_monitor;
+mod observe_pgstats;
+mod observe_telemetry;
 mod pool;
 mod shutdown;
 mod support;
