@@ -146,8 +146,12 @@ impl Runtime {
     pub async fn health(&self) -> HealthReport {
         self.ensure_sampler();
         let started = Instant::now();
+        // Statistics first: the probe may borrow an idle connection, which must not count as
+        // the application's use.
+        let stats = self.pool_stats();
+        let ops = self.op_stats();
         let databases = self.probe_databases().await;
-        let mut report = assess(self, databases, self.pool_stats(), &self.op_stats());
+        let mut report = assess(self, databases, stats, &ops);
         report.took_ms = ms(started.elapsed());
         report
     }

@@ -186,8 +186,8 @@ pub(crate) fn render(s: &StatusReport, rt: &Runtime) -> String {
             idle = st.idle,
             waiting = st.waiting,
             timeouts = st.acquire_timeouts,
-            p50 = ms_text(st.acquire_wait.p50_us),
-            p99 = ms_text(st.acquire_wait.p99_us),
+            p50 = ms_text(st.acquire_wait.p50_us.min(st.acquire_wait.max_us)),
+            p99 = ms_text(st.acquire_wait.p99_us.min(st.acquire_wait.max_us)),
             opened = st.opened,
             errors = st.errors,
         );
@@ -271,14 +271,19 @@ pub(crate) fn render(s: &StatusReport, rt: &Runtime) -> String {
             .collect();
         let _ = write!(
             o,
-            "<tr><td>{}</td><td class=\"muted\">retry</td><td class=\"num\">{}</td><td class=\"num\">{} retried</td><td class=\"muted\">{}</td></tr>",
+            "<tr><td>{}</td><td class=\"muted\">retry</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"muted\">{} retries{}</td></tr>",
             esc(&r.name),
             r.calls,
+            if r.budget_exhausted > 0 {
+                format!("{} over budget", r.budget_exhausted)
+            } else {
+                "–".to_owned()
+            },
             total,
             if kinds.is_empty() {
-                "no retries".to_owned()
+                String::new()
             } else {
-                kinds.join(", ")
+                format!(": {}", kinds.join(", "))
             }
         );
     }

@@ -40,11 +40,12 @@ impl Latency {
         let buckets: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
         let count = self.count.load(Relaxed);
         let sum_us = self.sum_us.load(Relaxed);
+        let max_us = self.max_us.load(Relaxed);
         WaitHistogram {
             bounds_us: WAIT_BUCKETS_US.to_vec(),
-            p50_us: quantile(&buckets, count, 0.50),
-            p99_us: quantile(&buckets, count, 0.99),
-            max_us: self.max_us.load(Relaxed),
+            p50_us: quantile(&buckets, count, 0.50).min(max_us),
+            p99_us: quantile(&buckets, count, 0.99).min(max_us),
+            max_us,
             mean_us: sum_us.checked_div(count).unwrap_or(0),
             count,
             buckets,
@@ -52,17 +53,25 @@ impl Latency {
     }
 }
 
+/// Quantile `q`, interpolated linearly inside its bucket (the overflow bucket reports
+/// `u64::MAX`, which the caller caps at the maximum seen).
 fn quantile(buckets: &[u64], count: u64, q: f64) -> u64 {
     if count == 0 {
         return 0;
     }
-    let target = ((count as f64) * q).ceil().max(1.0) as u64;
-    let mut seen = 0;
+    let target = ((count as f64) * q).ceil().max(1.0);
+    let mut seen = 0.0;
     for (i, n) in buckets.iter().enumerate() {
-        seen += n;
-        if seen >= target {
-            return WAIT_BUCKETS_US.get(i).copied().unwrap_or(u64::MAX);
+        let n = *n as f64;
+        if n > 0.0 && seen + n >= target {
+            let Some(hi) = WAIT_BUCKETS_US.get(i).copied() else {
+                return u64::MAX;
+            };
+            let lo = if i == 0 { 0 } else { WAIT_BUCKETS_US[i - 1] };
+            let frac = (target - seen) / n;
+            return lo + ((hi - lo) as f64 * frac).round() as u64;
         }
+        seen += n;
     }
     u64::MAX
 }
@@ -79,7 +88,16 @@ mod tests {
         l.record(Duration::from_secs(12));
         assert_eq!(l.count_over(Duration::from_secs(1)), 2);
         assert_eq!(l.count_over(Duration::from_millis(1)), 3);
-        assert_eq!(l.count_over(Duration::from_secs(60)), 1, "overflow bucket");
+        assert_eq!(
+            l.count_over(Duration::from_secs(5)),
+            1,
+            "the overflow bucket"
+        );
+        assert_eq!(
+            l.count_over(Duration::from_secs(60)),
+            0,
+            "no bucket starts above 60 s"
+        );
         let s = l.snapshot();
         assert_eq!((s.count, s.max_us), (3, 12_000_000));
     }
