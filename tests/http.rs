@@ -358,7 +358,12 @@ async fn the_status_page_renders_in_headless_chromium() {
                 } else {
                     "select pg_sleep(0.05)"
                 };
-                let _ = query(&rt, "harvest::statistics", "http", sql).await;
+                if query(&rt, "harvest::statistics", "http", sql)
+                    .await
+                    .is_err()
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }));
     }

@@ -27,10 +27,11 @@ pub struct DatabaseHealth {
     pub error: Option<String>,
 }
 
-/// Probes the server of `pool` with one query, within `timeout`: on an idle pooled
-/// connection when one is free (so a busy pool is not made busier and no connection is
+/// Probes the server of `pools` with one query, within `timeout`: on an idle connection of
+/// any of them when one is free (so a busy pool is not made busier and no connection is
 /// opened), otherwise on a new connection that is closed afterwards.
-pub(crate) async fn probe(pool: &Pool, pools: Vec<String>, timeout: Duration) -> DatabaseHealth {
+pub(crate) async fn probe(pools: &[Pool], timeout: Duration) -> DatabaseHealth {
+    let pool = &pools[0];
     let options = pool.sqlx().connect_options();
     let server = format!(
         "{}:{}/{}",
@@ -40,18 +41,17 @@ pub(crate) async fn probe(pool: &Pool, pools: Vec<String>, timeout: Duration) ->
     );
     let mut health = DatabaseHealth {
         server,
-        pools,
+        pools: pools.iter().map(|p| p.name().to_owned()).collect(),
         reachable: false,
         round_trip_ms: None,
         connect_ms: None,
         server_version: None,
         error: None,
     };
-    let mut pooled = if pool.is_closed() {
-        None
-    } else {
-        pool.sqlx().try_acquire()
-    };
+    let mut pooled = pools
+        .iter()
+        .filter(|p| !p.is_closed())
+        .find_map(|p| p.sqlx().try_acquire());
     let mut fresh: Option<PgConnection> = None;
     let mut connect_ms = None;
     let work = async {

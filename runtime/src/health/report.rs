@@ -188,17 +188,16 @@ impl Runtime {
     /// One probe per distinct server, concurrently.
     pub(crate) async fn probe_databases(&self) -> Vec<DatabaseHealth> {
         let timeout = self.config().settings.monitor.health_timeout;
-        let mut servers: BTreeMap<String, (crate::pool::Pool, Vec<String>)> = BTreeMap::new();
+        let mut servers: BTreeMap<String, Vec<crate::pool::Pool>> = BTreeMap::new();
         for p in self.pools() {
             servers
                 .entry(p.url().redacted())
-                .or_insert_with(|| (p.clone(), Vec::new()))
-                .1
-                .push(p.name().to_owned());
+                .or_default()
+                .push(p.clone());
         }
         let probes = servers
             .into_values()
-            .map(|(pool, names)| async move { probe(&pool, names, timeout).await });
+            .map(|pools| async move { probe(&pools, timeout).await });
         futures_util::future::join_all(probes).await
     }
 }

@@ -27,8 +27,8 @@ pub struct MonitorConfig {
     pub acquire_wait: Duration,
     /// Ops slower than this raise an alert.
     pub slow_op: Duration,
-    /// New connections per minute per pool above which the monitor reports a connection
-    /// storm.
+    /// Connections opened per minute per pool to replace closed ones (beyond the pool's
+    /// growth) above which the monitor reports a connection storm.
     pub connection_storm: u32,
     /// The same alert (kind and subject) is sent at most once per cooldown.
     pub cooldown: Duration,

@@ -19,6 +19,7 @@ struct PoolMark {
     wait_buckets: Vec<u64>,
     acquire_timeouts: u64,
     opened: u64,
+    size: u32,
 }
 
 /// The checks, with what they saw last time (counters are compared between checks).
@@ -74,6 +75,7 @@ impl Checker {
                 wait_buckets: s.acquire_wait.buckets.clone(),
                 acquire_timeouts: s.acquire_timeouts,
                 opened: s.opened,
+                size: s.size,
             };
             let Some(prev) = self.pools.insert(s.name.clone(), mark) else {
                 continue;
@@ -121,7 +123,10 @@ impl Checker {
                     ),
                 ));
             }
-            let opened = s.opened.saturating_sub(prev.opened);
+            // Churn: connections opened to replace closed ones. A pool growing to meet demand
+            // opens connections too, and that is no storm.
+            let grown = u64::from(s.size.saturating_sub(prev.size));
+            let opened = s.opened.saturating_sub(prev.opened).saturating_sub(grown);
             if secs > 0.0 {
                 let per_minute = opened as f64 * 60.0 / secs;
                 if per_minute > f64::from(cfg.connection_storm) {
@@ -132,10 +137,10 @@ impl Checker {
                         per_minute,
                         f64::from(cfg.connection_storm),
                         format!(
-                            "pool {}: connection storm: {opened} connections opened in the last \
-                             {window} ({per_minute:.0} a minute, above {}): look for evictions \
-                             after failures, short idle_timeout or max_lifetime, and retry loops \
-                             that reconnect",
+                            "pool {}: connection storm: {opened} connections opened to replace \
+                             closed ones in the last {window} ({per_minute:.0} a minute, above \
+                             {}): look for evictions after failures, short idle_timeout or \
+                             max_lifetime, and retry loops that reconnect",
                             s.name, cfg.connection_storm
                         ),
                     ));

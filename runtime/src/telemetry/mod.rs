@@ -167,3 +167,39 @@ pub(crate) fn unix_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// The op-path hooks in isolation, for `benches/observe.rs`. Not part of the API.
+#[doc(hidden)]
+pub mod bench {
+    use std::time::Duration;
+
+    use super::{OpTelemetry, PoolTelemetry};
+    use crate::pool::Pool;
+
+    /// One op's and one pool's telemetry, as the runner and the pool hold them.
+    #[derive(Debug)]
+    pub struct Hooks {
+        op: OpTelemetry,
+        pool: PoolTelemetry,
+    }
+
+    impl Hooks {
+        /// Hooks for op `bench::op` on `pool` (registered with the current recorder).
+        pub fn new(pool: &Pool) -> Self {
+            Hooks {
+                op: OpTelemetry::new("bench::op", pool),
+                pool: PoolTelemetry::new(pool.name()),
+            }
+        }
+
+        /// What one successful call adds: the span, the clock, the duration histogram and
+        /// counters, the acquire and release histograms.
+        #[inline]
+        pub fn call(&self) {
+            let call = self.op.start();
+            self.pool.acquired(Duration::from_micros(20), true);
+            self.pool.released(Duration::from_micros(80));
+            call.finish(None);
+        }
+    }
+}
