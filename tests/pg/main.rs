@@ -1,6 +1,9 @@
 //! Integration tests against real PostgreSQL from the test kit: a throwaway cluster (or
 //! `DATABASE_URL`), a fresh database per test, faults from the kit's proxy and server controls.
 
+// Helpers are `pub` inside this test binary's modules; nothing is exported from it.
+#![allow(unreachable_pub)]
+
 mod budget;
 mod observe_health;
 mod observe_monitor;

@@ -321,8 +321,7 @@ async fn a_connection_held_past_the_leak_threshold_is_reported_with_its_holder()
     drop(held);
 
     // Ops are named.
-    let _ = rt
-        .op("tests::slow_holder")
+    rt.op("tests::slow_holder")
         .run(|c| {
             Box::pin(async move {
                 sqlx::query("select pg_sleep(0.3)")

@@ -1,6 +1,6 @@
 //! The health report, readiness and liveness.
 //!
-//! [`Runtime::health`] probes every database server the pools use (one round trip, within
+//! [`Runtime::health`](crate::Runtime::health) probes every database server the pools use (one round trip, within
 //! `monitor.health_timeout`, so it answers in bounded time even when the server hangs) and
 //! combines the answer with every pool's statistics and every breaker's state into a
 //! [`HealthReport`]: a status, a 0-100 score with the penalties that explain it, and
@@ -20,8 +20,8 @@
 //! server does not answer, the runtime is shutting down, or the score is below 50;
 //! **degraded** when the score is below 90; **healthy** otherwise.
 //!
-//! **Readiness** ([`Runtime::ready`]): the runtime is not shutting down and every server
-//! answers the probe. **Liveness** ([`Runtime::live`]): the runtime has not been shut down;
+//! **Readiness** ([`Runtime::ready`](crate::Runtime::ready)): the runtime is not shutting down and every server
+//! answers the probe. **Liveness** ([`Runtime::live`](crate::Runtime::live)): the runtime has not been shut down;
 //! a database outage never fails liveness, because restarting the application does not fix
 //! the database.
 

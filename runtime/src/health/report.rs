@@ -404,7 +404,7 @@ pub(crate) fn pool_advice(s: &PoolStats, ops: &[OpStats]) -> String {
         .iter()
         .filter(|o| o.pool == s.name && o.calls > 0)
         .collect();
-    mine.sort_by(|a, b| b.latency.p99_us.cmp(&a.latency.p99_us));
+    mine.sort_by_key(|o| std::cmp::Reverse(o.latency.p99_us));
     let slow: Vec<String> = mine
         .iter()
         .take(3)

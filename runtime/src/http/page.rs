@@ -330,7 +330,7 @@ fn ops_table(o: &mut String, ops: &[OpStats]) {
         o.push_str("<tr><td colspan=\"8\" class=\"muted\">no op has run yet</td></tr>");
     }
     let mut ops: Vec<&OpStats> = ops.iter().collect();
-    ops.sort_by(|a, b| b.calls.cmp(&a.calls));
+    ops.sort_by_key(|o| std::cmp::Reverse(o.calls));
     for op in ops {
         let pct = op.error_pct();
         let failures: Vec<String> = op

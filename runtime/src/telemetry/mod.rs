@@ -52,11 +52,14 @@ pub use self::samples::{PoolHistory, PoolSample};
 use crate::pool::Pool;
 use crate::runtime::Runtime;
 
+/// An op's name and its pool's.
+type OpKey = (&'static str, Arc<str>);
+
 /// A runtime's telemetry state: the ops seen so far, the ring of pool samples and the alert
 /// history.
 #[derive(Debug, Default)]
 pub(crate) struct Telemetry {
-    ops: RwLock<HashMap<(&'static str, Arc<str>), Arc<OpTelemetry>>>,
+    ops: RwLock<HashMap<OpKey, Arc<OpTelemetry>>>,
     pub(crate) samples: Samples,
     pub(crate) alerts: crate::monitor::AlertLog,
 }
