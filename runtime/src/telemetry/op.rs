@@ -213,11 +213,11 @@ pub(crate) fn attempt_failed(
     op: &'static str,
     attempt: u32,
     kind: FailureKind,
-    will_judge_rerun: bool,
+    retryable: bool,
     error: Option<&Error>,
 ) {
-    let code = error.and_then(Error::sqlstate);
-    let message = error.map(|e| e.to_string()).unwrap_or_default();
+    // Field values and the message are only evaluated when the event is enabled.
+    let message = Shown(error);
     match kind {
         FailureKind::Rejected | FailureKind::BreakerOpen => tracing::debug!(
             target: "sqlx_resilience::op",
@@ -231,10 +231,22 @@ pub(crate) fn attempt_failed(
             op,
             attempt,
             error.type = kind.as_str(),
-            db.response.status_code = code.as_deref(),
-            retryable = will_judge_rerun,
+            db.response.status_code = error.and_then(Error::sqlstate).as_deref(),
+            retryable,
             "attempt failed: {message}"
         ),
+    }
+}
+
+/// An error's message, or nothing for an application error that is not ours.
+struct Shown<'a>(Option<&'a Error>);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(e) => std::fmt::Display::fmt(e, f),
+            None => f.write_str("the body's own error"),
+        }
     }
 }
 
