@@ -24,7 +24,7 @@ pub mod telemetry;
 pub use self::classify::{Classification, FailureKind, Reach, classify};
 pub use self::config::{PolicySet, RuntimeConfig, Value};
 pub use self::error::{DbError, Error, OpError, PolicyKind, Result, Site};
-pub use self::op::{BoxFuture, Conn, Isolation, Location, Op, OpBuilder, OpSpec, TxConn, TxSpec};
+pub use self::op::{BoxFuture, Conn, Isolation, Location, Op, OpBuilder, OpSpec, Tx, TxSpec};
 pub use self::pool::{Pool, PoolConfig, PoolStats, PooledConn};
 pub use self::runtime::{HasRuntime, Runtime, RuntimeBuilder};
 pub use self::secret::{DatabaseUrl, redact};

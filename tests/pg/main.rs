@@ -4,11 +4,18 @@
 // Helpers are `pub` inside this test binary's modules; nothing is exported from it.
 #![allow(unreachable_pub)]
 
+mod breaker;
 mod budget;
+mod classify;
+mod deadline;
+mod macros;
 mod observe_health;
 mod observe_monitor;
 mod observe_pgstats;
 mod observe_telemetry;
+mod order;
 mod pool;
+mod retry;
 mod shutdown;
 mod support;
+mod tx;

@@ -42,6 +42,22 @@ pub async fn scalar_i64(rt: &Runtime, sql: &'static str) -> Result<i64, Error> {
         .await
 }
 
+/// Like [`scalar_i64`], with more policies set on the op.
+pub async fn scalar_i64_with(
+    rt: &Runtime,
+    policies: impl FnOnce(sqlx_resilience::OpBuilder<'_>) -> sqlx_resilience::OpBuilder<'_>,
+    sql: &'static str,
+) -> Result<i64, Error> {
+    policies(rt.op("tests::scalar").read_only(true))
+        .run(|conn| {
+            Box::pin(async move {
+                let (v,): (i64,) = sqlx::query_as(sql).fetch_one(conn.as_mut()).await?;
+                Ok(v)
+            })
+        })
+        .await
+}
+
 /// Text of one setting as a pooled connection sees it.
 pub async fn show(rt: &Runtime, setting: &'static str) -> String {
     rt.op("tests::show")

@@ -21,4 +21,6 @@ pub use self::settings::RuntimeSettings;
 pub use self::value::Value;
 
 #[cfg(test)]
+mod docs_test;
+#[cfg(test)]
 mod tests;

@@ -4,11 +4,12 @@
 use std::future::Future;
 use std::time::Duration;
 
-use sqlx::Transaction;
+use sqlx::postgres::PgTransactionManager;
 use sqlx::{AssertSqlSafe, SqlSafeStr};
+use sqlx_core::transaction::TransactionManager;
 use tokio::time::Instant;
 
-use super::conn::{BoxFuture, Conn, EnvMarker, TxConn};
+use super::conn::{BoxFuture, Conn, EnvMarker, Tx};
 use super::spec::TxSpec;
 use crate::error::Error;
 use crate::pool::PooledConn;
@@ -100,7 +101,8 @@ where
 /// A body in a transaction: begun with the op's isolation and, when the attempt has a time
 /// limit, `SET LOCAL statement_timeout` from the time left (one round trip with `BEGIN`);
 /// committed when the body succeeds, rolled back otherwise (also on panic and cancellation,
-/// by sqlx's transaction guard).
+/// by the transaction's guard). The transaction goes through sqlx's transaction manager, so
+/// sqlx knows it is in one: a nested `begin` in the body opens a savepoint.
 pub(crate) struct InTx<G> {
     pub(crate) body: G,
     pub(crate) spec: TxSpec,
@@ -108,7 +110,7 @@ pub(crate) struct InTx<G> {
 
 impl<'env, T, E, G> Attempt<T, E> for (InTx<G>, EnvMarker<'env>)
 where
-    G: for<'c, 't> FnMut(&'c mut TxConn<'t, 'env>) -> BoxFuture<'c, Result<T, E>> + Send,
+    G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send,
     T: Send,
     E: From<Error> + Send,
 {
@@ -132,39 +134,46 @@ where
 async fn run_tx<'env, T, E, G>(
     this: &mut InTx<G>,
     env: EnvMarker<'env>,
-    mut conn: PooledConn,
+    conn: PooledConn,
     until: Option<Instant>,
 ) -> (Ended<T, E>, PooledConn)
 where
-    G: for<'c, 't> FnMut(&'c mut TxConn<'t, 'env>) -> BoxFuture<'c, Result<T, E>> + Send,
+    G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send,
     T: Send,
     E: From<Error> + Send,
 {
-    {
-        let begin = begin_sql(this.spec, until);
-        let ended = 'attempt: {
-            let tx = match within(until, Transaction::begin(&mut *conn, Some(begin))).await {
-                Some(Ok(tx)) => tx,
-                Some(Err(e)) => {
-                    break 'attempt Ended::Failed(E::from(Error::from(e)), Phase::Begin);
-                }
-                None => break 'attempt Ended::TimedOut(Phase::Begin),
-            };
-            let mut txc: TxConn<'_, 'env> = TxConn { tx, _env: env };
-            match within(until, (this.body)(&mut txc)).await {
-                Some(Ok(v)) => match within(until, txc.tx.commit()).await {
-                    Some(Ok(())) => Ended::Ok(v),
+    type Manager = PgTransactionManager;
+    let mut tx = Tx {
+        conn: Some(conn),
+        open: false,
+        _env: env,
+    };
+    let begin = begin_sql(this.spec, until);
+    let ended = 'attempt: {
+        match within(until, Manager::begin(tx.conn(), Some(begin))).await {
+            Some(Ok(())) => tx.open = true,
+            Some(Err(e)) => break 'attempt Ended::Failed(E::from(Error::from(e)), Phase::Begin),
+            None => break 'attempt Ended::TimedOut(Phase::Begin),
+        }
+        match within(until, (this.body)(&mut tx)).await {
+            Some(Ok(v)) => {
+                let committed = within(until, Manager::commit(tx.conn())).await;
+                match committed {
+                    Some(Ok(())) => {
+                        tx.open = false;
+                        Ended::Ok(v)
+                    }
                     Some(Err(e)) => Ended::Failed(E::from(Error::from(e)), Phase::Commit),
                     None => Ended::TimedOut(Phase::Commit),
-                },
-                // Dropping the transaction queues ROLLBACK; it is sent before the connection
-                // is used again.
-                Some(Err(e)) => Ended::Failed(e, Phase::Body),
-                None => Ended::TimedOut(Phase::Body),
+                }
             }
-        };
-        (ended, conn)
-    }
+            // ROLLBACK is queued when the transaction is let go, and sent before the
+            // connection is used again (or the connection is closed when evicted).
+            Some(Err(e)) => Ended::Failed(e, Phase::Body),
+            None => Ended::TimedOut(Phase::Body),
+        }
+    };
+    (ended, tx.into_conn())
 }
 
 fn begin_sql(spec: TxSpec, until: Option<Instant>) -> sqlx::SqlStr {

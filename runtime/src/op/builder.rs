@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::attempt::{InTx, Plain};
-use super::conn::{BoxFuture, Conn, TxConn};
+use super::conn::{BoxFuture, Conn, Tx};
 use super::resolve::Resolved;
 use super::run::execute;
 use super::spec::{Isolation, Location, OpSpec, TxSpec};
@@ -179,7 +179,7 @@ impl<'rt> OpBuilder<'rt> {
     /// when a retry policy allows.
     pub async fn run_tx<'env, T, E, G>(mut self, body: G) -> Result<T, E>
     where
-        G: for<'c, 't> FnMut(&'c mut TxConn<'t, 'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+        G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
         T: Send + 'env,
         E: OpError,
     {
@@ -253,7 +253,7 @@ impl Op {
     /// Runs `body` in a transaction (see [`OpBuilder::run_tx`]).
     pub async fn run_tx<'env, T, E, G>(&self, body: G) -> Result<T, E>
     where
-        G: for<'c, 't> FnMut(&'c mut TxConn<'t, 'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+        G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
         T: Send + 'env,
         E: OpError,
     {
@@ -303,7 +303,7 @@ pub async fn run_tx_static<'env, T, E, G>(
     body: G,
 ) -> Result<T, E>
 where
-    G: for<'c, 't> FnMut(&'c mut TxConn<'t, 'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+    G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
     T: Send + 'env,
     E: From<Error> + Send + 'env,
 {

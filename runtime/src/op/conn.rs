@@ -3,7 +3,9 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
+use sqlx::postgres::PgTransactionManager;
+use sqlx_core::transaction::TransactionManager;
 
 use crate::pool::PooledConn;
 
@@ -49,35 +51,81 @@ impl AsMut<PgConnection> for Conn<'_> {
     }
 }
 
-/// The transaction of one attempt of a transactional op. Dereferences to sqlx's
-/// [`Transaction`]; the runtime commits it when the body succeeds and rolls it back otherwise,
-/// so the body never commits or rolls back itself.
-pub struct TxConn<'t, 'env> {
-    pub(crate) tx: Transaction<'t, Postgres>,
+/// The transaction of one attempt of a transactional op. Dereferences to [`PgConnection`]
+/// inside the transaction: queries take `tx.as_mut()` (or `&mut **tx`).
+///
+/// The runtime begins the transaction, commits it when the body succeeds and rolls it back
+/// otherwise (also when the body panics or the call is cancelled), so the body never commits
+/// or rolls back itself. A nested `sqlx::Connection::begin` on it opens a savepoint, as sqlx
+/// does inside any transaction.
+pub struct Tx<'env> {
+    /// Present until the runner takes it back after the attempt.
+    pub(crate) conn: Option<PooledConn>,
+    /// Begun and neither committed nor rolled back.
+    pub(crate) open: bool,
     pub(crate) _env: EnvMarker<'env>,
 }
 
-impl std::fmt::Debug for TxConn<'_, '_> {
+impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxConn").finish_non_exhaustive()
+        f.debug_struct("Tx")
+            .field("conn", &self.conn)
+            .field("open", &self.open)
+            .finish()
     }
 }
 
-impl<'t> Deref for TxConn<'t, '_> {
-    type Target = Transaction<'t, Postgres>;
-    fn deref(&self) -> &Transaction<'t, Postgres> {
-        &self.tx
+impl Tx<'_> {
+    pub(crate) fn conn(&mut self) -> &mut PooledConn {
+        self.conn
+            .as_mut()
+            .expect("connection present during the attempt")
+    }
+
+    /// The connection back out, with ROLLBACK queued if the transaction is still open.
+    pub(crate) fn into_conn(mut self) -> PooledConn {
+        self.close();
+        self.conn
+            .take()
+            .expect("connection present during the attempt")
+    }
+
+    fn close(&mut self) {
+        if self.open
+            && let Some(conn) = self.conn.as_mut()
+        {
+            // Queued, and sent before the connection is used again (sqlx's own transaction
+            // guard does the same).
+            <PgTransactionManager as TransactionManager>::start_rollback(conn);
+        }
+        self.open = false;
     }
 }
 
-impl<'t> DerefMut for TxConn<'t, '_> {
-    fn deref_mut(&mut self) -> &mut Transaction<'t, Postgres> {
-        &mut self.tx
+impl Deref for Tx<'_> {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        self.conn
+            .as_ref()
+            .expect("connection present during the attempt")
     }
 }
 
-impl AsMut<PgConnection> for TxConn<'_, '_> {
+impl DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn()
+    }
+}
+
+impl AsMut<PgConnection> for Tx<'_> {
     fn as_mut(&mut self) -> &mut PgConnection {
-        &mut self.tx
+        self.conn()
+    }
+}
+
+impl Drop for Tx<'_> {
+    /// A panic or cancellation mid-transaction: roll back.
+    fn drop(&mut self) {
+        self.close();
     }
 }

@@ -8,6 +8,6 @@ mod run;
 mod spec;
 
 pub use self::builder::{Op, OpBuilder, run_static, run_tx_static};
-pub use self::conn::{BoxFuture, Conn, TxConn};
+pub use self::conn::{BoxFuture, Conn, Tx};
 pub(crate) use self::resolve::Resolved;
 pub use self::spec::{Isolation, Location, OpSpec, TxSpec};

@@ -184,13 +184,17 @@ impl Pool {
                 });
             }
         }
+        // The server answers; now open `min` connections (at least one). The pool's own
+        // acquire timeout may be shorter than a connect under load, so keep asking until the
+        // start-up deadline.
         let want = cfg.min.max(1) as usize;
         let deadline = Instant::now() + cfg.startup_timeout;
         let mut held = Vec::with_capacity(want);
-        for _ in 0..want {
+        while held.len() < want {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.shared.sqlx.acquire()).await {
                 Ok(Ok(conn)) => held.push(conn),
+                Ok(Err(sqlx::Error::PoolTimedOut)) if !left.is_zero() => continue,
                 Ok(Err(source)) => {
                     return Err(Error::Connect {
                         site,
@@ -331,7 +335,8 @@ impl Pool {
             }
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
                 s.counters.acquire_timeouts.fetch_add(1, Relaxed);
-                Err(self.timeout_error(site, waited))
+                let unreachable = self.unreachable().await;
+                Err(self.timeout_error(site, waited, unreachable))
             }
             Ok(Err(sqlx::Error::PoolClosed)) => Err(Error::PoolClosed { site: site.clone() }),
             Ok(Err(source)) => {
@@ -351,13 +356,45 @@ impl Pool {
         }
     }
 
-    fn timeout_error(&self, site: &Site, waited: Duration) -> Error {
+    /// After an acquire timed out: was the pool unable to open connections because the
+    /// server is unreachable (which says the database is down), or was it saturated, or
+    /// refused for too many connections (backpressure, which says nothing of its health)?
+    ///
+    /// sqlx's pool retries failed connects until the acquire timeout and reports only the
+    /// timeout, so the reason is found with one direct connect, at most every 250 ms per pool.
+    async fn unreachable(&self) -> bool {
+        let s = &self.shared;
+        if s.sqlx.size() >= s.config.max {
+            return false; // full: saturated, not unreachable
+        }
+        let now_us = u64::try_from(s.counters.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let probed = s.counters.probed_at_us.load(Relaxed);
+        if probed != 0 && now_us.saturating_sub(probed) < 250_000 {
+            return s.counters.probe_unreachable.load(Relaxed);
+        }
+        s.counters.probed_at_us.store(now_us.max(1), Relaxed);
+        let options = s.sqlx.connect_options();
+        let probe = tokio::time::timeout(
+            Duration::from_millis(250),
+            PgConnection::connect_with(&options),
+        )
+        .await;
+        let unreachable = match probe {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                false
+            }
+            Ok(Err(e)) => classify(&e).kind != FailureKind::Backpressure,
+            Err(_) => true,
+        };
+        s.counters.probe_unreachable.store(unreachable, Relaxed);
+        unreachable
+    }
+
+    fn timeout_error(&self, site: &Site, waited: Duration, unreachable: bool) -> Error {
         let s = &self.shared;
         let size = s.sqlx.size();
         let idle = u32::try_from(s.sqlx.num_idle()).unwrap_or(0).min(size);
-        // Below max with nobody idle means the pool was trying to open connections and could
-        // not: the server is unreachable rather than the pool exhausted.
-        let unreachable = size < s.config.max;
         s.events.emit(PoolEventKind::Error {
             kind: if unreachable {
                 FailureKind::ConnectionLost

@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -93,6 +93,10 @@ pub(crate) struct Counters {
     /// Until when (µs after `epoch`) every reused connection is pinged before use: set when a
     /// connection is found dead, because its idle siblings probably died with it.
     pub(crate) suspect_until_us: AtomicU64,
+    /// When the pool last connected directly to find out why it could not open connections.
+    pub(crate) probed_at_us: AtomicU64,
+    /// What that probe found.
+    pub(crate) probe_unreachable: AtomicBool,
     pub(crate) waiting: AtomicU32,
     pub(crate) in_use: AtomicU32,
     pub(crate) acquired: AtomicU64,
@@ -112,6 +116,8 @@ impl Default for Counters {
         Counters {
             epoch: std::time::Instant::now(),
             suspect_until_us: AtomicU64::new(0),
+            probed_at_us: AtomicU64::new(0),
+            probe_unreachable: AtomicBool::new(false),
             waiting: AtomicU32::new(0),
             in_use: AtomicU32::new(0),
             acquired: AtomicU64::new(0),

@@ -1,0 +1,255 @@
+//! Code generation for `#[db_op]`: the public function calls the runtime's op API.
+//!
+//! ```text
+//! async fn statistics(&self, estate: i64) -> Result<Stats, DbError> {
+//!     const _: () = { let _ = policies::pool::http; ... };          // name checks
+//!     static __SQLX_RESILIENCE_OP: OpSpec = OpSpec { .. };          // the op's settings
+//!     inventory::submit! { OpRegistration(&__SQLX_RESILIENCE_OP) } // the registry
+//!     let classify = ..;                                   // &mut E -> Option<&mut DbError>
+//!     let rt = runtime_of(self);
+//!     run(rt, &__SQLX_RESILIENCE_OP, classify, move |conn| {
+//!         let estate = reuse(&estate);                              // once per attempt
+//!         attempt::<Result<Stats, DbError>, _>(async move {
+//!             let conn: &mut PgConnection = &mut **conn;
+//!             /* the body as written */
+//!         })
+//!     }).await
+//! }
+//! ```
+
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::{Ident, Path};
+
+use super::parse::{Args, Retry};
+use super::validate::{Capture, Form, Op, RuntimeSource};
+
+/// `::sqlx_resilience::__private`, or `<crate = path>::__private`.
+pub(crate) fn private_path(krate: Option<&Path>) -> TokenStream {
+    match krate {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::sqlx_resilience::__private),
+    }
+}
+
+pub(crate) fn expand_op(op: &Op) -> TokenStream {
+    let p = private_path(op.args.krate.as_ref());
+    let checks = name_checks(&op.args);
+    let spec_ident = Ident::new("__SQLX_RESILIENCE_OP", Span::call_site());
+    let spec = spec(op, &p);
+    let ret = &op.ret;
+
+    let rt = Ident::new("__sqlx_resilience_rt", Span::mixed_site());
+    let classify = Ident::new("__sqlx_resilience_classify", Span::mixed_site());
+    let error = Ident::new("__sqlx_resilience_error", Span::mixed_site());
+    let conn = Ident::new("__sqlx_resilience_conn", Span::mixed_site());
+    let value = Ident::new("__sqlx_resilience_value", Span::mixed_site());
+
+    let runtime_of = match &op.runtime {
+        RuntimeSource::Receiver(token) => quote_spanned!(token.span=> #p::runtime_of(#token)),
+        RuntimeSource::Param { ident, .. } => {
+            quote_spanned!(ident.span()=> #p::runtime_of(&#ident))
+        }
+    };
+
+    // Before the closure: parameters every attempt borrows, and those moved into one attempt.
+    let mut before = TokenStream::new();
+    // Inside the closure, before each attempt's future: each attempt's own copies.
+    let mut rebind = TokenStream::new();
+    for param in &op.params {
+        let ident = &param.ident;
+        let pat = &param.pat;
+        let cfgs = &param.cfgs;
+        match param.capture {
+            Capture::Keep => {}
+            Capture::Copy => rebind.extend(quote! { #(#cfgs)* let #pat = #ident; }),
+            Capture::Clone => rebind.extend(quote_spanned! {param.span=>
+                #(#cfgs)* let #pat = #p::reuse(&#ident);
+            }),
+            Capture::Once => {
+                before.extend(quote! {
+                    #(#cfgs)* let mut #ident = ::core::option::Option::Some(#ident);
+                });
+                rebind.extend(quote_spanned! {param.span=>
+                    #(#cfgs)*
+                    let #pat = match ::core::option::Option::take(&mut #ident) {
+                        ::core::option::Option::Some(#value) => #value,
+                        ::core::option::Option::None => return #p::ran_again::<#ret>(),
+                    };
+                });
+            }
+            Capture::Borrow => before.extend(quote! {
+                #(#cfgs)*
+                #[allow(unused_variables)]
+                let #ident = &#ident;
+            }),
+        }
+    }
+
+    let conn_pat = &op.conn.pat;
+    let conn_ty = &op.conn.ty;
+    let bind_conn = quote_spanned! {op.conn.span=>
+        let #conn_pat: #conn_ty = &mut **#conn;
+    };
+    let stmts = &op.stmts;
+    let run = if op.args.is_tx() {
+        quote!(run_tx)
+    } else {
+        quote!(run)
+    };
+    let ret_span = span_of(ret);
+    // The attempt's future, spanned on `async` so "not `Send`" points at the function.
+    let async_span = op.sig.asyncness.map_or(op.sig.fn_token.span, |a| a.span);
+    let attempt = quote_spanned!(async_span=> #p::attempt::<#ret, _>);
+    let async_move = quote_spanned!(async_span=> async move);
+    // `E: From<DbError>` checked on the return type, with a message that says what to do.
+    let error_check = quote_spanned! {ret_span=>
+        #p::op_error::<<#ret as #p::ResultParts>::Err>();
+    };
+    let call = quote! {
+        #error_check
+        let #classify: for<'__e> fn(&'__e mut <#ret as #p::ResultParts>::Err)
+            -> ::core::option::Option<&'__e mut #p::Error> =
+            |#error| {
+                #[allow(unused_imports)]
+                use #p::{ByNothing as _, ByOpError as _};
+                #p::Classify(#error).db_error()
+            };
+        let #rt = #runtime_of;
+        #before
+        #p::#run(#rt, &#spec_ident, #classify, move |#conn| {
+            #rebind
+            #attempt(#async_move {
+                #bind_conn
+                #stmts
+            })
+        })
+        .await
+    };
+
+    let items = quote! {
+        #checks
+        static #spec_ident: #p::OpSpec = #spec;
+        #p::inventory::submit! { #p::OpRegistration(&#spec_ident) }
+    };
+    let body = match op.form {
+        Form::Async => quote! { #items #call },
+        Form::AsyncTrait => quote! {
+            #items
+            ::std::boxed::Box::pin(async move { #call })
+        },
+    };
+
+    let attrs = &op.attrs;
+    let vis = &op.vis;
+    let sig = &op.sig;
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #body
+        }
+    }
+}
+
+fn span_of(tokens: &impl ToTokens) -> Span {
+    tokens
+        .to_token_stream()
+        .into_iter()
+        .next()
+        .map_or(Span::call_site(), |t| t.span())
+}
+
+/// `const _: () = { let _ = policies::pool::http; .. };`: each name a use of the unit struct
+/// `policies!` generated, spanned on the name so rustc reports an unknown one there, with its
+/// "a unit struct with a similar name exists" hint.
+fn name_checks(args: &Args) -> TokenStream {
+    let names = args.names();
+    if names.is_empty() {
+        return TokenStream::new();
+    }
+    let alias = Ident::new("policies", Span::call_site());
+    let root = match &args.policies {
+        Some(path) => quote!(use #path as #alias;),
+        None => quote!(use self::#alias;),
+    };
+    let uses = names.iter().map(|(kind, name)| {
+        let module = Ident::new(kind.module(), name.span);
+        let ident = Ident::new(&name.name, name.span);
+        quote_spanned!(name.span=> let _ = #alias::#module::#ident;)
+    });
+    quote! {
+        const _: () = {
+            #root
+            #(#uses)*
+        };
+    }
+}
+
+fn spec(op: &Op, p: &TokenStream) -> TokenStream {
+    let args = &op.args;
+    let fn_name = op.sig.ident.to_string();
+    let fn_span = op.sig.ident.span();
+    let name = match &args.name {
+        Some(lit) => lit.to_token_stream(),
+        None => quote_spanned!(fn_span=> ::core::concat!(::core::module_path!(), "::", #fn_name)),
+    };
+    let some_str = |s: Option<&str>| match s {
+        Some(s) => quote!(::core::option::Option::Some(#s)),
+        None => quote!(::core::option::Option::None),
+    };
+    let some_duration = |d: Option<Duration>| match d {
+        Some(d) => {
+            let secs = d.as_secs();
+            let nanos = d.subsec_nanos();
+            quote!(::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let pool = some_str(args.pool.as_ref().map(|n| n.name.as_str()));
+    let retry = some_str(match &args.retry {
+        Some(Retry::Named(n)) => Some(n.name.as_str()),
+        _ => None,
+    });
+    let breaker = some_str(args.breaker.as_ref().map(|n| n.name.as_str()));
+    let limiter = some_str(args.limiter.as_ref().map(|n| n.name.as_str()));
+    let bulkhead = some_str(args.bulkhead.as_ref().map(|n| n.name.as_str()));
+    let timeout = some_duration(args.timeout.as_ref().map(|d| d.value));
+    let deadline = some_duration(args.deadline.as_ref().map(|d| d.value));
+    let slow = some_duration(args.slow.as_ref().map(|d| d.value));
+    let idempotent = args.idempotent.as_ref().is_some_and(|s| s.value);
+    let read_only = args.read_only.as_ref().is_some_and(|s| s.value);
+    let tx = if args.is_tx() {
+        let isolation = match &args.isolation {
+            Some(level) => {
+                let variant = Ident::new(level.value.variant(), level.span);
+                quote!(::core::option::Option::Some(#p::Isolation::#variant))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        quote!(::core::option::Option::Some(#p::TxSpec { isolation: #isolation, read_only: #read_only }))
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    let location = quote_spanned! {fn_span=>
+        #p::Location { file: ::core::file!(), line: ::core::line!(), column: ::core::column!() }
+    };
+    quote! {
+        #p::OpSpec {
+            name: #name,
+            pool: #pool,
+            timeout: #timeout,
+            deadline: #deadline,
+            retry: #retry,
+            breaker: #breaker,
+            limiter: #limiter,
+            bulkhead: #bulkhead,
+            idempotent: #idempotent,
+            read_only: #read_only,
+            tx: #tx,
+            slow: #slow,
+            location: #location,
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Circuit breakers on real faults: what trips them and what never does.
+
+use std::time::{Duration, Instant};
+
+use sqlx_resilience::breaker::{BreakerEvent, BreakerState};
+use sqlx_resilience::{Error, PolicyKind, Runtime};
+use sqlx_resilience_testkit::{PgServer, ShutdownMode};
+
+use crate::support::{self, scalar_i64_with};
+
+fn builder(
+    url: &str,
+    breaker: &[(&str, sqlx_resilience::Value)],
+) -> sqlx_resilience::RuntimeBuilder {
+    Runtime::builder()
+        .url(url)
+        .env_vars(Vec::<(String, String)>::new())
+        .pool(
+            "main",
+            &[("acquire_timeout", "200ms".into()), ("max", 4u32.into())],
+        )
+        .declare(PolicyKind::Breaker, "db", breaker)
+}
+
+async fn read(rt: &Runtime) -> Result<i64, Error> {
+    scalar_i64_with(rt, |o| o.breaker("db"), "select 1::int8").await
+}
+
+#[tokio::test]
+async fn a_stopped_server_opens_the_breaker_and_a_probe_closes_it_again() {
+    let server = PgServer::start().await.unwrap();
+    let db = server.create_database().await.unwrap();
+    let rt = builder(
+        db.url(),
+        &[
+            ("consecutive_failures", 3u32.into()),
+            ("open_for", "500ms".into()),
+        ],
+    )
+    .build()
+    .await
+    .unwrap();
+    let breaker = rt.breaker("db").unwrap().clone();
+    let mut events = breaker.subscribe();
+    assert_eq!(read(&rt).await.unwrap(), 1);
+
+    server.stop(ShutdownMode::Fast).await.unwrap();
+    // Each call fails (a dead pooled connection, then no server to connect to) until three
+    // failures have been counted.
+    let mut calls = 0;
+    while breaker.state() != BreakerState::Open {
+        calls += 1;
+        assert!(calls <= 3, "three failures open the breaker");
+        let e = read(&rt).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::AcquireTimeout {
+                    unreachable: true,
+                    ..
+                } | Error::Database { .. }
+            ),
+            "{e}"
+        );
+    }
+    assert_eq!(breaker.metrics().failures_total, 3);
+    // Open: calls fail at once without touching the pool.
+    let started = Instant::now();
+    let e = read(&rt).await.unwrap_err();
+    assert!(matches!(e, Error::BreakerOpen { .. }), "{e}");
+    assert!(
+        e.to_string().contains("circuit breaker `db` is open"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "rejected without waiting"
+    );
+
+    server.start_again().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(read(&rt).await.unwrap(), 1, "the half-open probe succeeds");
+    assert_eq!(breaker.state(), BreakerState::Closed);
+
+    let mut seen: Vec<(BreakerState, BreakerState)> = Vec::new();
+    while let Ok(BreakerEvent { from, to, .. }) = events.try_recv() {
+        seen.push((from, to));
+    }
+    assert_eq!(
+        seen,
+        [
+            (BreakerState::Closed, BreakerState::Open),
+            (BreakerState::Open, BreakerState::HalfOpen),
+            (BreakerState::HalfOpen, BreakerState::Closed),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn constraint_violations_and_missing_rows_never_trip_it() {
+    let db = support::db().await;
+    let rt = builder(db.url(), &[("consecutive_failures", 1u32.into())])
+        .build()
+        .await
+        .unwrap();
+    rt.op("breaker::ddl")
+        .run(|c| {
+            Box::pin(async move {
+                sqlx::raw_sql("create table u (id int primary key); insert into u values (1)")
+                    .execute(c.as_mut())
+                    .await?;
+                Ok::<_, Error>(())
+            })
+        })
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let e = rt
+            .op("breaker::dup")
+            .breaker("db")
+            .run(|c| {
+                Box::pin(async move {
+                    sqlx::query("insert into u values (1)")
+                        .execute(c.as_mut())
+                        .await?;
+                    Ok::<_, Error>(())
+                })
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), sqlx_resilience::FailureKind::Constraint);
+        let e = rt
+            .op("breaker::missing")
+            .breaker("db")
+            .read_only(true)
+            .run(|c| {
+                Box::pin(async move {
+                    let row: (i32,) = sqlx::query_as("select id from u where id = 2")
+                        .fetch_one(c.as_mut())
+                        .await?;
+                    Ok::<_, Error>(row.0)
+                })
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), sqlx_resilience::FailureKind::NotFound);
+    }
+    assert_eq!(rt.breaker("db").unwrap().state(), BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn bulkhead_and_limiter_rejections_never_trip_it() {
+    let db = support::db().await;
+    let rt = builder(db.url(), &[("consecutive_failures", 1u32.into())])
+        .declare(
+            PolicyKind::Bulkhead,
+            "one",
+            &[("max_concurrent", 1u32.into())],
+        )
+        .declare(
+            PolicyKind::Limiter,
+            "slow",
+            &[("per_second", 0.1.into()), ("burst", 1u32.into())],
+        )
+        .build()
+        .await
+        .unwrap();
+    let holder = tokio::spawn({
+        let rt = rt.clone();
+        async move {
+            scalar_i64_with(
+                &rt,
+                |o| o.breaker("db").bulkhead("one"),
+                "select 1::int8 from pg_sleep(0.5)",
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        let e = scalar_i64_with(&rt, |o| o.breaker("db").bulkhead("one"), "select 1::int8")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::BulkheadFull { .. }), "{e}");
+    }
+    holder.await.unwrap().unwrap();
+    scalar_i64_with(&rt, |o| o.breaker("db").limiter("slow"), "select 1::int8")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let e = scalar_i64_with(&rt, |o| o.breaker("db").limiter("slow"), "select 1::int8")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::RateLimited { .. }), "{e}");
+    }
+    assert_eq!(rt.breaker("db").unwrap().state(), BreakerState::Closed);
+    let m = rt.breaker("db").unwrap().metrics();
+    assert_eq!((m.rejected_total, m.failures_total), (0, 0));
+}

@@ -1,0 +1,18 @@
+//! No connection parameter.
+use sqlx_resilience::{DbError, Runtime, db_op};
+
+sqlx_resilience::policies! {
+    pool http { max = 20 }
+    breaker stats { consecutive_failures = 5 }
+    retry transient { attempts = 3 }
+    limiter api { per_second = 100 }
+    bulkhead reports { max_concurrent = 4 }
+}
+
+#[db_op]
+pub async fn op(rt: &Runtime, id: i64) -> Result<(), DbError> {
+    let _ = id;
+    Ok(())
+}
+
+fn main() {}
