@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgTransaction};
+use sqlx::PgConnection;
 use sqlx_resilience::config::Section;
 use sqlx_resilience::{
-    DbError, HasRuntime, Isolation, OpSpec, PolicyKind, PolicySet, Runtime, db_op,
+    DbError, HasRuntime, Isolation, OpSpec, PolicyKind, PolicySet, Runtime, Tx, db_op,
 };
 
 mod everything {
@@ -184,7 +184,7 @@ impl Repo {
 }
 
 #[db_op(tx, isolation = "serializable", name = "accounts.transfer")]
-async fn transfer(rt: &Runtime, tx: &mut PgTransaction<'_>, cents: i64) -> Result<(), DbError> {
+async fn transfer(rt: &Runtime, tx: &mut Tx<'_>, cents: i64) -> Result<(), DbError> {
     sqlx::query("select $1")
         .bind(cents)
         .execute(&mut **tx)
@@ -193,7 +193,8 @@ async fn transfer(rt: &Runtime, tx: &mut PgTransaction<'_>, cents: i64) -> Resul
 }
 
 fn registered(name: &str) -> &'static OpSpec {
-    sqlx_resilience::__private::registered_ops()
+    sqlx_resilience::op::registered()
+        .into_iter()
         .find(|spec| spec.name == name)
         .unwrap_or_else(|| panic!("{name} is not registered"))
 }

@@ -315,6 +315,15 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// Declared ops do not fit the runtime's configuration (with `ops_check = "error"`).
+    #[error(
+        "ops do not fit the runtime's configuration; fix the names or the configuration:\n{report}"
+    )]
+    Misconfigured {
+        /// One line per op: its name, location and problems.
+        report: String,
+    },
+
     /// The runtime is shutting down and refuses new work.
     #[error("{site}: the runtime is shutting down and refuses new work")]
     ShuttingDown {
@@ -478,7 +487,8 @@ impl Error {
             Error::Config { .. }
             | Error::ConfigSource { .. }
             | Error::UndeclaredName { .. }
-            | Error::Budget { .. } => FailureKind::Configuration,
+            | Error::Budget { .. }
+            | Error::Misconfigured { .. } => FailureKind::Configuration,
             _ => FailureKind::Unknown,
         }
     }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::{PgConnection, PgTransaction};
-use sqlx_resilience::{DbError, Error, HasRuntime, Runtime, db_op};
+use sqlx::PgConnection;
+use sqlx_resilience::{DbError, Error, HasRuntime, Runtime, Tx, db_op};
 use tokio::sync::Barrier;
 
 use crate::support;
@@ -171,7 +171,7 @@ async fn a_rate_limiter_rejects_the_second_call() {
 #[db_op(pool = "main", tx, isolation = "serializable", retry = "contention")]
 async fn skew(
     rt: &Runtime,
-    tx: &mut PgTransaction<'_>,
+    tx: &mut Tx<'_>,
     read: i32,
     write: i32,
     both_read: Arc<Barrier>,
@@ -229,4 +229,62 @@ async fn a_transaction_is_run_again_after_a_serialization_failure() {
         .await
         .unwrap();
     assert_eq!(rows, [(1,), (2,)]);
+}
+
+mod registry {
+    //! Every annotated op is registered, listed by the runtime, and checked at start-up.
+
+    use sqlx_resilience::op::OpsCheck;
+    use sqlx_resilience::{Error, PolicyKind, Runtime};
+
+    use crate::support;
+
+    #[tokio::test]
+    async fn the_runtime_lists_every_op_and_what_does_not_fit() {
+        let (_db, rt) = super::runtime().await;
+        let ops = rt.ops();
+        let plus_one = ops
+            .iter()
+            .find(|op| op.name.ends_with("::Repo::plus_one") || op.name.ends_with("::plus_one"))
+            .expect("plus_one is listed");
+        assert_eq!(plus_one.pool.as_deref(), Some("main"));
+        assert!(plus_one.read_only);
+        assert!(
+            plus_one.location.contains("tests/pg/macros.rs"),
+            "{}",
+            plus_one.location
+        );
+        assert!(plus_one.problems.is_empty(), "{:?}", plus_one.problems);
+    }
+
+    #[tokio::test]
+    async fn start_up_refuses_ops_that_name_undeclared_policies_when_asked_to() {
+        let db = support::db().await;
+        // A runtime that declares the pool but not the retry policy the ops use.
+        let builder = || {
+            Runtime::builder()
+                .url(db.url())
+                .env_vars(Vec::<(String, String)>::new())
+                .declare(PolicyKind::Pool, "main", &[])
+        };
+        let rt = builder().build().await.expect("warn is the default");
+        assert_eq!(rt.config().settings.ops_check, OpsCheck::Warn);
+        let err = builder()
+            .set("ops_check", "error")
+            .build()
+            .await
+            .unwrap_err();
+        match &err {
+            Error::Misconfigured { report } => {
+                assert!(report.contains("retry `contention`"), "{report}");
+                assert!(report.contains("tests/pg/macros.rs"), "{report}");
+            }
+            other => panic!("{other}"),
+        }
+        builder()
+            .set("ops_check", "off")
+            .build()
+            .await
+            .expect("off skips the check");
+    }
 }

@@ -7,7 +7,7 @@ use sqlx_resilience::{Error, Runtime, RuntimeBuilder, Value};
 use sqlx_resilience_testkit::{PgServer, TestDb};
 
 /// A fresh database on the shared server.
-pub async fn db() -> TestDb {
+pub(crate) async fn db() -> TestDb {
     PgServer::shared()
         .await
         .expect("shared test server")
@@ -17,7 +17,7 @@ pub async fn db() -> TestDb {
 }
 
 /// A builder for a runtime on `db` with one pool `main` and the given settings.
-pub fn builder(db: &TestDb, settings: &[(&str, Value)]) -> RuntimeBuilder {
+pub(crate) fn builder(db: &TestDb, settings: &[(&str, Value)]) -> RuntimeBuilder {
     Runtime::builder()
         .url(db.url())
         .env_vars(Vec::<(String, String)>::new())
@@ -25,12 +25,12 @@ pub fn builder(db: &TestDb, settings: &[(&str, Value)]) -> RuntimeBuilder {
 }
 
 /// A runtime on `db` with one pool `main`.
-pub async fn runtime(db: &TestDb, settings: &[(&str, Value)]) -> Runtime {
+pub(crate) async fn runtime(db: &TestDb, settings: &[(&str, Value)]) -> Runtime {
     builder(db, settings).build().await.expect("runtime")
 }
 
 /// A single-row, single-column query through the op API.
-pub async fn scalar_i64(rt: &Runtime, sql: &'static str) -> Result<i64, Error> {
+pub(crate) async fn scalar_i64(rt: &Runtime, sql: &'static str) -> Result<i64, Error> {
     rt.op("tests::scalar")
         .read_only(true)
         .run(|conn| {
@@ -43,7 +43,7 @@ pub async fn scalar_i64(rt: &Runtime, sql: &'static str) -> Result<i64, Error> {
 }
 
 /// Like [`scalar_i64`], with more policies set on the op.
-pub async fn scalar_i64_with(
+pub(crate) async fn scalar_i64_with(
     rt: &Runtime,
     policies: impl FnOnce(sqlx_resilience::OpBuilder<'_>) -> sqlx_resilience::OpBuilder<'_>,
     sql: &'static str,
@@ -59,7 +59,7 @@ pub async fn scalar_i64_with(
 }
 
 /// Text of one setting as a pooled connection sees it.
-pub async fn show(rt: &Runtime, setting: &'static str) -> String {
+pub(crate) async fn show(rt: &Runtime, setting: &'static str) -> String {
     rt.op("tests::show")
         .read_only(true)
         .run(|conn| {
@@ -78,10 +78,10 @@ pub async fn show(rt: &Runtime, setting: &'static str) -> String {
 /// Everything `tracing` writes while the guard lives (for this thread: use it in a
 /// current-thread runtime, where spawned tasks run on the same thread).
 #[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Logs {
-    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+    pub(crate) fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
         let logs = Logs::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -92,7 +92,7 @@ impl Logs {
         (logs, tracing::subscriber::set_default(subscriber))
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
@@ -108,7 +108,7 @@ impl Write for Logs {
 }
 
 /// The password in a URL.
-pub fn password_of(url: &str) -> String {
+pub(crate) fn password_of(url: &str) -> String {
     let after = url.split("://").nth(1).expect("url");
     let userinfo = after.split('@').next().expect("userinfo");
     userinfo.split(':').nth(1).expect("password").to_owned()

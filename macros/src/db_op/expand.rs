@@ -90,8 +90,11 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
 
     let conn_pat = &op.conn.pat;
     let conn_ty = &op.conn.ty;
-    let bind_conn = quote_spanned! {op.conn.span=>
-        let #conn_pat: #conn_ty = &mut **#conn;
+    // A plain op's `Conn` dereferences to the connection; a `tx` op takes the `Tx` itself.
+    let bind_conn = if op.args.is_tx() {
+        quote_spanned! {op.conn.span=> let #conn_pat: #conn_ty = &mut *#conn; }
+    } else {
+        quote_spanned! {op.conn.span=> let #conn_pat: #conn_ty = &mut **#conn; }
     };
     let stmts = &op.stmts;
     let run = if op.args.is_tx() {

@@ -252,7 +252,7 @@ mod tests {
         let out = squash(&ok(
             quote!(tx, isolation = "serializable", read_only),
             quote! {
-                async fn op(rt: &Runtime, tx: &'a mut Transaction<'a, Postgres>) -> Result<(), DbError> { Ok(()) }
+                async fn op(rt: &Runtime, tx: &'a mut Tx<'a>) -> Result<(), DbError> { Ok(()) }
             },
         ));
         assert!(
@@ -265,7 +265,7 @@ mod tests {
         );
         // Lifetimes are inferred in the rebinding.
         assert!(
-            out.contains("lettx:&mutTransaction<'_,Postgres>=&mut**__sqlx_resilience_conn;"),
+            out.contains("lettx:&mutTx<'_>=&mut*__sqlx_resilience_conn;"),
             "{out}"
         );
     }

@@ -114,7 +114,7 @@ pub(crate) fn check_args(args: &mut Args, errors: &mut Errors) {
         errors.at(
             isolation.key,
             "`isolation` sets the isolation level of the op's transaction, and this op has \
-                 none: add `tx` and take `tx: &mut Transaction<'_, Postgres>` instead of the \
+                 none: add `tx` and take `tx: &mut Tx<'_>` instead of the \
                  connection",
         );
         args.isolation = None;
@@ -267,8 +267,9 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
                         syn::Error::new_spanned(
                             &arg.ty,
                             "a `tx` op takes the transaction, not a plain connection: write \
-                             `tx: &mut Transaction<'_, Postgres>` (or `&mut PgTransaction<'_>`); \
-                             the runtime begins it, and commits when the body returns `Ok`",
+                             `tx: &mut Tx<'_>` (`sqlx_resilience::Tx`, which dereferences to the \
+                             connection inside the transaction); the runtime begins it, and \
+                             commits when the body returns `Ok`",
                         )
                     } else {
                         syn::Error::new_spanned(
@@ -297,6 +298,17 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
                         ty,
                         span,
                     },
+                ));
+                continue;
+            }
+            TypeClass::SqlxTransaction => {
+                misused_conn = true;
+                errs.push(syn::Error::new_spanned(
+                    &arg.ty,
+                    "an op's transaction is the runtime's: write `tx: &mut Tx<'_>` \
+                     (`sqlx_resilience::Tx`, which dereferences to the connection inside the \
+                     transaction) with `tx` in the attribute; sqlx's `Transaction` would let the \
+                     body commit or roll back what the runtime manages",
                 ));
                 continue;
             }
@@ -388,7 +400,7 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
             return fail(errors, errs);
         }
         let mut message = if is_tx {
-            "#[db_op(tx)] needs a transaction parameter: add `tx: &mut Transaction<'_, Postgres>`; \
+            "#[db_op(tx)] needs a transaction parameter: add `tx: &mut Tx<'_>`; \
              the runtime begins the transaction on each attempt and removes the parameter from \
              the public signature"
                 .to_owned()
@@ -562,9 +574,13 @@ enum ConnClass {
 
 enum TypeClass {
     Connection(ConnClass),
+    /// sqlx's `Transaction` / `PgTransaction`, which an op does not take.
+    SqlxTransaction,
     ConnectionNotBorrowed(String),
     PoolLike,
-    Runtime { by_value: bool },
+    Runtime {
+        by_value: bool,
+    },
     Other,
 }
 
@@ -572,7 +588,7 @@ fn conn_class(ty: &Type) -> Option<ConnClass> {
     let name = last_segment(ty)?.ident.to_string();
     match name.as_str() {
         "PgConnection" => Some(ConnClass::Connection),
-        "Transaction" | "PgTransaction" => Some(ConnClass::Transaction),
+        "Tx" => Some(ConnClass::Transaction),
         _ => None,
     }
 }
@@ -580,6 +596,14 @@ fn conn_class(ty: &Type) -> Option<ConnClass> {
 fn classify_type(ty: &Type) -> TypeClass {
     match strip(ty) {
         Type::Reference(r) => {
+            if last_segment(&r.elem).is_some_and(|s| {
+                matches!(
+                    s.ident.to_string().as_str(),
+                    "Transaction" | "PgTransaction"
+                )
+            }) {
+                return TypeClass::SqlxTransaction;
+            }
             if let Some(class) = conn_class(&r.elem) {
                 return if r.mutability.is_some() {
                     TypeClass::Connection(class)

@@ -23,6 +23,8 @@ pub struct RuntimeSettings {
     pub effective_spindles: u32,
     /// How long `shutdown` waits for ops in flight by default.
     pub shutdown_timeout: Duration,
+    /// What start-up does about declared ops that do not fit this configuration.
+    pub ops_check: crate::op::OpsCheck,
     // --- observability (issue 5): the `monitor.*` keys ---
     /// The monitor, the utilization samples and the health check (`monitor.*` keys).
     pub monitor: crate::monitor::MonitorConfig,
@@ -40,6 +42,7 @@ impl Default for RuntimeSettings {
             server_cores: None,
             effective_spindles: 1,
             shutdown_timeout: Duration::from_secs(30),
+            ops_check: crate::op::OpsCheck::Warn,
             monitor: Default::default(),
         }
     }
@@ -67,6 +70,11 @@ impl RuntimeSettings {
             key: "shutdown_timeout",
             expected: "a duration",
             doc: "how long shutdown waits for work in flight",
+        },
+        KeySpec {
+            key: "ops_check",
+            expected: "\"warn\", \"error\" or \"off\"",
+            doc: "what start-up does about declared ops that do not fit the configuration",
         },
         KeySpec {
             key: "budget.instances",
@@ -177,6 +185,13 @@ impl RuntimeSettings {
             }
             "shutdown_timeout" => {
                 self.shutdown_timeout = parse::duration(value, Duration::from_secs(3600))?
+            }
+            "ops_check" => {
+                self.ops_check = match parse::choice(value, &["warn", "error", "off"])? {
+                    "warn" => crate::op::OpsCheck::Warn,
+                    "error" => crate::op::OpsCheck::Error,
+                    _ => crate::op::OpsCheck::Off,
+                }
             }
             "budget.instances" => self.instances = parse::count(value, 1, 10_000)?,
             "budget.mode" => {

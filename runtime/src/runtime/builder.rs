@@ -166,7 +166,7 @@ impl RuntimeBuilder {
             .as_deref()
             .and_then(|n| pools.get(n).cloned());
 
-        Ok(Runtime {
+        let rt = Runtime {
             shared: Arc::new(Shared {
                 id: Runtime::next_id(),
                 config,
@@ -184,7 +184,9 @@ impl RuntimeBuilder {
                 resolved: Default::default(),
                 telemetry: Default::default(),
             }),
-        })
+        };
+        rt.check_ops_at_start()?;
+        Ok(rt)
     }
 }
 

@@ -10,7 +10,7 @@ sqlx_resilience::policies! {
 }
 
 #[db_op(tx, isolation = "snapshot")]
-pub async fn op(rt: &Runtime, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), DbError> {
+pub async fn op(rt: &Runtime, tx: &mut sqlx_resilience::Tx<'_>) -> Result<(), DbError> {
     sqlx::query("select 1").execute(&mut **tx).await?;
     Ok(())
 }

@@ -2,8 +2,7 @@
 //! attempt (with the isolation level) and commits when the body returns `Ok`.
 #![deny(warnings)]
 
-use sqlx::{PgTransaction, Postgres, Transaction};
-use sqlx_resilience::{DbError, Runtime, db_op};
+use sqlx_resilience::{DbError, Runtime, Tx, db_op};
 
 sqlx_resilience::policies! {
     pool http { max = 20 }
@@ -11,7 +10,7 @@ sqlx_resilience::policies! {
 }
 
 #[db_op(tx, isolation = "serializable", pool = "http", retry = "contention")]
-pub async fn transfer(rt: &Runtime, tx: &mut Transaction<'_, Postgres>, from: i64, to: i64, cents: i64) -> Result<(), DbError> {
+pub async fn transfer(rt: &Runtime, tx: &mut Tx<'_>, from: i64, to: i64, cents: i64) -> Result<(), DbError> {
     sqlx::query("update accounts set cents = cents - $2 where id = $1")
         .bind(from)
         .bind(cents)
@@ -26,7 +25,7 @@ pub async fn transfer(rt: &Runtime, tx: &mut Transaction<'_, Postgres>, from: i6
 }
 
 #[db_op(tx = true, isolation = repeatable_read, read_only)]
-pub async fn report(rt: &Runtime, tx: &mut PgTransaction<'_>) -> Result<i64, DbError> {
+pub async fn report(rt: &Runtime, tx: &mut Tx<'_>) -> Result<i64, DbError> {
     let (n,): (i64,) = sqlx::query_as("select count(*) from accounts").fetch_one(&mut **tx).await?;
     Ok(n)
 }
