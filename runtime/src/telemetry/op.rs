@@ -1,10 +1,11 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
+// Real time: durations are measured, not scheduled, so tokio's (pausable) clock is not used.
+use std::time::Instant;
 
 use metrics::Histogram;
 use serde::Serialize;
-use tokio::time::Instant;
 use tracing::field::Empty;
 use tracing::instrument::Instrumented;
 use tracing::{Instrument, Span};
