@@ -1,8 +1,8 @@
 //! sqlx-resilience: PostgreSQL access that survives the real world.
 
-#[doc = include_str!("../docs/db_op.md")]
+#[doc = include_str!("../docs/MACRO_DB_OP.md")]
 pub use sqlx_resilience_macros::db_op;
-#[doc = include_str!("../docs/policies.md")]
+#[doc = include_str!("../docs/MACRO_POLICIES.md")]
 pub use sqlx_resilience_macros::policies;
 pub use sqlx_resilience_runtime::*;
 

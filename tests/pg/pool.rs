@@ -249,6 +249,18 @@ async fn connections_terminated_while_idle_never_fail_a_caller() {
 async fn a_server_restart_between_ops_never_fails_a_caller() {
     let server = sqlx_resilience_testkit::PgServer::start().await.unwrap();
     let db = server.create_database().await.unwrap();
+    // The kit's servers commit asynchronously for speed; an immediate shutdown would lose the
+    // last commits, which is the server's choice, not a lost write of ours.
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(db.admin_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "alter database {} set synchronous_commit = on",
+        db.name()
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     let rt = support::runtime(&db, &[("max", 4u32.into()), ("min", 2u32.into())]).await;
     rt.op("tests::ddl")
         .run(|c| {

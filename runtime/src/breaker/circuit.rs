@@ -245,6 +245,14 @@ impl CircuitBreaker {
         nanos(self.start.elapsed())
     }
 
+    /// `at` (a reading the caller has) or the clock, as nanoseconds since the breaker's start.
+    fn now_or(&self, at: Option<Instant>) -> u64 {
+        match at {
+            Some(at) => nanos(at.saturating_duration_since(self.start)),
+            None => self.now(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Control> {
         // The lock guards plain counters that every path leaves consistent: a panic elsewhere
         // cannot leave them half-updated, so a poisoned lock is still usable.
@@ -332,10 +340,10 @@ impl CircuitBreaker {
 
     // ---- recording ----
 
-    pub(super) fn record(&self, kind: Kind, outcome: Outcome) {
+    pub(super) fn record(&self, kind: Kind, outcome: Outcome, at: Option<Instant>) {
         match kind {
             Kind::Unrecorded => {}
-            Kind::Record(word) => self.record_closed(word, outcome),
+            Kind::Record(word) => self.record_closed(word, outcome, at),
             Kind::Probe(word) => self.record_probe(word, outcome),
         }
     }
@@ -344,7 +352,7 @@ impl CircuitBreaker {
         self.slow_call.is_some_and(|t| elapsed >= t)
     }
 
-    fn record_closed(&self, word: Word, outcome: Outcome) {
+    fn record_closed(&self, word: Word, outcome: Outcome, at: Option<Instant>) {
         let (failed, elapsed) = match outcome {
             Outcome::Ignore => return,
             Outcome::Success(e) => (false, e),
@@ -364,7 +372,11 @@ impl CircuitBreaker {
                 self.consecutive.store(0, Relaxed);
             }
             if let Some(rate) = &self.rate {
-                let now = if rate.needs_clock() { self.now() } else { 0 };
+                let now = if rate.needs_clock() {
+                    self.now_or(at)
+                } else {
+                    0
+                };
                 rate.record(now, false, slow);
                 // A fast success only lowers the rates; a slow one may raise the slow rate.
                 if slow && let Some(reason) = self.rate_reason(rate, now) {
@@ -374,7 +386,7 @@ impl CircuitBreaker {
             return;
         }
         self.failures_total.fetch_add(1, Relaxed);
-        let now = self.now();
+        let now = self.now_or(at);
         let mut reason = None;
         if let Some(ring) = &self.ring
             && ring.push(now)

@@ -65,17 +65,28 @@ impl BreakerPermit<'_> {
     /// The call succeeded after `elapsed` (a slow success still counts toward the slow-call
     /// rate).
     pub fn success(mut self, elapsed: Duration) {
-        self.finish(Outcome::Success(elapsed));
+        self.finish(Outcome::Success(elapsed), None);
+    }
+
+    /// Records a success that ended at `now`, a clock reading the caller already has (saves
+    /// the breaker reading the clock again on the hot path).
+    pub fn success_at(mut self, elapsed: Duration, now: tokio::time::Instant) {
+        self.finish(Outcome::Success(elapsed), Some(now));
+    }
+
+    /// Records a failure that ended at `now` (see [`BreakerPermit::success_at`]).
+    pub fn failure_at(mut self, elapsed: Duration, now: tokio::time::Instant) {
+        self.finish(Outcome::Failure(elapsed), Some(now));
     }
 
     /// The call failed after `elapsed` in a way that says the database is unhealthy.
     pub fn failure(mut self, elapsed: Duration) {
-        self.finish(Outcome::Failure(elapsed));
+        self.finish(Outcome::Failure(elapsed), None);
     }
 
     /// The call says nothing about the database's health: record nothing.
     pub fn ignore(mut self) {
-        self.finish(Outcome::Ignore);
+        self.finish(Outcome::Ignore, None);
     }
 
     /// Is this a half-open probe (its outcome decides whether the breaker closes)?
@@ -83,16 +94,16 @@ impl BreakerPermit<'_> {
         matches!(self.kind, Kind::Probe(_))
     }
 
-    fn finish(&mut self, outcome: Outcome) {
+    fn finish(&mut self, outcome: Outcome, now: Option<tokio::time::Instant>) {
         if !std::mem::replace(&mut self.done, true) {
-            self.breaker.record(self.kind, outcome);
+            self.breaker.record(self.kind, outcome, now);
         }
     }
 }
 
 impl Drop for BreakerPermit<'_> {
     fn drop(&mut self) {
-        self.finish(Outcome::Ignore);
+        self.finish(Outcome::Ignore, None);
     }
 }
 

@@ -5,6 +5,10 @@
 //! are returned at once too (retrying a shed call is what turns overload into a storm), and
 //! never count against the breaker. The deadline covers the whole call: limiter and bulkhead
 //! waits, acquiring, every attempt and every retry delay; no retry sleeps past it.
+//!
+//! Only the loop and the call of the body depend on the body's types; everything else (the
+//! policies before the body, the judgement after it, the retry decision) is written once, so
+//! each `#[db_op]` adds little code to compile.
 
 use std::time::Duration;
 
@@ -13,18 +17,19 @@ use tokio::time::Instant;
 use super::attempt::{Attempt, Ended, Phase};
 use super::resolve::Resolved;
 use crate::breaker::BreakerPermit;
+use crate::bulkhead::BulkheadPermit;
 use crate::classify::{Classification, FailureKind, Reach, classify};
 use crate::error::{Error, Site};
-use crate::pool::{CloseReason, Holder};
-use crate::retry::{RetryDecision, StopReason};
+use crate::pool::{CloseReason, Holder, PooledConn};
+use crate::retry::{RetryDecision, RetryState, StopReason};
 use crate::runtime::Runtime;
 
 /// Gives the runner the database error inside a body's error type, if there is one.
 pub(crate) type ErrAccess<E> = fn(&mut E) -> Option<&mut Error>;
 
 /// What the runner decided about a failed attempt.
-struct Judged<E> {
-    error: E,
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
     kind: FailureKind,
     /// Safe and worth running again, if a retry policy agrees.
     rerun: bool,
@@ -34,15 +39,28 @@ struct Judged<E> {
     replace: bool,
 }
 
-impl<E> Judged<E> {
-    fn final_(error: E, kind: FailureKind) -> Self {
-        Judged {
-            error,
+impl Verdict {
+    fn final_(kind: FailureKind) -> Self {
+        Verdict {
             kind,
             rerun: false,
             replace: false,
         }
     }
+}
+
+/// A failed attempt: the error in the body's type, and the verdict.
+struct Judged<E> {
+    error: E,
+    verdict: Verdict,
+}
+
+/// What to do after a failed attempt.
+enum Next {
+    Retry(Duration),
+    Replace,
+    Stop,
+    Deadline,
 }
 
 /// Runs an op inside its telemetry: the op's span around the call, its duration and outcome
@@ -78,9 +96,13 @@ where
     A: Attempt<T, E>,
     E: From<Error>,
 {
-    let started = Instant::now();
-    let deadline = op.spec.deadline.map(|d| started + d);
     let _in_flight = rt.enter(|| op.site()).map_err(E::from)?;
+    // The clock is read only when something needs the call's start: a deadline, a retry
+    // policy (its total-time cap) or a slow threshold.
+    let spec = &op.spec;
+    let started =
+        (spec.deadline.is_some() || op.retry.is_some() || spec.slow.is_some()).then(Instant::now);
+    let deadline = spec.deadline.zip(started).map(|(d, s)| s + d);
     let mut retry = op.retry.as_deref().map(|r| r.start());
     let mut attempts = 0u32;
     let mut replaced = false;
@@ -94,52 +116,86 @@ where
         crate::telemetry::attempt_failed(
             op.spec.name,
             attempts,
-            judged.kind,
-            judged.rerun,
+            judged.verdict.kind,
+            judged.verdict.rerun,
             access(&mut judged.error).map(|e| &*e),
         );
-        if judged.replace && !replaced {
-            replaced = true;
-            tracing::debug!(
-                op = op.spec.name,
-                pool = op.pool.name(),
-                "connection died while idle; running again on a checked connection"
-            );
-            continue;
-        }
-        let Some(state) = retry.as_mut().filter(|_| judged.rerun) else {
-            break Err(judged.error);
-        };
-        match state.next_delay(judged.kind, started.elapsed(), remaining(deadline)) {
-            RetryDecision::RetryAfter(delay) => {
-                tracing::debug!(
-                    op = op.spec.name,
-                    pool = op.pool.name(),
-                    attempt = attempts,
-                    kind = judged.kind.as_str(),
-                    delay_ms = delay.as_millis() as u64,
-                    "attempt failed; retrying"
-                );
-                tokio::time::sleep(delay).await;
-            }
-            RetryDecision::Stop(StopReason::DeadlineTooClose { .. }) => {
+        match next(
+            op,
+            &mut retry,
+            judged.verdict,
+            replaced,
+            attempts,
+            started,
+            deadline,
+        ) {
+            Next::Replace => replaced = true,
+            Next::Retry(delay) => tokio::time::sleep(delay).await,
+            Next::Stop => break Err(judged.error),
+            Next::Deadline => {
                 let mut error = judged.error;
                 let last = access(&mut error).map(take_error);
-                break Err(deadline_exceeded(op, attempts, last).error);
-            }
-            RetryDecision::Stop(reason) => {
-                tracing::debug!(
-                    op = op.spec.name,
-                    attempt = attempts,
-                    kind = judged.kind.as_str(),
-                    reason = ?reason,
-                    "not retrying"
-                );
-                break Err(judged.error);
+                break Err(E::from(deadline_exceeded(op, attempts, last)));
             }
         }
     };
     crate::telemetry::attempts(attempts);
+    if let Some(started) = started {
+        finished(op, started, attempts);
+    }
+    result
+}
+
+/// Decides after a failed attempt.
+fn next(
+    op: &Resolved,
+    retry: &mut Option<RetryState<'_>>,
+    verdict: Verdict,
+    replaced: bool,
+    attempts: u32,
+    started: Option<Instant>,
+    deadline: Option<Instant>,
+) -> Next {
+    if verdict.replace && !replaced {
+        tracing::debug!(
+            op = op.spec.name,
+            pool = op.pool.name(),
+            "connection died while idle; running again on a checked connection"
+        );
+        return Next::Replace;
+    }
+    let Some(state) = retry.as_mut().filter(|_| verdict.rerun) else {
+        return Next::Stop;
+    };
+    let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
+    match state.next_delay(verdict.kind, elapsed, remaining(deadline)) {
+        RetryDecision::RetryAfter(delay) => {
+            tracing::debug!(
+                op = op.spec.name,
+                pool = op.pool.name(),
+                attempt = attempts,
+                kind = verdict.kind.as_str(),
+                delay_ms = delay.as_millis() as u64,
+                "attempt failed; retrying"
+            );
+            Next::Retry(delay)
+        }
+        RetryDecision::Stop(StopReason::DeadlineTooClose { .. }) => Next::Deadline,
+        RetryDecision::Stop(reason) => {
+            tracing::debug!(
+                op = op.spec.name,
+                attempt = attempts,
+                kind = verdict.kind.as_str(),
+                reason = ?reason,
+                "not retrying"
+            );
+            Next::Stop
+        }
+    }
+}
+
+/// After the call: the slow-op warning.
+fn finished(op: &Resolved, started: Instant, attempts: u32) {
     let elapsed = started.elapsed();
     if let Some(slow) = op.spec.slow
         && elapsed >= slow
@@ -153,7 +209,6 @@ where
             "slow op: took {elapsed:?}, over its slow threshold of {slow:?}"
         );
     }
-    result
 }
 
 fn remaining(deadline: Option<Instant>) -> Option<Duration> {
@@ -170,18 +225,23 @@ fn take_error(e: &mut Error) -> Error {
     )
 }
 
-/// Records an attempt's outcome on its breaker permit.
-fn record(permit: Option<BreakerPermit<'_>>, c: Option<&Classification>, elapsed: Duration) {
+/// Records an attempt's outcome on its breaker permit; `now` is when the attempt ended.
+fn record(
+    permit: Option<BreakerPermit<'_>>,
+    c: Option<&Classification>,
+    elapsed: Duration,
+    now: Instant,
+) {
     let Some(permit) = permit else { return };
     match c {
-        None => permit.success(elapsed),
-        Some(c) if c.counts_for_breaker => permit.failure(elapsed),
+        None => permit.success_at(elapsed, now),
+        Some(c) if c.counts_for_breaker => permit.failure_at(elapsed, now),
         // Backpressure and our own rejections say nothing about the database's health.
         Some(c) if matches!(c.kind, FailureKind::Backpressure | FailureKind::Rejected) => {
             permit.ignore()
         }
         // The database answered (a constraint, no row, a syntax error): it is healthy.
-        Some(_) => permit.success(elapsed),
+        Some(_) => permit.success_at(elapsed, now),
     }
 }
 
@@ -199,9 +259,80 @@ where
     A: Attempt<T, E>,
     E: From<Error>,
 {
+    let is_tx = body.tx().is_some();
+    // An op that may write and cannot run again gets a checked connection: a connection that
+    // died while idle must fail before its body runs, not in the middle.
+    let check_reused = (!op.spec.safe_to_rerun() && !is_tx) || after_dead_conn;
+    let ready = match prepare(op, key, attempt, deadline, check_reused).await {
+        Ok(ready) => ready,
+        Err((error, verdict)) => {
+            return Err(Judged {
+                error: E::from(error),
+                verdict,
+            });
+        }
+    };
+    let Ready {
+        permit,
+        slot,
+        conn,
+        until,
+        started,
+    } = ready;
+    let (ended, conn) = body.run(conn, until).await;
+    let now = Instant::now();
+    let elapsed = now.saturating_duration_since(started);
+    drop(slot);
+    let at = AttemptEnd {
+        op,
+        permit,
+        conn,
+        phase: Phase::Body,
+        attempt,
+        is_tx,
+        elapsed,
+        now,
+    };
+    match ended {
+        Ended::Ok(v) => {
+            record(at.permit, None, elapsed, now);
+            Ok(v)
+        }
+        Ended::TimedOut(phase) => {
+            let (error, verdict) = timed_out(AttemptEnd { phase, ..at }, deadline, until);
+            Err(Judged {
+                error: E::from(error),
+                verdict,
+            })
+        }
+        Ended::Failed(mut error, phase) => {
+            let verdict = failed(AttemptEnd { phase, ..at }, access(&mut error));
+            Err(Judged { error, verdict })
+        }
+    }
+}
+
+/// What an attempt holds while its body runs.
+struct Ready<'a> {
+    permit: Option<BreakerPermit<'a>>,
+    slot: Option<BulkheadPermit>,
+    conn: PooledConn,
+    until: Option<Instant>,
+    /// When the body starts.
+    started: Instant,
+}
+
+/// The policies before the body: limiter, breaker, bulkhead, pool acquire, and the attempt's
+/// time limit.
+async fn prepare<'a>(
+    op: &'a Resolved,
+    key: Option<&str>,
+    attempt: u32,
+    deadline: Option<Instant>,
+    check_reused: bool,
+) -> Result<Ready<'a>, (Error, Verdict)> {
     let spec = &op.spec;
     let pool = &op.pool;
-    let is_tx = body.tx().is_some();
 
     // 1. Rate limiter: waits (when configured to) only within the deadline.
     if let Some(limiter) = &op.limiter
@@ -212,7 +343,7 @@ where
             limiter: limiter.name().clone(),
             retry_after: Some(r.retry_after),
         };
-        return Err(Judged::final_(E::from(error), FailureKind::Rejected));
+        return Err((error, Verdict::final_(FailureKind::Rejected)));
     }
 
     // 2. Circuit breaker: an open breaker ends the call, retries included.
@@ -225,14 +356,14 @@ where
                     breaker: breaker.name().clone(),
                     retry_after: r.retry_after,
                 };
-                return Err(Judged::final_(E::from(error), FailureKind::BreakerOpen));
+                return Err((error, Verdict::final_(FailureKind::BreakerOpen)));
             }
         },
         None => None,
     };
 
     // 3. Bulkhead: a full one sheds the call; the breaker does not hear of it.
-    let _slot = match &op.bulkhead {
+    let slot = match &op.bulkhead {
         Some(bulkhead) => match bulkhead.acquire(deadline).await {
             Ok(slot) => Some(slot),
             Err(r) => {
@@ -243,7 +374,7 @@ where
                     max_concurrent: r.max_concurrent,
                     max_queue: r.max_queue,
                 };
-                return Err(Judged::final_(E::from(error), FailureKind::Rejected));
+                return Err((error, Verdict::final_(FailureKind::Rejected)));
             }
         },
         None => None,
@@ -253,14 +384,12 @@ where
     let acquire_limit = match remaining(deadline) {
         Some(left) if left.is_zero() => {
             drop(permit);
-            return Err(deadline_exceeded(op, attempt, None));
+            let error = deadline_exceeded(op, attempt, None);
+            return Err((error, Verdict::final_(FailureKind::Deadline)));
         }
         Some(left) => left.min(pool.config().acquire_timeout),
         None => pool.config().acquire_timeout,
     };
-    // An op that may write and cannot run again gets a checked connection: a connection that
-    // died while idle must fail before its body runs, not in the middle.
-    let check_reused = (!spec.safe_to_rerun() && !is_tx) || after_dead_conn;
     let holder = Holder {
         op: Some(op.name.clone()),
         location: Some(spec.location),
@@ -272,127 +401,164 @@ where
         Ok(c) => c,
         Err(e) => {
             let c = verdict(&e);
-            record(permit, Some(&c), Duration::ZERO);
+            record(permit, Some(&c), Duration::ZERO, Instant::now());
             let deadline_hit = remaining(deadline).is_some_and(|l| l.is_zero());
             if deadline_hit && matches!(e, Error::AcquireTimeout { .. }) {
-                return Err(deadline_exceeded(op, attempt, Some(e)));
+                let error = deadline_exceeded(op, attempt, Some(e));
+                return Err((error, Verdict::final_(FailureKind::Deadline)));
             }
-            return Err(Judged {
+            let verdict = Verdict {
                 kind: c.kind,
                 rerun: c.transient,
                 replace: false,
-                error: E::from(e),
-            });
+            };
+            return Err((e, verdict));
         }
     };
 
     // 5. The attempt's time limit: its timeout, cut short by the deadline.
+    let started = Instant::now();
     let until = match (spec.timeout, deadline) {
-        (Some(t), Some(d)) => Some((Instant::now() + t).min(d)),
-        (Some(t), None) => Some(Instant::now() + t),
+        (Some(t), Some(d)) => Some((started + t).min(d)),
+        (Some(t), None) => Some(started + t),
         (None, d) => d,
     };
+    Ok(Ready {
+        permit,
+        slot,
+        conn,
+        until,
+        started,
+    })
+}
 
-    // 6. The body.
-    let body_started = Instant::now();
-    let (ended, mut conn) = body.run(conn, until).await;
-    let elapsed = body_started.elapsed();
-    match ended {
-        Ended::Ok(v) => {
-            record(permit, None, elapsed);
-            Ok(v)
-        }
-        Ended::TimedOut(phase) => {
-            // Closing the socket is what stops the statement on the server.
-            conn.evict(CloseReason::Timeout);
-            drop(conn);
-            let c = Classification::of_kind(FailureKind::Deadline, None, Reach::Unknown);
-            record(permit, Some(&c), elapsed);
-            let by_deadline = deadline.is_some_and(|d| until == Some(d));
-            let error = match spec.timeout {
-                Some(timeout) if !by_deadline => Error::Timeout {
-                    site: op.site(),
-                    timeout,
-                    attempt,
-                },
-                _ => return Err(deadline_exceeded(op, attempt, None)),
-            };
+/// How an attempt's body ended, for judging it.
+struct AttemptEnd<'a> {
+    op: &'a Resolved,
+    permit: Option<BreakerPermit<'a>>,
+    conn: PooledConn,
+    phase: Phase,
+    attempt: u32,
+    is_tx: bool,
+    elapsed: Duration,
+    /// When the body ended.
+    now: Instant,
+}
+
+/// The attempt ran out of time.
+fn timed_out(
+    at: AttemptEnd<'_>,
+    deadline: Option<Instant>,
+    until: Option<Instant>,
+) -> (Error, Verdict) {
+    let AttemptEnd {
+        op,
+        permit,
+        mut conn,
+        phase,
+        attempt,
+        is_tx,
+        elapsed,
+        now,
+    } = at;
+    // Closing the socket is what stops the statement on the server.
+    conn.evict(CloseReason::Timeout);
+    drop(conn);
+    let c = Classification::of_kind(FailureKind::Deadline, None, Reach::Unknown);
+    record(permit, Some(&c), elapsed, now);
+    let by_deadline = deadline.is_some_and(|d| until == Some(d));
+    match op.spec.timeout {
+        Some(timeout) if !by_deadline => {
             let rerun = match phase {
                 Phase::Begin => true,
-                Phase::Body => spec.safe_to_rerun() || is_tx,
-                Phase::Commit => spec.safe_to_rerun(),
+                Phase::Body => op.spec.safe_to_rerun() || is_tx,
+                Phase::Commit => op.spec.safe_to_rerun(),
             };
-            Err(Judged {
+            let error = Error::Timeout {
+                site: op.site(),
+                timeout,
+                attempt,
+            };
+            let verdict = Verdict {
                 kind: FailureKind::Deadline,
                 rerun,
                 replace: false,
-                error: E::from(error),
-            })
+            };
+            (error, verdict)
         }
-        Ended::Failed(mut error, phase) => {
-            let Some(db) = access(&mut error) else {
-                // The application's own failure: returned as it is, never retried, and the
-                // breaker does not count it.
-                drop(permit);
-                return Err(Judged::final_(error, FailureKind::Unknown));
-            };
-            let c = verdict(db);
-            record(permit, Some(&c), elapsed);
-            let safe = match (c.reach, phase) {
-                (Reach::NotSent, _) | (_, Phase::Begin) => true,
-                (Reach::Rejected, _) => spec.safe_to_rerun() || is_tx,
-                (Reach::Unknown, Phase::Body) => spec.safe_to_rerun() || is_tx,
-                (Reach::Unknown, Phase::Commit) => spec.safe_to_rerun(),
-            };
-            let dead = matches!(
-                c.kind,
-                FailureKind::ConnectionLost | FailureKind::ServerShutdown
-            );
-            let replace = dead && conn.reused() && safe;
-            if dead {
-                conn.suspect_siblings();
-            }
-            if c.evict {
-                conn.evict(CloseReason::Failure);
-            }
-            drop(conn);
-            let site = op.site();
-            *db = match take_error(db) {
-                Error::Database { source, .. } if !safe && c.reach == Reach::Unknown => {
-                    Error::UnknownOutcome { site, source }
-                }
-                Error::Database { source, kind, .. } => Error::Database {
-                    site,
-                    kind,
-                    attempts: attempt,
-                    source,
-                },
-                other => other.with_site(&site),
-            };
-            Err(Judged {
-                kind: c.kind,
-                rerun: safe && c.transient_for_retry(),
-                replace,
-                error,
-            })
-        }
+        _ => (
+            deadline_exceeded(op, attempt, None),
+            Verdict::final_(FailureKind::Deadline),
+        ),
     }
 }
 
-fn deadline_exceeded<E: From<Error>>(
-    op: &Resolved,
-    attempts: u32,
-    last: Option<Error>,
-) -> Judged<E> {
-    Judged::final_(
-        E::from(Error::DeadlineExceeded {
-            site: op.site(),
-            deadline: op.spec.deadline.unwrap_or_default(),
-            attempts,
-            last: last.map(Box::new),
-        }),
-        FailureKind::Deadline,
-    )
+/// The body (or its transaction's begin or commit) failed.
+fn failed(at: AttemptEnd<'_>, db: Option<&mut Error>) -> Verdict {
+    let AttemptEnd {
+        op,
+        permit,
+        mut conn,
+        phase,
+        attempt,
+        is_tx,
+        elapsed,
+        now,
+    } = at;
+    let Some(db) = db else {
+        // The application's own failure: returned as it is, never retried, and the breaker
+        // does not count it.
+        drop(permit);
+        return Verdict::final_(FailureKind::Unknown);
+    };
+    let spec = &op.spec;
+    let c = verdict(db);
+    record(permit, Some(&c), elapsed, now);
+    let safe = match (c.reach, phase) {
+        (Reach::NotSent, _) | (_, Phase::Begin) => true,
+        (Reach::Rejected, _) => spec.safe_to_rerun() || is_tx,
+        (Reach::Unknown, Phase::Body) => spec.safe_to_rerun() || is_tx,
+        (Reach::Unknown, Phase::Commit) => spec.safe_to_rerun(),
+    };
+    let dead = matches!(
+        c.kind,
+        FailureKind::ConnectionLost | FailureKind::ServerShutdown
+    );
+    let replace = dead && conn.reused() && safe;
+    if dead {
+        conn.suspect_siblings();
+    }
+    if c.evict {
+        conn.evict(CloseReason::Failure);
+    }
+    drop(conn);
+    let site = op.site();
+    *db = match take_error(db) {
+        Error::Database { source, .. } if !safe && c.reach == Reach::Unknown => {
+            Error::UnknownOutcome { site, source }
+        }
+        Error::Database { source, kind, .. } => Error::Database {
+            site,
+            kind,
+            attempts: attempt,
+            source,
+        },
+        other => other.with_site(&site),
+    };
+    Verdict {
+        kind: c.kind,
+        rerun: safe && c.transient_for_retry(),
+        replace,
+    }
+}
+
+fn deadline_exceeded(op: &Resolved, attempts: u32, last: Option<Error>) -> Error {
+    Error::DeadlineExceeded {
+        site: op.site(),
+        deadline: op.spec.deadline.unwrap_or_default(),
+        attempts,
+        last: last.map(Box::new),
+    }
 }
 
 /// The verdict on one of our errors.

@@ -314,7 +314,8 @@ impl Pool {
             Ok((r, reused)) => (Ok(r), reused),
             Err(e) => (Err(e), false),
         };
-        let waited = started.elapsed();
+        let acquired_at = Instant::now();
+        let waited = acquired_at.saturating_duration_since(started);
         drop(waiting);
         match result {
             Ok(Ok(conn)) => {
@@ -327,7 +328,7 @@ impl Pool {
                 Ok(PooledConn {
                     conn: Some(conn),
                     pool: self.shared.clone(),
-                    since: Instant::now(),
+                    since: acquired_at,
                     leak_id,
                     evict: None,
                     reused,
