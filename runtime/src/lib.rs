@@ -8,12 +8,18 @@ pub mod bulkhead;
 pub mod classify;
 pub mod config;
 mod error;
+pub mod health;
+#[cfg(feature = "axum")]
+pub mod http;
 pub mod limiter;
+pub mod monitor;
 pub mod op;
+pub mod pgstats;
 pub mod pool;
 pub mod retry;
 mod runtime;
 mod secret;
+pub mod telemetry;
 
 pub use self::classify::{Classification, FailureKind, Reach, classify};
 pub use self::config::{PolicySet, RuntimeConfig, Value};

@@ -25,6 +25,10 @@ pub struct RuntimeSettings {
     pub shutdown_timeout: Duration,
     /// What start-up does about declared ops that do not fit this configuration.
     pub ops_check: crate::op::OpsCheck,
+    // --- observability (issue 5): the `monitor.*` keys ---
+    /// The monitor, the utilization samples and the health check (`monitor.*` keys).
+    pub monitor: crate::monitor::MonitorConfig,
+    // --- end observability ---
 }
 
 impl Default for RuntimeSettings {
@@ -39,6 +43,7 @@ impl Default for RuntimeSettings {
             effective_spindles: 1,
             shutdown_timeout: Duration::from_secs(30),
             ops_check: crate::op::OpsCheck::Warn,
+            monitor: Default::default(),
         }
     }
 }
@@ -96,6 +101,73 @@ impl RuntimeSettings {
             expected: "a whole number from 0 to 1000",
             doc: "effective spindles, for sizing advice",
         },
+        // --- observability (issue 5): `monitor.*`, one per `MonitorConfig::KEYS` entry ---
+        KeySpec {
+            key: "monitor.enabled",
+            expected: "true or false",
+            doc: "whether start_monitor runs the loop",
+        },
+        KeySpec {
+            key: "monitor.pool_interval",
+            expected: "a duration",
+            doc: "how often pools and ops are checked",
+        },
+        KeySpec {
+            key: "monitor.breaker_interval",
+            expected: "a duration",
+            doc: "how often breakers are checked",
+        },
+        KeySpec {
+            key: "monitor.health_interval",
+            expected: "a duration",
+            doc: "how often the health report is made",
+        },
+        KeySpec {
+            key: "monitor.sample_interval",
+            expected: "a duration",
+            doc: "how often pools are sampled for the chart",
+        },
+        KeySpec {
+            key: "monitor.samples",
+            expected: "a whole number from 2 to 100000",
+            doc: "samples kept per pool",
+        },
+        KeySpec {
+            key: "monitor.utilization",
+            expected: "a percentage from 1 to 100",
+            doc: "pool utilization that raises an alert",
+        },
+        KeySpec {
+            key: "monitor.acquire_wait",
+            expected: "a duration",
+            doc: "acquire wait that raises an alert",
+        },
+        KeySpec {
+            key: "monitor.slow_op",
+            expected: "a duration",
+            doc: "op duration that raises an alert",
+        },
+        KeySpec {
+            key: "monitor.connection_storm",
+            expected: "a whole number from 1 to 1000000",
+            doc: "new connections a minute per pool that raise an alert",
+        },
+        KeySpec {
+            key: "monitor.cooldown",
+            expected: "a duration",
+            doc: "the same alert is sent at most once per cooldown",
+        },
+        KeySpec {
+            key: "monitor.history",
+            expected: "a whole number from 1 to 100000",
+            doc: "alerts kept in the history",
+        },
+        KeySpec {
+            key: "monitor.health_timeout",
+            expected: "a duration",
+            doc: "time allowed for the health check's round trip",
+        },
+        // --- end observability ---
     ];
 
     /// Applies one setting (`profile` is handled by the loader).
@@ -132,6 +204,11 @@ impl RuntimeSettings {
             "budget.headroom" => self.headroom = parse::count(value, 0, 10_000)?,
             "budget.server_cores" => self.server_cores = Some(parse::count(value, 1, 4096)?),
             "budget.effective_spindles" => self.effective_spindles = parse::count(value, 0, 1000)?,
+            // --- observability (issue 5) ---
+            monitor if monitor.starts_with("monitor.") => {
+                self.monitor.set(&monitor["monitor.".len()..], value)?
+            }
+            // --- end observability ---
             other => return Err(format!("a runtime key (not `{other}`)")),
         }
         Ok(())

@@ -27,7 +27,7 @@ use crate::runtime::Runtime;
 ///             .bind(estate)
 ///             .fetch_one(conn.as_mut())
 ///             .await?;
-///         Ok(n)
+///         Ok::<_, sqlx_resilience_runtime::Error>(n)
 ///     }))
 ///     .await?;
 /// # Ok(()) }

@@ -21,6 +21,8 @@ pub(crate) struct Resolved {
     pub(crate) bulkhead: Option<Arc<Bulkhead>>,
     /// The op and pool, for errors and leak reports.
     pub(crate) site_cached: Site,
+    /// The op's span attributes, duration histograms and counters.
+    pub(crate) telemetry: Arc<crate::telemetry::OpTelemetry>,
 }
 
 impl Resolved {
@@ -47,7 +49,9 @@ impl Resolved {
             op: Some(name.clone()),
             pool: Some(pool.name_arc().clone()),
         };
+        let telemetry = rt.shared.telemetry.op(spec.name, &pool);
         Ok(Resolved {
+            telemetry,
             spec,
             name,
             pool,

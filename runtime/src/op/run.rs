@@ -63,8 +63,29 @@ enum Next {
     Deadline,
 }
 
-/// Runs an op: attempts, retries, deadline.
+/// Runs an op inside its telemetry: the op's span around the call, its duration and outcome
+/// recorded when it ends (see `crate::telemetry`).
 pub(crate) async fn execute<T, E, A>(
+    rt: &Runtime,
+    op: &Resolved,
+    key: Option<&str>,
+    access: ErrAccess<E>,
+    body: A,
+) -> Result<T, E>
+where
+    A: Attempt<T, E>,
+    E: From<Error>,
+{
+    let call = op.telemetry.start();
+    let mut result = call
+        .instrument(execute_inner(rt, op, key, access, body))
+        .await;
+    call.finish(result.as_mut().err().map(|e| access(e).map(|e| &*e)));
+    result
+}
+
+/// Runs an op: attempts, retries, deadline.
+async fn execute_inner<T, E, A>(
     rt: &Runtime,
     op: &Resolved,
     key: Option<&str>,
@@ -87,11 +108,18 @@ where
     let mut replaced = false;
     let result = loop {
         attempts += 1;
-        let judged =
+        let mut judged =
             match attempt_once(op, key, access, &mut body, attempts, deadline, replaced).await {
                 Ok(v) => break Ok(v),
                 Err(j) => j,
             };
+        crate::telemetry::attempt_failed(
+            op.spec.name,
+            attempts,
+            judged.verdict.kind,
+            judged.verdict.rerun,
+            access(&mut judged.error).map(|e| &*e),
+        );
         match next(
             op,
             &mut retry,
@@ -111,6 +139,7 @@ where
             }
         }
     };
+    crate::telemetry::attempts(attempts);
     if let Some(started) = started {
         finished(op, started, attempts);
     }

@@ -61,6 +61,8 @@ pub(crate) struct PoolShared {
     pub(crate) counters: Arc<Counters>,
     pub(crate) events: Arc<EventSink>,
     pub(crate) leaks: Option<LeakWatch>,
+    /// Wait, use and create time histograms.
+    pub(crate) telemetry: crate::telemetry::PoolTelemetry,
 }
 
 impl PoolShared {
@@ -125,7 +127,9 @@ impl Pool {
             .connect_lazy_with(options);
 
         let leaks = config.leak_threshold.map(LeakWatch::new);
+        let telemetry = crate::telemetry::PoolTelemetry::new(&name);
         let shared = Arc::new(PoolShared {
+            telemetry,
             name,
             url,
             sqlx,
@@ -319,6 +323,7 @@ impl Pool {
                 s.counters.wait.record(waited);
                 s.counters.in_use.fetch_add(1, Relaxed);
                 s.events.emit(PoolEventKind::Acquire { waited });
+                s.telemetry.acquired(waited, reused);
                 let leak_id = s.leaks.as_ref().map(|w| w.register(holder));
                 Ok(PooledConn {
                     conn: Some(conn),
@@ -609,6 +614,7 @@ impl Drop for PooledConn {
         let p = &self.pool;
         p.counters.in_use.fetch_sub(1, Relaxed);
         p.counters.use_time.record(held);
+        p.telemetry.released(held);
         if let (Some(id), Some(watch)) = (self.leak_id, &p.leaks) {
             watch.release(id);
         }

@@ -182,6 +182,7 @@ impl RuntimeBuilder {
                 in_flight: AtomicUsize::new(0),
                 drained: Notify::new(),
                 resolved: Default::default(),
+                telemetry: Default::default(),
             }),
         };
         rt.check_ops_at_start()?;

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) drained: Notify,
     /// `#[db_op]` specs with their names looked up, by the spec's address.
     pub(crate) resolved: std::sync::RwLock<HashMap<usize, Arc<Resolved>>>,
+    /// Op telemetry, pool samples and alert history (`crate::telemetry`).
+    pub(crate) telemetry: crate::telemetry::Telemetry,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);

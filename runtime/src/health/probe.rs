@@ -1,0 +1,106 @@
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+use tokio::time::Instant;
+
+use crate::pool::Pool;
+
+/// One database server as the health check found it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct DatabaseHealth {
+    /// The server and database, password redacted (`host:port/database`).
+    pub server: String,
+    /// The pools that use it.
+    pub pools: Vec<String>,
+    /// Whether it answered within the health timeout.
+    pub reachable: bool,
+    /// The round trip of the probe query, in milliseconds.
+    pub round_trip_ms: Option<f64>,
+    /// Time to open the probe's connection when no idle pooled connection was free, in
+    /// milliseconds.
+    pub connect_ms: Option<f64>,
+    /// `server_version` as the server reports it.
+    pub server_version: Option<String>,
+    /// Why it is unreachable.
+    pub error: Option<String>,
+}
+
+/// Probes the server of `pools` with one query, within `timeout`: on an idle connection of
+/// any of them when one is free (so a busy pool is not made busier and no connection is
+/// opened), otherwise on a new connection that is closed afterwards.
+pub(crate) async fn probe(pools: &[Pool], timeout: Duration) -> DatabaseHealth {
+    let pool = &pools[0];
+    let options = pool.sqlx().connect_options();
+    let server = format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    );
+    let mut health = DatabaseHealth {
+        server,
+        pools: pools.iter().map(|p| p.name().to_owned()).collect(),
+        reachable: false,
+        round_trip_ms: None,
+        connect_ms: None,
+        server_version: None,
+        error: None,
+    };
+    let mut pooled = pools
+        .iter()
+        .filter(|p| !p.is_closed())
+        .find_map(|p| p.sqlx().try_acquire());
+    let mut fresh: Option<PgConnection> = None;
+    let mut connect_ms = None;
+    let work = async {
+        let conn: &mut PgConnection = match pooled.as_mut() {
+            Some(c) => c,
+            None => {
+                let started = Instant::now();
+                let c = PgConnection::connect_with(&options).await?;
+                connect_ms = Some(ms(started.elapsed()));
+                fresh.insert(c)
+            }
+        };
+        let started = Instant::now();
+        let (version,): (String,) = sqlx::query_as("select current_setting('server_version')")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok::<_, sqlx::Error>((version, started.elapsed()))
+    };
+    let outcome = tokio::time::timeout(timeout, work).await;
+    match outcome {
+        Ok(Ok((version, rtt))) => {
+            health.reachable = true;
+            health.round_trip_ms = Some(ms(rtt));
+            health.server_version = Some(version);
+        }
+        Ok(Err(e)) => {
+            health.error = Some(crate::secret::redact(&e.to_string()));
+            if let Some(c) = pooled.as_mut() {
+                c.close_on_drop();
+            }
+        }
+        Err(_) => {
+            health.error = Some(format!(
+                "no answer within {timeout:?} (monitor.health_timeout)"
+            ));
+            // The query may still be in flight: never hand that connection out again.
+            if let Some(c) = pooled.as_mut() {
+                c.close_on_drop();
+            }
+        }
+    }
+    health.connect_ms = connect_ms;
+    if let Some(c) = fresh {
+        // Closing politely could hang on a server that stopped answering.
+        drop(c);
+    }
+    health
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

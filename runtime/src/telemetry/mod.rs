@@ -1,0 +1,208 @@
+//! Telemetry: one tracing span per op with OpenTelemetry's database attributes, events for
+//! attempts, and metrics through the `metrics` facade under OpenTelemetry's database client
+//! names ([`names`]).
+//!
+//! # What is recorded where
+//!
+//! - **On the op path**, per call: the span (free when no subscriber listens), one histogram
+//!   record of [`names::OPERATION_DURATION`] labelled by op, pool and outcome, and a few
+//!   relaxed atomic adds for the figures [`Runtime::op_stats`] reports. Histogram handles are
+//!   registered once per op and outcome, so the recorder must be installed before the first
+//!   call (in practice: before building the runtime).
+//! - **On the pool path**: [`names::CONNECTION_WAIT_TIME`], [`names::CONNECTION_USE_TIME`]
+//!   and [`names::CONNECTION_CREATE_TIME`] per acquire and release, with handles registered
+//!   when the pool is built.
+//! - **On publish** ([`Runtime::publish_metrics`]): gauges and the counters pools and
+//!   policies already keep (timeouts, breaker transitions and rejections, retries by kind,
+//!   limiter and bulkhead rejections), set as absolute values.
+//!
+//! Labels are bounded by construction: pool, breaker, policy, limiter and bulkhead names are
+//! declared in code; op names are `&'static str`; outcomes and kinds are
+//! [`FailureKind`](crate::FailureKind) names. No SQL text or parameter value is ever a label or
+//! a span field.
+//!
+//! # The op span
+//!
+//! `db.op` at INFO level, target `sqlx_resilience::op`, with `otel.name`, `otel.kind =
+//! "client"`, `db.system.name = "postgresql"`, `db.operation.name` (the op),
+//! `db.namespace` (the database), `server.address`, `server.port`,
+//! `db.client.connection.pool.name`; filled in when the call ends: `attempts`, `outcome`
+//! (`ok` or the failure kind), `error.type` and `db.response.status_code` (the SQLSTATE).
+//! Inside it: a DEBUG event per failed attempt (`error.type`, SQLSTATE, whether it may run
+//! again), one per retry with its delay, breaker transitions, and the WARN slow-op event.
+
+pub mod names;
+
+mod latency;
+mod op;
+mod pool;
+mod publish;
+mod samples;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use self::op::{LastFailure, OpStats};
+pub(crate) use self::op::{OpTelemetry, attempt_failed, attempts};
+pub(crate) use self::pool::PoolTelemetry;
+pub(crate) use self::publish::state_number;
+pub(crate) use self::samples::Samples;
+pub use self::samples::{PoolHistory, PoolSample};
+use crate::pool::Pool;
+use crate::runtime::Runtime;
+
+/// An op's name and its pool's.
+type OpKey = (&'static str, Arc<str>);
+
+/// A runtime's telemetry state: the ops seen so far, the ring of pool samples and the alert
+/// history.
+#[derive(Debug, Default)]
+pub(crate) struct Telemetry {
+    ops: RwLock<HashMap<OpKey, Arc<OpTelemetry>>>,
+    pub(crate) samples: Samples,
+    pub(crate) alerts: crate::monitor::AlertLog,
+}
+
+impl Telemetry {
+    /// The telemetry of op `op` on `pool`, created on first use.
+    pub(crate) fn op(&self, op: &'static str, pool: &Pool) -> Arc<OpTelemetry> {
+        let key = (op, Arc::<str>::from(pool.name()));
+        if let Some(t) = self.ops.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return t.clone();
+        }
+        self.ops
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert_with(|| Arc::new(OpTelemetry::new(op, pool)))
+            .clone()
+    }
+
+    pub(crate) fn ops(&self) -> Vec<Arc<OpTelemetry>> {
+        let mut ops: Vec<Arc<OpTelemetry>> = self
+            .ops
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        ops.sort_by(|a, b| (a.op, &a.target.pool).cmp(&(b.op, &b.target.pool)));
+        ops
+    }
+}
+
+impl Runtime {
+    /// The figures of every op that has run, sorted by name: calls, failures by kind,
+    /// durations.
+    pub fn op_stats(&self) -> Vec<OpStats> {
+        self.shared
+            .telemetry
+            .ops()
+            .iter()
+            .map(|o| o.stats())
+            .collect()
+    }
+}
+
+/// Describes the metrics (units and help text) to the current recorder.
+pub(crate) fn describe() {
+    {
+        use metrics::Unit;
+        metrics::describe_gauge!(
+            names::CONNECTION_COUNT,
+            "open connections by state (idle, used)"
+        );
+        metrics::describe_gauge!(names::CONNECTION_MAX, "maximum connections of the pool");
+        metrics::describe_gauge!(
+            names::CONNECTION_IDLE_MIN,
+            "connections kept open when idle"
+        );
+        metrics::describe_gauge!(
+            names::CONNECTION_PENDING_REQUESTS,
+            "callers waiting for a connection"
+        );
+        metrics::describe_counter!(names::CONNECTION_TIMEOUTS, "acquires that gave up waiting");
+        metrics::describe_histogram!(
+            names::CONNECTION_CREATE_TIME,
+            Unit::Seconds,
+            "wait of acquires that opened a new connection"
+        );
+        metrics::describe_histogram!(
+            names::CONNECTION_WAIT_TIME,
+            Unit::Seconds,
+            "time callers waited for a connection"
+        );
+        metrics::describe_histogram!(
+            names::CONNECTION_USE_TIME,
+            Unit::Seconds,
+            "time callers held a connection"
+        );
+        metrics::describe_histogram!(
+            names::OPERATION_DURATION,
+            Unit::Seconds,
+            "duration of whole op calls"
+        );
+        metrics::describe_gauge!(
+            names::BREAKER_STATE,
+            "0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled, 5 metrics only"
+        );
+        metrics::describe_counter!(names::BREAKER_TRANSITIONS, "breaker state transitions");
+        metrics::describe_counter!(
+            names::BREAKER_REJECTIONS,
+            "calls rejected by an open breaker"
+        );
+        metrics::describe_counter!(names::RETRIES, "retries granted, by failure kind");
+        metrics::describe_counter!(
+            names::LIMITER_REJECTIONS,
+            "calls rejected by a rate limiter"
+        );
+        metrics::describe_counter!(names::BULKHEAD_REJECTIONS, "calls rejected by a bulkhead");
+        metrics::describe_gauge!(names::BULKHEAD_RUNNING, "calls running inside a bulkhead");
+        metrics::describe_gauge!(names::BULKHEAD_QUEUED, "calls queued at a bulkhead");
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The op-path hooks in isolation, for `benches/observe.rs`. Not part of the API.
+#[doc(hidden)]
+pub mod bench {
+    use std::time::Duration;
+
+    use super::{OpTelemetry, PoolTelemetry};
+    use crate::pool::Pool;
+
+    /// One op's and one pool's telemetry, as the runner and the pool hold them.
+    #[derive(Debug)]
+    pub struct Hooks {
+        op: OpTelemetry,
+        pool: PoolTelemetry,
+    }
+
+    impl Hooks {
+        /// Hooks for op `bench::op` on `pool` (registered with the current recorder).
+        pub fn new(pool: &Pool) -> Self {
+            Hooks {
+                op: OpTelemetry::new("bench::op", pool),
+                pool: PoolTelemetry::new(pool.name()),
+            }
+        }
+
+        /// What one successful call adds: the span, the clock, the duration histogram and
+        /// counters, the acquire and release histograms.
+        #[inline]
+        pub fn call(&self) {
+            let call = self.op.start();
+            self.pool.acquired(Duration::from_micros(20), true);
+            self.pool.released(Duration::from_micros(80));
+            call.finish(None);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Metric names and label keys. The connection and operation metrics use OpenTelemetry's
+//! database client names, so dashboards built for them work unchanged; the policy metrics,
+//! which OpenTelemetry does not define, live under `sqlx_resilience.`.
+//!
+//! Exporters that do not allow dots rewrite them (Prometheus: `db_client_connection_count`).
+
+/// Gauge: open connections of a pool, by [`STATE`] (`idle` or `used`).
+pub const CONNECTION_COUNT: &str = "db.client.connection.count";
+/// Gauge: a pool's maximum connections.
+pub const CONNECTION_MAX: &str = "db.client.connection.max";
+/// Gauge: connections a pool keeps open when idle (its `min`).
+pub const CONNECTION_IDLE_MIN: &str = "db.client.connection.idle.min";
+/// Gauge: callers waiting for a connection.
+pub const CONNECTION_PENDING_REQUESTS: &str = "db.client.connection.pending_requests";
+/// Counter: acquires that gave up waiting (the pool's acquire timeout).
+pub const CONNECTION_TIMEOUTS: &str = "db.client.connection.timeouts";
+/// Histogram (seconds): how long an acquire that had to open a new connection waited for it
+/// (connect, authentication, session set-up).
+pub const CONNECTION_CREATE_TIME: &str = "db.client.connection.create_time";
+/// Histogram (seconds): how long callers waited for a connection.
+pub const CONNECTION_WAIT_TIME: &str = "db.client.connection.wait_time";
+/// Histogram (seconds): how long callers held a connection.
+pub const CONNECTION_USE_TIME: &str = "db.client.connection.use_time";
+/// Histogram (seconds): the whole call of an op (attempts, waits, retry delays), by [`OP`],
+/// [`POOL`] and [`OUTCOME`].
+pub const OPERATION_DURATION: &str = "db.client.operation.duration";
+
+/// Gauge: a breaker's state as a number: 0 closed, 1 half-open, 2 open, 3 forced open,
+/// 4 disabled, 5 metrics only (the `state` label carries the name too).
+pub const BREAKER_STATE: &str = "sqlx_resilience.breaker.state";
+/// Counter: a breaker's state transitions.
+pub const BREAKER_TRANSITIONS: &str = "sqlx_resilience.breaker.transitions";
+/// Counter: calls a breaker rejected.
+pub const BREAKER_REJECTIONS: &str = "sqlx_resilience.breaker.rejections";
+/// Counter: retries a retry policy granted, by [`KIND`] of the failure that caused them.
+pub const RETRIES: &str = "sqlx_resilience.retry.retries";
+/// Counter: calls a rate limiter rejected.
+pub const LIMITER_REJECTIONS: &str = "sqlx_resilience.limiter.rejections";
+/// Counter: calls a bulkhead rejected, by [`REASON`] (`queue_full` or `wait_timed_out`).
+pub const BULKHEAD_REJECTIONS: &str = "sqlx_resilience.bulkhead.rejections";
+/// Gauge: calls running inside a bulkhead.
+pub const BULKHEAD_RUNNING: &str = "sqlx_resilience.bulkhead.running";
+/// Gauge: calls queued at a bulkhead.
+pub const BULKHEAD_QUEUED: &str = "sqlx_resilience.bulkhead.queued";
+
+/// Label: the pool's declared name.
+pub const POOL: &str = "pool";
+/// Label: `idle` or `used`, on [`CONNECTION_COUNT`].
+pub const STATE: &str = "state";
+/// Label: the op's static name.
+pub const OP: &str = "op";
+/// Label: `ok`, or the [`FailureKind`](crate::FailureKind) name of the failure.
+pub const OUTCOME: &str = "outcome";
+/// Label: a breaker's declared name.
+pub const BREAKER: &str = "breaker";
+/// Label: a retry policy's declared name.
+pub const POLICY: &str = "policy";
+/// Label: a [`FailureKind`](crate::FailureKind) name.
+pub const KIND: &str = "kind";
+/// Label: a rate limiter's declared name.
+pub const LIMITER: &str = "limiter";
+/// Label: a bulkhead's declared name.
+pub const BULKHEAD: &str = "bulkhead";
+/// Label: why a bulkhead rejected a call.
+pub const REASON: &str = "reason";
+
+/// Every metric name, for exporters that need the list (histogram buckets, allow-lists).
+pub const ALL: [&str; 17] = [
+    CONNECTION_COUNT,
+    CONNECTION_MAX,
+    CONNECTION_IDLE_MIN,
+    CONNECTION_PENDING_REQUESTS,
+    CONNECTION_TIMEOUTS,
+    CONNECTION_CREATE_TIME,
+    CONNECTION_WAIT_TIME,
+    CONNECTION_USE_TIME,
+    OPERATION_DURATION,
+    BREAKER_STATE,
+    BREAKER_TRANSITIONS,
+    BREAKER_REJECTIONS,
+    RETRIES,
+    LIMITER_REJECTIONS,
+    BULKHEAD_REJECTIONS,
+    BULKHEAD_RUNNING,
+    BULKHEAD_QUEUED,
+];
+
+/// The histograms (all in seconds).
+pub const HISTOGRAMS: [&str; 4] = [
+    CONNECTION_CREATE_TIME,
+    CONNECTION_WAIT_TIME,
+    CONNECTION_USE_TIME,
+    OPERATION_DURATION,
+];
+
+/// Histogram bucket bounds in seconds that suit database calls: 0.5 ms to 10 s.
+pub const BUCKETS_SECONDS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0,
+];

@@ -1,0 +1,76 @@
+use super::names;
+use crate::breaker::BreakerState;
+use crate::runtime::Runtime;
+
+/// A breaker state as the number [`names::BREAKER_STATE`] reports.
+pub(crate) fn state_number(state: BreakerState) -> f64 {
+    match state {
+        BreakerState::Closed => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Open => 2.0,
+        BreakerState::ForcedOpen => 3.0,
+        BreakerState::Disabled => 4.0,
+        BreakerState::MetricsOnly => 5.0,
+    }
+}
+
+impl Runtime {
+    /// Publishes the gauges and the counters the pools and policies keep themselves, through
+    /// the `metrics` facade's current recorder: connection counts, maxima, minima, waiting
+    /// callers and acquire timeouts of every pool; state, transitions and rejections of every
+    /// breaker; retries by kind; limiter and bulkhead rejections.
+    ///
+    /// The monitor calls it every `monitor.pool_interval`, and the HTTP `/metrics` endpoint on
+    /// every scrape; call it yourself before a push exporter reads. Histograms are recorded as
+    /// calls happen and need no publishing. See `docs/OBSERVABILITY.md` for every name.
+    pub fn publish_metrics(&self) {
+        for s in self.pool_stats() {
+            let pool = s.name.clone();
+            metrics::gauge!(names::CONNECTION_COUNT, names::POOL => pool.clone(), names::STATE => "idle")
+                .set(f64::from(s.idle));
+            metrics::gauge!(names::CONNECTION_COUNT, names::POOL => pool.clone(), names::STATE => "used")
+                .set(f64::from(s.in_use));
+            metrics::gauge!(names::CONNECTION_MAX, names::POOL => pool.clone())
+                .set(f64::from(s.max));
+            metrics::gauge!(names::CONNECTION_IDLE_MIN, names::POOL => pool.clone())
+                .set(f64::from(s.min));
+            metrics::gauge!(names::CONNECTION_PENDING_REQUESTS, names::POOL => pool.clone())
+                .set(f64::from(s.waiting));
+            metrics::counter!(names::CONNECTION_TIMEOUTS, names::POOL => pool)
+                .absolute(s.acquire_timeouts);
+        }
+        for b in self.breakers() {
+            let name = b.name().to_string();
+            let m = b.metrics();
+            metrics::gauge!(names::BREAKER_STATE, names::BREAKER => name.clone())
+                .set(state_number(m.state));
+            metrics::counter!(names::BREAKER_TRANSITIONS, names::BREAKER => name.clone())
+                .absolute(m.transitions_total);
+            metrics::counter!(names::BREAKER_REJECTIONS, names::BREAKER => name)
+                .absolute(m.rejected_total);
+        }
+        for r in self.retry_policies() {
+            let name = r.name().to_string();
+            for (kind, n) in r.metrics().retries {
+                metrics::counter!(names::RETRIES, names::POLICY => name.clone(), names::KIND => kind.as_str())
+                    .absolute(n);
+            }
+        }
+        for l in self.limiters() {
+            metrics::counter!(names::LIMITER_REJECTIONS, names::LIMITER => l.name().to_string())
+                .absolute(l.metrics().rejected);
+        }
+        for b in self.bulkheads() {
+            let name = b.name().to_string();
+            let m = b.metrics();
+            metrics::counter!(names::BULKHEAD_REJECTIONS, names::BULKHEAD => name.clone(), names::REASON => "queue_full")
+                .absolute(m.shed);
+            metrics::counter!(names::BULKHEAD_REJECTIONS, names::BULKHEAD => name.clone(), names::REASON => "wait_timed_out")
+                .absolute(m.timed_out);
+            metrics::gauge!(names::BULKHEAD_RUNNING, names::BULKHEAD => name.clone())
+                .set(f64::from(m.running));
+            metrics::gauge!(names::BULKHEAD_QUEUED, names::BULKHEAD => name)
+                .set(f64::from(m.queued));
+        }
+    }
+}
