@@ -35,7 +35,7 @@ async fn setup(db: &sqlx_resilience_testkit::TestDb) -> Runtime {
 /// Terminates the first backend of `retry-test` seen running `pg_sleep`.
 async fn kill_sleeper(admin_url: &str) {
     let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
-    for _ in 0..200 {
+    for _ in 0..1000 {
         let (n,): (i64,) = sqlx::query_as(
             "select count(pg_terminate_backend(pid)) from pg_stat_activity \
              where application_name = 'retry-test' and query like '%pg_sleep%' and state = 'active'",
@@ -62,7 +62,7 @@ async fn a_read_cut_off_mid_statement_is_retried_and_succeeds() {
             Box::pin(async move {
                 let n = runs.fetch_add(1, Ordering::SeqCst);
                 let sql = if n == 0 {
-                    "select 7::int8 from pg_sleep(2)"
+                    "select 7::int8 from pg_sleep(30)"
                 } else {
                     "select 7::int8"
                 };
@@ -91,7 +91,7 @@ async fn a_read_that_keeps_failing_is_retried_by_its_policy_until_it_gives_up() 
             let runs = &runs;
             Box::pin(async move {
                 runs.fetch_add(1, Ordering::SeqCst);
-                sqlx::query("select pg_sleep(2)")
+                sqlx::query("select pg_sleep(30)")
                     .execute(c.as_mut())
                     .await?;
                 Ok::<_, Error>(())
@@ -122,7 +122,7 @@ async fn a_write_cut_off_mid_body_is_an_unknown_outcome_and_not_retried() {
                 sqlx::query("insert into marks values (1)")
                     .execute(c.as_mut())
                     .await?;
-                sqlx::query("select pg_sleep(2)")
+                sqlx::query("select pg_sleep(30)")
                     .execute(c.as_mut())
                     .await?;
                 Ok::<_, Error>(())
@@ -160,7 +160,7 @@ async fn an_idempotent_write_cut_off_mid_body_is_retried() {
                 .execute(c.as_mut())
                 .await?;
                 if n == 0 {
-                    sqlx::query("select pg_sleep(2)")
+                    sqlx::query("select pg_sleep(30)")
                         .execute(c.as_mut())
                         .await?;
                 }

@@ -232,8 +232,12 @@ async fn pg_stat_activity_shows_which_op_holds_a_transaction() {
     let (held, seen) = tokio::join!(
         rt.op("tx::holds_a_lock").run_tx(|tx| {
             Box::pin(async move {
-                sqlx::query("update acct set v = v where id = 1").execute(tx.as_mut()).await?;
-                sqlx::query("select pg_sleep(0.5)").execute(tx.as_mut()).await?;
+                sqlx::query("update acct set v = v where id = 1")
+                    .execute(tx.as_mut())
+                    .await?;
+                sqlx::query("select pg_sleep(0.5)")
+                    .execute(tx.as_mut())
+                    .await?;
                 Ok::<_, Error>(())
             })
         }),

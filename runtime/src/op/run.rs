@@ -77,10 +77,13 @@ where
     E: From<Error>,
 {
     let call = op.telemetry.start();
-    let mut result = call
-        .instrument(execute_inner(rt, op, key, access, body))
+    // One reading of the clock for the call's start, shared by telemetry and the deadline.
+    let started = Instant::from_std(call.started());
+    let (mut result, attempts) = call
+        .instrument(execute_inner(rt, op, key, access, body, started))
         .await;
-    call.finish(result.as_mut().err().map(|e| access(e).map(|e| &*e)));
+    let elapsed = call.finish(result.as_mut().err().map(|e| access(e).map(|e| &*e)));
+    finished(op, elapsed, attempts);
     result
 }
 
@@ -91,18 +94,17 @@ async fn execute_inner<T, E, A>(
     key: Option<&str>,
     access: ErrAccess<E>,
     mut body: A,
-) -> Result<T, E>
+    started: Instant,
+) -> (Result<T, E>, u32)
 where
     A: Attempt<T, E>,
     E: From<Error>,
 {
-    let _in_flight = rt.enter(|| op.site()).map_err(E::from)?;
-    // The clock is read only when something needs the call's start: a deadline, a retry
-    // policy (its total-time cap) or a slow threshold.
-    let spec = &op.spec;
-    let started =
-        (spec.deadline.is_some() || op.retry.is_some() || spec.slow.is_some()).then(Instant::now);
-    let deadline = spec.deadline.zip(started).map(|(d, s)| s + d);
+    let _in_flight = match rt.enter(|| op.site()) {
+        Ok(guard) => guard,
+        Err(e) => return (Err(E::from(e)), 0),
+    };
+    let deadline = op.spec.deadline.map(|d| started + d);
     let mut retry = op.retry.as_deref().map(|r| r.start());
     let mut attempts = 0u32;
     let mut replaced = false;
@@ -140,10 +142,7 @@ where
         }
     };
     crate::telemetry::attempts(attempts);
-    if let Some(started) = started {
-        finished(op, started, attempts);
-    }
-    result
+    (result, attempts)
 }
 
 /// Decides after a failed attempt.
@@ -153,7 +152,7 @@ fn next(
     verdict: Verdict,
     replaced: bool,
     attempts: u32,
-    started: Option<Instant>,
+    started: Instant,
     deadline: Option<Instant>,
 ) -> Next {
     if verdict.replace && !replaced {
@@ -167,8 +166,7 @@ fn next(
     let Some(state) = retry.as_mut().filter(|_| verdict.rerun) else {
         return Next::Stop;
     };
-    let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
-    match state.next_delay(verdict.kind, elapsed, remaining(deadline)) {
+    match state.next_delay(verdict.kind, started.elapsed(), remaining(deadline)) {
         RetryDecision::RetryAfter(delay) => {
             tracing::debug!(
                 op = op.spec.name,
@@ -195,8 +193,7 @@ fn next(
 }
 
 /// After the call: the slow-op warning.
-fn finished(op: &Resolved, started: Instant, attempts: u32) {
-    let elapsed = started.elapsed();
+fn finished(op: &Resolved, elapsed: Duration, attempts: u32) {
     if let Some(slow) = op.spec.slow
         && elapsed >= slow
     {

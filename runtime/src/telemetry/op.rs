@@ -169,6 +169,12 @@ pub(crate) struct OpCall<'a> {
 }
 
 impl OpCall<'_> {
+    /// When the call started (the runner takes its deadline from this reading too).
+    #[inline]
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Runs `fut` inside the op's span.
     #[inline]
     pub(crate) fn instrument<F: Future>(&self, fut: F) -> Instrumented<F> {
@@ -177,8 +183,9 @@ impl OpCall<'_> {
 
     /// Records the call's outcome: `None` for success, or the error it returned (`Err(None)`
     /// for an application error that is not one of ours).
+    /// Returns how long the call took.
     #[inline]
-    pub(crate) fn finish(self, failure: Option<Option<&Error>>) {
+    pub(crate) fn finish(self, failure: Option<Option<&Error>>) -> std::time::Duration {
         let elapsed = self.started.elapsed();
         let kind = failure.map(|e| e.map_or(FailureKind::Unknown, Error::kind));
         let slot = slot(kind);
@@ -199,6 +206,7 @@ impl OpCall<'_> {
                 self.span.record("db.response.status_code", code.as_str());
             }
         }
+        elapsed
     }
 }
 
