@@ -82,8 +82,8 @@ where
     let (mut result, attempts) = call
         .instrument(execute_inner(rt, op, key, access, body, started))
         .await;
-    let elapsed = call.finish(result.as_mut().err().map(|e| access(e).map(|e| &*e)));
-    finished(op, elapsed, attempts);
+    let (elapsed, span) = call.finish(result.as_mut().err().map(|e| access(e).map(|e| &*e)));
+    span.in_scope(|| finished(op, elapsed, attempts));
     result
 }
 

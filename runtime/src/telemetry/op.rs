@@ -183,9 +183,9 @@ impl OpCall<'_> {
 
     /// Records the call's outcome: `None` for success, or the error it returned (`Err(None)`
     /// for an application error that is not one of ours).
-    /// Returns how long the call took.
+    /// Returns how long the call took, and its span (for what is logged after the call).
     #[inline]
-    pub(crate) fn finish(self, failure: Option<Option<&Error>>) -> std::time::Duration {
+    pub(crate) fn finish(self, failure: Option<Option<&Error>>) -> (std::time::Duration, Span) {
         let elapsed = self.started.elapsed();
         let kind = failure.map(|e| e.map_or(FailureKind::Unknown, Error::kind));
         let slot = slot(kind);
@@ -206,7 +206,7 @@ impl OpCall<'_> {
                 self.span.record("db.response.status_code", code.as_str());
             }
         }
-        elapsed
+        (elapsed, self.span)
     }
 }
 
