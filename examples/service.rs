@@ -49,19 +49,8 @@ fn args() -> Args {
 }
 
 fn humantime_parse(text: &str) -> Duration {
-    let (num, unit) = text.trim().split_at(
-        text.trim()
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = num.parse().expect("a duration such as 30s or 5m");
-    match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" | "min" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => panic!("a duration such as 30s or 5m, not {text}"),
-    }
+    humantime::parse_duration(text.trim())
+        .unwrap_or_else(|e| panic!("--serve-for takes a duration such as 30s or 5m ({e})"))
 }
 
 async fn op(
