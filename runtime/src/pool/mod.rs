@@ -293,6 +293,7 @@ impl Pool {
         let s = &self.shared;
         let waiting = WaitingGuard::new(&s.counters);
         let started = Instant::now();
+        let acquired_before = s.counters.acquired.load(Relaxed);
         let scope = AcquireScope {
             check_reused,
             reused: std::cell::Cell::new(false),
@@ -326,7 +327,7 @@ impl Pool {
             }
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
                 s.counters.acquire_timeouts.fetch_add(1, Relaxed);
-                Err(self.timeout_error(site, waited))
+                Err(self.timeout_error(site, waited, acquired_before))
             }
             Ok(Err(sqlx::Error::PoolClosed)) => Err(Error::PoolClosed { site: site.clone() }),
             Ok(Err(source)) => {
@@ -346,13 +347,20 @@ impl Pool {
         }
     }
 
-    fn timeout_error(&self, site: &Site, waited: Duration) -> Error {
+    fn timeout_error(&self, site: &Site, waited: Duration, acquired_before: u64) -> Error {
         let s = &self.shared;
         let size = s.sqlx.size();
         let idle = u32::try_from(s.sqlx.num_idle()).unwrap_or(0).min(size);
         // Below max with nobody idle means the pool was trying to open connections and could
-        // not: the server is unreachable rather than the pool exhausted.
-        let unreachable = size < s.config.max;
+        // not: the server is unreachable rather than the pool exhausted. At max, the pool is
+        // exhausted only when callers hold the connections, or keep getting them. Slots that
+        // callers gave back and that never came back, while no caller got a connection during
+        // the whole wait, are tied up by the pool's own round trips (sqlx pings every returned
+        // connection, and reopens `min` connections, without a time limit): on a dead network
+        // those hang, and that is the network failing, not backpressure.
+        let held = s.counters.in_use.load(Relaxed);
+        let served = s.counters.acquired.load(Relaxed) != acquired_before;
+        let unreachable = size < s.config.max || (held < s.config.max && !served);
         s.events.emit(PoolEventKind::Error {
             kind: if unreachable {
                 FailureKind::ConnectionLost
