@@ -2,6 +2,7 @@
 //! `DATABASE_URL`), a fresh database per test, faults from the kit's proxy and server controls.
 
 mod budget;
+mod drills;
 mod pool;
 mod shutdown;
 mod support;
