@@ -206,6 +206,11 @@ impl Workload {
         }
     }
 
+    /// A fresh idempotency key.
+    pub(crate) fn next_key(&self) -> i64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
     async fn read(&self, id: i64, slow: bool) -> std::result::Result<(), Error> {
         let sleep = if slow {
             self.read_sleep.as_secs_f64()
@@ -394,7 +399,7 @@ async fn worker(
         }
         let is_write = (index as u64 + n).is_multiple_of(workload.write_every.max(1));
         let (key, outcome) = if is_write {
-            let key = workload.next_key.fetch_add(1, Ordering::Relaxed);
+            let key = workload.next_key();
             let worker = i32::try_from(index).unwrap_or(i32::MAX);
             (Some(key), workload.write(key, worker).await)
         } else {

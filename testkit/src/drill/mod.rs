@@ -29,8 +29,9 @@
 //!   the server after its client gave up, from `pg_stat_activity` polled every 10 ms over a
 //!   direct connection), `abandoned_statements`, `abandoned_seen_active`,
 //!   `still_active_at_end`.
-//! - `storm`: `ideal_ms` (ceil(callers / connections) x query time), `callers`, `pool_max`,
-//!   `waves`.
+//! - `storm`: `ideal_ms` (ceil(callers / connections) x query time), `floor_ms` (the p99 the
+//!   same statements reach on as many dedicated connections, without pool or op API: what
+//!   the machine allows), `callers`, `pool_max`, `waves`, `wave_ms`.
 //! - `exhaust`: `leaked_connections`, `leak_warnings`, `acquire_timeouts`, and per phase
 //!   (`normal`, `part_leaked`, `exhausted`, `returned`) ops, ok and p99.
 

@@ -5,9 +5,10 @@
 //! every acquire) at 64; and `pgbench -S -M prepared -c 64 -j 2` on the same server.
 //!
 //! Every pool has the same size, the high concurrency (64; 16 at the small size, which only
-//! checks that every path runs). Each measurement runs a fixed time after a warm-up; the
-//! rounds alternate their order (forwards, backwards) and each figure is the median of its
-//! rounds, so slow drift on a shared machine hits every measurement alike.
+//! checks that every path runs). After a warm-up, the client-side paths run in short slices
+//! (500 ms at 64 callers, 250 ms at one) in rotating order, twelve slices each, and pgbench
+//! runs for 3 s once per round of four slices; each figure is the median of its slices or
+//! runs, so drift on a shared machine hits every path alike.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,7 +25,7 @@ use tokio::time::Instant;
 
 use super::Size;
 use super::load::connect;
-use super::report::{OverheadReport, median, round1, round3};
+use super::report::{OverheadReport, median, ms, round1, round3};
 use crate::binaries::Search;
 use crate::{PgServer, Result, TestDb};
 
@@ -47,15 +48,6 @@ enum Measure {
 }
 
 impl Measure {
-    const ROUND: [Measure; 6] = [
-        Measure::RawC1,
-        Measure::WrappedC1,
-        Measure::Raw,
-        Measure::Wrapped,
-        Measure::SqlxDefaults,
-        Measure::Pgbench,
-    ];
-
     fn name(self) -> &'static str {
         match self {
             Measure::RawC1 => "raw_c1",
@@ -79,9 +71,8 @@ struct Bench {
     pgbench: Option<PathBuf>,
     /// The high concurrency.
     concurrency: u32,
-    /// Seconds per measurement at high concurrency, and at one caller.
-    seconds: Duration,
-    seconds_c1: Duration,
+    /// Length of each pgbench run.
+    pgbench_seconds: u32,
 }
 
 pub(super) async fn run(size: Size) -> Result<OverheadReport> {
@@ -154,10 +145,11 @@ pub(super) async fn run(size: Size) -> Result<OverheadReport> {
         sqlx_defaults,
         pgbench,
         concurrency,
-        seconds: size.pick(Duration::from_millis(500), Duration::from_secs(3)),
-        seconds_c1: size.pick(Duration::from_millis(300), Duration::from_secs(2)),
+        pgbench_seconds: size.pick(1, 3),
     };
-    let rounds = size.pick(1u32, 3);
+    let slice = size.pick(Duration::from_millis(250), Duration::from_millis(500));
+    let slice_c1 = size.pick(Duration::from_millis(150), Duration::from_millis(250));
+    let (rounds, per_round) = size.pick((1u32, 1u32), (3, 4));
 
     tracing::info!("warming up: every connection of both pools opened and prepared");
     let warm = size.pick(Duration::from_millis(300), Duration::from_secs(1));
@@ -169,30 +161,45 @@ pub(super) async fn run(size: Size) -> Result<OverheadReport> {
         }
     }
 
+    // Short slices, in rotating order, so drift on a shared machine hits every path alike;
+    // pgbench (which opens its connections each run) once per round.
     let mut samples: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    let mut turn = 0usize;
     for round in 0..rounds {
-        let mut order = Measure::ROUND.to_vec();
-        if round % 2 == 1 {
-            order.reverse();
+        for _ in 0..per_round {
+            let mut high = [Measure::Raw, Measure::Wrapped, Measure::SqlxDefaults];
+            high.rotate_left(turn % 3);
+            let mut low = [Measure::RawC1, Measure::WrappedC1];
+            low.rotate_left(turn % 2);
+            turn += 1;
+            for m in high {
+                let figure = bench.client(m, slice).await?;
+                samples.entry(m.name()).or_default().push(figure.round());
+            }
+            for m in low {
+                let figure = bench.client(m, slice_c1).await?;
+                samples.entry(m.name()).or_default().push(figure.round());
+            }
         }
-        for m in order {
-            let figure = match m {
-                Measure::Pgbench => match bench.pgbench().await? {
-                    Some(tps) => tps,
-                    None => continue,
-                },
-                _ => bench.client(m, bench.duration(m)).await?,
-            };
-            tracing::info!(
-                round,
-                measure = m.name(),
-                ops_s = round1(figure),
-                "measured"
-            );
-            samples.entry(m.name()).or_default().push(round1(figure));
+        if let Some(tps) = bench.pgbench().await? {
+            samples
+                .entry(Measure::Pgbench.name())
+                .or_default()
+                .push(round1(tps));
         }
+        let so_far = |m: Measure| samples.get(m.name()).map(|v| median(v)).unwrap_or(0.0);
+        tracing::info!(
+            round,
+            raw = so_far(Measure::Raw),
+            wrapped = so_far(Measure::Wrapped),
+            sqlx_defaults = so_far(Measure::SqlxDefaults),
+            raw_c1 = so_far(Measure::RawC1),
+            wrapped_c1 = so_far(Measure::WrappedC1),
+            pgbench = so_far(Measure::Pgbench),
+            "medians so far, ops/s"
+        );
     }
-    let seconds = round1(bench.seconds.as_secs_f64());
+    let pgbench_seconds = bench.pgbench_seconds;
     bench.sqlx_defaults.close().await;
     let _ = rt.shutdown(Duration::from_secs(5)).await;
     drop(bench);
@@ -221,20 +228,15 @@ pub(super) async fn run(size: Size) -> Result<OverheadReport> {
         raw_vs_pgbench: pgbench.map(|p| over(raw, p)),
         concurrency,
         pool_max: concurrency,
-        seconds,
-        rounds,
+        slice_ms: ms(slice),
+        slice_c1_ms: ms(slice_c1),
+        slices: rounds * per_round,
+        pgbench_seconds,
         samples,
     })
 }
 
 impl Bench {
-    fn duration(&self, m: Measure) -> Duration {
-        match m {
-            Measure::RawC1 | Measure::WrappedC1 => self.seconds_c1,
-            _ => self.seconds,
-        }
-    }
-
     /// Ops per second of one client-side measurement.
     async fn client(&self, m: Measure, time: Duration) -> Result<f64> {
         let concurrency = match m {
@@ -274,7 +276,7 @@ impl Bench {
         let Some(path) = &self.pgbench else {
             return Ok(None);
         };
-        let secs = self.seconds.as_secs().max(1).to_string();
+        let secs = self.pgbench_seconds.to_string();
         let clients = self.concurrency.to_string();
         let out = pgbench_run(
             path,

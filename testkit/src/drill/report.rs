@@ -159,11 +159,15 @@ pub struct OverheadReport {
     pub concurrency: u32,
     /// Pool size of every pool measured.
     pub pool_max: u32,
-    /// Seconds per measurement at the high concurrency.
-    pub seconds: f64,
-    /// Rounds; each figure is the median of its rounds.
-    pub rounds: u32,
-    /// Every round's figures, in ops/s, by measurement.
+    /// Length of one slice at the high concurrency.
+    pub slice_ms: f64,
+    /// Length of one slice at one caller.
+    pub slice_c1_ms: f64,
+    /// Slices per client-side path; each figure is the median of its slices.
+    pub slices: u32,
+    /// Length of each pgbench run (one per round; its figure is the median of its runs).
+    pub pgbench_seconds: u32,
+    /// Every slice's (and pgbench run's) figure, in ops/s, by path.
     pub samples: BTreeMap<&'static str, Vec<f64>>,
 }
 
