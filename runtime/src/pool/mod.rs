@@ -301,6 +301,7 @@ impl Pool {
         let s = &self.shared;
         let waiting = WaitingGuard::new(&s.counters);
         let started = Instant::now();
+        let acquired_before = s.counters.acquired.load(Relaxed);
         let scope = AcquireScope {
             check_reused,
             reused: std::cell::Cell::new(false),
@@ -336,7 +337,7 @@ impl Pool {
             }
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
                 s.counters.acquire_timeouts.fetch_add(1, Relaxed);
-                let unreachable = self.unreachable().await;
+                let unreachable = self.unreachable(acquired_before).await;
                 Err(self.timeout_error(site, waited, unreachable))
             }
             Ok(Err(sqlx::Error::PoolClosed)) => Err(Error::PoolClosed { site: site.clone() }),
@@ -363,10 +364,18 @@ impl Pool {
     ///
     /// sqlx's pool retries failed connects until the acquire timeout and reports only the
     /// timeout, so the reason is found with one direct connect, at most every 250 ms per pool.
-    async fn unreachable(&self) -> bool {
+    async fn unreachable(&self, acquired_before: u64) -> bool {
         let s = &self.shared;
         if s.sqlx.size() >= s.config.max {
-            return false; // full: saturated, not unreachable
+            // At max, the pool is exhausted only when callers hold the connections, or keep
+            // getting them. Slots that callers gave back and that never came back, while no
+            // caller got a connection during the whole wait, are tied up by the pool's own
+            // round trips (sqlx pings every returned connection, and reopens `min`
+            // connections, without a time limit): on a dead network those hang, and that is
+            // the network failing, not backpressure.
+            let held = s.counters.in_use.load(Relaxed);
+            let served = s.counters.acquired.load(Relaxed) != acquired_before;
+            return held < s.config.max && !served;
         }
         let now_us = u64::try_from(s.counters.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let probed = s.counters.probed_at_us.load(Relaxed);
