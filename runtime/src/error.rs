@@ -199,7 +199,8 @@ pub enum Error {
         max: u32,
         /// Other callers waiting when it gave up.
         waiting: u32,
-        /// The pool was below its maximum and could not open connections: the server is
+        /// The pool could not open connections (it was below its maximum), or its connections
+        /// were tied up by the pool's own round trips while no caller got one: the server is
         /// unreachable rather than the pool exhausted.
         unreachable: bool,
     },

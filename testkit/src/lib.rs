@@ -56,6 +56,7 @@ mod cluster;
 mod command;
 mod controls;
 mod database;
+pub mod drill;
 mod error;
 mod options;
 mod proxy;

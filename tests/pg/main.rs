@@ -8,6 +8,7 @@ mod breaker;
 mod budget;
 mod classify;
 mod deadline;
+mod drills;
 mod macros;
 mod observe_health;
 mod observe_monitor;

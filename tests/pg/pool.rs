@@ -444,3 +444,37 @@ async fn a_lazy_pool_starts_without_a_server() {
         other => panic!("{other}"),
     }
 }
+
+/// sqlx pings every connection given back to the pool, with no time limit; on a dead network
+/// that ping hangs and holds the slot. A caller who then waits in vain is facing a network
+/// failure, not an exhausted pool, and the breaker must hear of it.
+#[tokio::test]
+async fn an_acquire_timeout_on_a_dead_network_is_not_backpressure() {
+    let db = support::db().await;
+    let proxy = sqlx_resilience_testkit::FaultProxy::start(db.server().tcp_addr())
+        .await
+        .unwrap();
+    let rt = Runtime::builder()
+        .url(db.url_via(proxy.addr()))
+        .env_vars(Vec::<(String, String)>::new())
+        .pool(
+            "main",
+            &[("max", 1u32.into()), ("acquire_timeout", "300ms".into())],
+        )
+        .build()
+        .await
+        .unwrap();
+    let pool = rt.pool("main").unwrap();
+    let conn = pool.acquire().await.unwrap();
+    proxy.blackhole();
+    drop(conn);
+    match pool.acquire().await {
+        Err(Error::AcquireTimeout { unreachable, .. }) => assert!(unreachable),
+        other => panic!("expected an acquire timeout: {other:?}"),
+    }
+    proxy.heal().await.unwrap();
+    let conn = tokio::time::timeout(Duration::from_secs(10), pool.acquire())
+        .await
+        .expect("the pool serves again once the network heals");
+    assert!(conn.is_ok(), "{conn:?}");
+}

@@ -392,7 +392,13 @@ async fn prepare<'a>(
         location: Some(spec.location),
     };
     let conn = match pool
-        .acquire_for(&op.site_cached, acquire_limit, check_reused, holder)
+        .acquire_for(
+            &op.site_cached,
+            acquire_limit,
+            deadline,
+            check_reused,
+            holder,
+        )
         .await
     {
         Ok(c) => c,

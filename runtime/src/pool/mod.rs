@@ -32,6 +32,9 @@ use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
 use crate::secret::DatabaseUrl;
 
+/// The longest an acquire timeout waits to find out whether the server is reachable.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// What an acquire asks of, and learns from, the pool's `before_acquire` hook (which runs
 /// inside the acquiring task).
 #[derive(Debug, Default)]
@@ -285,22 +288,25 @@ impl Pool {
         };
         let site = Site::pool(self.shared.name.clone());
         async move {
-            self.acquire_for(&site, self.shared.config.acquire_timeout, false, holder)
-                .await
+            let timeout = self.shared.config.acquire_timeout;
+            self.acquire_for(&site, timeout, None, false, holder).await
         }
     }
 
-    /// Acquires within `timeout`; `check_reused` pings any reused connection first.
+    /// Acquires within `timeout`; `check_reused` pings any reused connection first. After a
+    /// timeout, finding out why never runs past `deadline` (the caller's).
     pub(crate) async fn acquire_for(
         &self,
         site: &Site,
         timeout: Duration,
+        deadline: Option<Instant>,
         check_reused: bool,
         holder: Holder,
     ) -> Result<PooledConn> {
         let s = &self.shared;
         let waiting = WaitingGuard::new(&s.counters);
         let started = Instant::now();
+        let acquired_before = s.counters.acquired.load(Relaxed);
         let scope = AcquireScope {
             check_reused,
             reused: std::cell::Cell::new(false),
@@ -336,7 +342,7 @@ impl Pool {
             }
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
                 s.counters.acquire_timeouts.fetch_add(1, Relaxed);
-                let unreachable = self.unreachable().await;
+                let unreachable = self.unreachable(acquired_before, deadline).await;
                 Err(self.timeout_error(site, waited, unreachable))
             }
             Ok(Err(sqlx::Error::PoolClosed)) => Err(Error::PoolClosed { site: site.clone() }),
@@ -362,24 +368,41 @@ impl Pool {
     /// refused for too many connections (backpressure, which says nothing of its health)?
     ///
     /// sqlx's pool retries failed connects until the acquire timeout and reports only the
-    /// timeout, so the reason is found with one direct connect, at most every 250 ms per pool.
-    async fn unreachable(&self) -> bool {
+    /// timeout, so the reason is found with one direct connect, at most every 250 ms per pool
+    /// and never past the caller's deadline. With no time left, the last probe's answer stands
+    /// or, with none yet, the pool's state: below max with nobody idle, it could not connect.
+    async fn unreachable(&self, acquired_before: u64, deadline: Option<Instant>) -> bool {
         let s = &self.shared;
         if s.sqlx.size() >= s.config.max {
-            return false; // full: saturated, not unreachable
+            // At max, the pool is exhausted only when callers hold the connections, or keep
+            // getting them. Slots that callers gave back and that never came back, while no
+            // caller got a connection during the whole wait, are tied up by the pool's own
+            // round trips (sqlx pings every returned connection, and reopens `min`
+            // connections, without a time limit): on a dead network those hang, and that is
+            // the network failing, not backpressure.
+            let held = s.counters.in_use.load(Relaxed);
+            let served = s.counters.acquired.load(Relaxed) != acquired_before;
+            return held < s.config.max && !served;
         }
         let now_us = u64::try_from(s.counters.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let probed = s.counters.probed_at_us.load(Relaxed);
         if probed != 0 && now_us.saturating_sub(probed) < 250_000 {
             return s.counters.probe_unreachable.load(Relaxed);
         }
+        let budget = deadline.map_or(PROBE_TIMEOUT, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(PROBE_TIMEOUT)
+        });
+        if budget < PROBE_TIMEOUT / 5 {
+            return if probed != 0 {
+                s.counters.probe_unreachable.load(Relaxed)
+            } else {
+                s.sqlx.num_idle() == 0
+            };
+        }
         s.counters.probed_at_us.store(now_us.max(1), Relaxed);
         let options = s.sqlx.connect_options();
-        let probe = tokio::time::timeout(
-            Duration::from_millis(250),
-            PgConnection::connect_with(&options),
-        )
-        .await;
+        let probe = tokio::time::timeout(budget, PgConnection::connect_with(&options)).await;
         let unreachable = match probe {
             Ok(Ok(conn)) => {
                 let _ = conn.close().await;

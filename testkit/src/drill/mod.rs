@@ -1,0 +1,310 @@
+//! Drills: real load through the op API against a throwaway PostgreSQL, with faults injected,
+//! summed up as one JSON object.
+//!
+//! `cargo run --release --example drill -- SCENARIO [--size small|full]` runs one and prints
+//! the report as its last line; the integration tests run each at [`Size::Small`] and check
+//! its outcome. Every drill starts a dedicated server (`synchronous_commit = on`, so a
+//! kill -9 loses no acknowledged commit) and removes it afterwards; all traffic stays on
+//! 127.0.0.1, and the load stops by itself, bounded in ops and in time.
+//!
+//! The load ([`Scenario::Restart`] to [`Scenario::Exhaust`]) mixes reads (`read_only`) and
+//! writes (`idempotent`, one in four ops), each op with a timeout, a deadline, the retry
+//! policy and the circuit breaker below. Every write carries a unique key into a table whose
+//! key column is not unique, so [`LoadReport::lost_writes`] (acknowledged, yet absent) and
+//! [`LoadReport::duplicate_writes`] are counted in the table at the end, not taken from what
+//! the client believes.
+//!
+//! Policies of every load drill:
+//!
+//! | policy | settings | why |
+//! | --- | --- | --- |
+//! | breaker `drill` | `failure_rate = 50`, `window = "2s"`, `minimum_calls = 10`, `open_for = "500ms"`, `half_open = 3` | a rate over a short window: a restart's handful of failed in-flight calls among thousands does not trip it, a dead network does within seconds; short open periods with a few probes find a healed server quickly |
+//! | retry `drill` | `attempts = 5`, `base = "25ms"`, `max_delay = "500ms"`, full jitter, the default budget | enough tries to ride out a restart inside the op's deadline |
+//!
+//! Extras by scenario (besides the fields of [`LoadReport`]):
+//!
+//! - `blackhole`: `breaker_opened`, `worst_lateness_pct` (the latest op's overrun of its
+//!   deadline, in percent of the deadline).
+//! - `latency`: `server_active_after_ms` (the longest any abandoned statement stayed active on
+//!   the server after its client gave up, from `pg_stat_activity` polled every 10 ms over a
+//!   direct connection), `abandoned_statements`, `abandoned_seen_active`,
+//!   `still_active_at_end`.
+//! - `storm`: `ideal_ms` (ceil(callers / connections) x query time), `floor_ms` (the p99 the
+//!   same statements reach on as many dedicated connections, without pool or op API: what
+//!   the machine allows), `callers`, `pool_max`, `waves`, `wave_ms`.
+//! - `exhaust`: `leaked_connections`, `leak_warnings`, `acquire_timeouts`, and per phase
+//!   (`normal`, `part_leaked`, `exhausted`, `returned`) ops, ok and p99.
+
+mod blackhole;
+mod exhaust;
+mod kill9;
+mod latency;
+mod load;
+mod overhead;
+mod report;
+mod restart;
+mod storm;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx_resilience_runtime::breaker::BreakerState;
+use sqlx_resilience_runtime::{Error, Op, PolicyKind, Runtime, Value};
+
+pub use self::report::{LoadReport, OverheadReport, Report};
+
+use self::load::Workload;
+use crate::{PgServer, Result, ServerOptions, TestDb};
+
+/// A drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    /// A fast restart (`pg_ctl restart -m fast`) in the middle of the load.
+    Restart,
+    /// A kill -9 of the postmaster in the middle of the load, then a start (crash recovery).
+    Kill9,
+    /// The network between client and server drops everything for a while (5 s at full
+    /// size), then heals.
+    Blackhole,
+    /// 200 ms added each way with a 100 ms op timeout: every attempt is abandoned by its
+    /// client; how long does the server keep running it?
+    Latency,
+    /// 2000 callers at once over a 30-connection pool, 5 ms queries.
+    Storm,
+    /// Leaked connections hold part of the pool, then all of it, then are returned.
+    Exhaust,
+    /// Point-select throughput of the op API against raw sqlx and pgbench.
+    Overhead,
+}
+
+impl Scenario {
+    /// Every scenario, in the order of the docs.
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Restart,
+        Scenario::Kill9,
+        Scenario::Blackhole,
+        Scenario::Latency,
+        Scenario::Storm,
+        Scenario::Exhaust,
+        Scenario::Overhead,
+    ];
+
+    /// The name on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Restart => "restart",
+            Scenario::Kill9 => "kill9",
+            Scenario::Blackhole => "blackhole",
+            Scenario::Latency => "latency",
+            Scenario::Storm => "storm",
+            Scenario::Exhaust => "exhaust",
+            Scenario::Overhead => "overhead",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scenario::ALL.iter().map(|c| c.name()).collect();
+                format!(
+                    "unknown scenario `{s}`: expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// How big a drill runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Size {
+    /// A few seconds, little CPU: what the integration tests run.
+    Small,
+    /// The documented size (under a minute per fault drill): what `docs/DRILLS.md` reports.
+    #[default]
+    Full,
+}
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "small" => Ok(Size::Small),
+            "full" => Ok(Size::Full),
+            other => Err(format!("unknown size `{other}`: expected small or full")),
+        }
+    }
+}
+
+impl Size {
+    fn pick<T>(self, small: T, full: T) -> T {
+        match self {
+            Size::Small => small,
+            Size::Full => full,
+        }
+    }
+}
+
+/// Runs one drill on a throwaway server of its own and returns its figures. Progress goes to
+/// `tracing` at info level (target `sqlx_resilience_testkit::drill`).
+pub async fn run(scenario: Scenario, size: Size) -> Result<Report> {
+    tracing::info!(scenario = scenario.name(), ?size, "drill starting");
+    let report = match scenario {
+        Scenario::Restart => Report::Load(restart::run(size).await?),
+        Scenario::Kill9 => Report::Load(kill9::run(size).await?),
+        Scenario::Blackhole => Report::Load(blackhole::run(size).await?),
+        Scenario::Latency => Report::Load(latency::run(size).await?),
+        Scenario::Storm => Report::Load(storm::run(size).await?),
+        Scenario::Exhaust => Report::Load(exhaust::run(size).await?),
+        Scenario::Overhead => Report::Overhead(overhead::run(size).await?),
+    };
+    tracing::info!(scenario = scenario.name(), "drill finished");
+    Ok(report)
+}
+
+/// The `application_name` of the drill's pool.
+const APP: &str = "sqlx-resilience-drill";
+
+/// A dedicated server with durable commits, a database on it and the drill's tables.
+async fn server_and_database() -> Result<(PgServer, TestDb)> {
+    let server =
+        PgServer::start_with(ServerOptions::new().setting("synchronous_commit", "on")).await?;
+    let db = server.create_database().await?;
+    load::create_schema(db.url()).await?;
+    Ok((server, db))
+}
+
+/// The time limits of the drill's ops.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    timeout: Duration,
+    deadline: Duration,
+}
+
+/// A runtime with the pool `drill` (`pool` settings on top of the drill's own) and the
+/// drill's breaker and retry policy, connecting to `url`.
+async fn runtime(url: &str, pool: &[(&str, Value)]) -> Result<Runtime> {
+    let mut settings: Vec<(&str, Value)> = vec![("application_name", APP.into())];
+    settings.extend(pool.iter().cloned());
+    Runtime::builder()
+        .url(url)
+        .env_vars(Vec::<(String, String)>::new())
+        .pool("drill", &settings)
+        .declare(
+            PolicyKind::Breaker,
+            "drill",
+            &[
+                ("failure_rate", 50u32.into()),
+                ("window", "2s".into()),
+                ("minimum_calls", 10u32.into()),
+                ("open_for", "500ms".into()),
+                ("half_open", 3u32.into()),
+            ],
+        )
+        .declare(
+            PolicyKind::Retry,
+            "drill",
+            &[
+                ("attempts", 5u32.into()),
+                ("base", "25ms".into()),
+                ("max_delay", "500ms".into()),
+            ],
+        )
+        .build()
+        .await
+}
+
+/// The drill's read and write ops on `rt`.
+fn ops(rt: &Runtime, limits: Limits) -> Result<(Op, Op)> {
+    let read = rt
+        .op("drill::read")
+        .pool("drill")
+        .timeout(limits.timeout)
+        .deadline(limits.deadline)
+        .retry("drill")
+        .breaker("drill")
+        .read_only(true)
+        .build()?;
+    let write = rt
+        .op("drill::write")
+        .pool("drill")
+        .timeout(limits.timeout)
+        .deadline(limits.deadline)
+        .retry("drill")
+        .breaker("drill")
+        .idempotent(true)
+        .build()?;
+    Ok((read, write))
+}
+
+/// The workload on `rt` with `limits`.
+fn workload(rt: &Runtime, limits: Limits) -> Result<Arc<Workload>> {
+    let (read, write) = ops(rt, limits)?;
+    Ok(Arc::new(Workload::new(read, write, limits.deadline)))
+}
+
+/// Counts the times the drill's breaker opens.
+#[derive(Debug)]
+struct BreakerOpens {
+    count: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BreakerOpens {
+    fn watch(rt: &Runtime) -> Result<BreakerOpens> {
+        let breaker = rt.breaker("drill").ok_or_else(|| {
+            Error::test_kit(
+                "watch the drill's breaker",
+                "the runtime has no breaker `drill`",
+                "this is a bug in the drill",
+            )
+        })?;
+        let mut events = breaker.subscribe();
+        let count = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&count);
+        let task = tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.to == BreakerState::Open && e.enforced => {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(reason = %e.reason, "breaker opened");
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(BreakerOpens { count, task })
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for BreakerOpens {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Shuts the runtime down, bounded, ignoring ops that will not finish.
+async fn close(rt: &Runtime) {
+    let _ = rt.shutdown(Duration::from_secs(5)).await;
+}

@@ -1,0 +1,158 @@
+//! Every drill at its small size, with the outcome it must have. Speed goals are the drills'
+//! own business (`docs/DRILLS.md`); these tests check correctness: no write lost or applied
+//! twice, the breaker's behaviour, ops ending by their deadlines, abandoned statements
+//! stopped on the server, leaks reported.
+
+use sqlx_resilience_testkit::drill::{self, LoadReport, Scenario, Size};
+
+async fn load(scenario: Scenario) -> LoadReport {
+    let report = drill::run(scenario, Size::Small)
+        .await
+        .unwrap_or_else(|e| panic!("drill {scenario}: {e}"));
+    let json = report.to_json();
+    let load = report.load().expect("a load report").clone();
+    assert_eq!(load.scenario, scenario.name());
+    assert!(load.ops > 0, "{json}");
+    assert_eq!(load.ops, load.ok + load.failed, "{json}");
+    assert_eq!(load.ops, load.reads + load.writes, "{json}");
+    assert_eq!(load.lost_writes, 0, "acknowledged writes missing: {json}");
+    assert_eq!(load.duplicate_writes, 0, "writes applied twice: {json}");
+    assert!(load.writes_ok > 0, "no write succeeded: {json}");
+    load
+}
+
+fn json(r: &LoadReport) -> String {
+    drill::Report::Load(r.clone()).to_json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_drill_loses_nothing_and_reads_ride_it_out() {
+    let r = load(Scenario::Restart).await;
+    assert!(r.reads_ok_pct() >= 95.0, "{}", json(&r));
+    assert!(
+        r.recovery_ms.is_some(),
+        "no op succeeded after the restart: {}",
+        json(&r)
+    );
+    assert!(r.max_ms <= r.deadline_ms * 1.5, "{}", json(&r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_drill_loses_no_acknowledged_write() {
+    let r = load(Scenario::Kill9).await;
+    assert!(r.reads_ok_pct() >= 95.0, "{}", json(&r));
+    assert!(
+        r.recovery_ms.is_some(),
+        "no op succeeded after the start: {}",
+        json(&r)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackhole_drill_opens_the_breaker_and_keeps_deadlines() {
+    let r = load(Scenario::Blackhole).await;
+    assert_eq!(r.extra_bool("breaker_opened"), Some(true), "{}", json(&r));
+    assert!(
+        r.max_ms <= r.deadline_ms * 1.5,
+        "an op outlived its deadline by far: {}",
+        json(&r)
+    );
+    assert!(r.failed > 0, "nothing failed in a blackhole: {}", json(&r));
+    assert!(
+        r.recovery_ms.is_some(),
+        "no op succeeded after the heal: {}",
+        json(&r)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_drill_sees_abandoned_statements_stopped_on_the_server() {
+    let r = load(Scenario::Latency).await;
+    let abandoned = r.extra_f64("abandoned_statements").unwrap_or(0.0);
+    let seen = r.extra_f64("abandoned_seen_active").unwrap_or(0.0);
+    assert!(abandoned > 0.0, "{}", json(&r));
+    assert!(
+        seen > 0.0,
+        "no abandoned statement was ever seen running: {}",
+        json(&r)
+    );
+    assert_eq!(
+        r.extra_f64("still_active_at_end"),
+        Some(0.0),
+        "{}",
+        json(&r)
+    );
+    // Reads sleep 10 s on the server: an abandoned one left running would be seen for
+    // seconds after its client gave up.
+    let after = r.extra_f64("server_active_after_ms").expect("measured");
+    assert!(
+        after < 5_000.0,
+        "abandoned statements kept running: {}",
+        json(&r)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_drill_serves_every_caller() {
+    let r = load(Scenario::Storm).await;
+    assert_eq!(r.failed, 0, "{}", json(&r));
+    let callers = r.extra_f64("callers").expect("callers");
+    let waves = r.extra_f64("waves").expect("waves");
+    assert_eq!(r.ops as f64, callers * waves, "{}", json(&r));
+    assert_eq!(r.breaker_opens, 0, "{}", json(&r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhaust_drill_reports_leaks_and_keeps_serving_with_what_is_left() {
+    let r = load(Scenario::Exhaust).await;
+    let leaked = r.extra_f64("leaked_connections").expect("leaked");
+    assert!(leaked > 0.0, "{}", json(&r));
+    assert!(
+        r.extra_f64("leak_warnings").unwrap_or(0.0) >= leaked,
+        "every leaked connection is reported: {}",
+        json(&r)
+    );
+    let phases = &r.extra["phases"];
+    let (ops, ok) = (
+        phases["part_leaked"]["ops"].as_f64().unwrap_or(0.0),
+        phases["part_leaked"]["ok"].as_f64().unwrap_or(0.0),
+    );
+    assert!(
+        ops > 0.0 && ok >= ops * 0.9,
+        "the rest of the pool stopped serving: {}",
+        json(&r)
+    );
+    let exhausted = &phases["exhausted"];
+    assert!(
+        exhausted["ok"].as_f64() < exhausted["ops"].as_f64(),
+        "ops succeeded on a fully leaked pool: {}",
+        json(&r)
+    );
+    // Waiting for a connection is backpressure, not a database failure.
+    assert_eq!(r.breaker_opens, 0, "{}", json(&r));
+    assert!(r.recovery_ms.is_some(), "{}", json(&r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overhead_drill_measures_every_path() {
+    let report = drill::run(Scenario::Overhead, Size::Small)
+        .await
+        .unwrap_or_else(|e| panic!("drill overhead: {e}"));
+    let json = report.to_json();
+    let r = report.overhead().expect("an overhead report");
+    for figure in [
+        r.raw_ops_s,
+        r.wrapped_ops_s,
+        r.raw_ops_s_c1,
+        r.wrapped_ops_s_c1,
+        r.sqlx_defaults_ops_s,
+    ] {
+        assert!(figure > 0.0, "{json}");
+    }
+    assert!(r.ratio > 0.0 && r.defaults_vs_sqlx_defaults > 0.0, "{json}");
+    assert_eq!(r.vs_pgbench.is_some(), r.pgbench_tps.is_some(), "{json}");
+    assert!(
+        json.starts_with(r#"{"scenario":"overhead","raw_ops_s":"#),
+        "{json}"
+    );
+}
