@@ -1,0 +1,264 @@
+//! Seed 004, KCT Menswear (TypeScript and Prisma on Railway, 99 %+ availability target).
+//!
+//! What they built by hand: a resilient Prisma client with a circuit breaker (5 failures
+//! within 1 minute open it, reset after 30 s, 3 half-open test requests), a retry table per
+//! failure kind (connection reset: 5 tries from 500 ms x 1.5; pool exhaustion: 10 tries from
+//! 2 s x 2; lock timeout: 3 tries from 1 s x 2; statement timeout: never), and a pool sized
+//! by hand for Railway: 20 connections - 2 reserved = 18.
+//!
+//! What this shows instead: the breaker and the retry table declared in `policies!` (the
+//! runtime prints the table back as it will apply it), the 18 = 20 - 2 arithmetic checked
+//! against the server's own `max_connections` at start-up (a second instance is refused
+//! before it can cause "too many connections"), and the breaker on a real fault: a network
+//! failure between the app and the database (a fault proxy resets every connection and
+//! refuses new ones). Five failures open it, calls are then rejected in microseconds instead
+//! of retrying into a dead database, and once the network heals three probes close it.
+//!
+//! ```sh
+//! cargo run --example seed_004_kct
+//! ```
+//!
+//! Starts a dedicated throwaway cluster with `max_connections = 20` and
+//! `superuser_reserved_connections = 2` (the server package must be installed). The `drill`
+//! profile shortens the breaker's 30 s and the 30 s acquire timeout so the run takes seconds.
+
+use std::time::{Duration, Instant};
+
+use sqlx::PgConnection;
+use sqlx_resilience::breaker::BreakerState;
+use sqlx_resilience::{DbError, Error, FailureKind, HasRuntime, Runtime, Tx, db_op};
+use sqlx_resilience_testkit::{FaultProxy, PgServer, ServerOptions};
+use tokio::sync::broadcast::error::RecvError;
+
+sqlx_resilience::policies! {
+    /// Railway: 20 connections, 2 reserved for superusers; the app takes the other 18.
+    pool main {
+        max = 18, min = 2, acquire_timeout = "30s", idle_timeout = "30s",
+        statement_timeout = "30s", lock_timeout = "10s", idle_in_transaction_session_timeout = "30s",
+    }
+    /// 5 failures within 1 minute; reset after 30 s; 3 half-open test requests.
+    breaker kct { failures = 5, within = "60s", open_for = "30s", half_open = 3 }
+    /// The seed's table, one schedule per failure kind.
+    retry kct {
+        attempts = 3, max_delay = "30s",
+        on connection_lost { attempts = 5, base = "500ms", factor = 1.5 },
+        on backpressure { attempts = 10, base = "2s", factor = 2, max_delay = "60s" },
+        on contention { attempts = 3, base = "1s", factor = 2 },
+        on statement_timeout { attempts = 1 },
+    }
+}
+
+const DRILL: &str = r#"
+[profiles.drill.pools.main]
+acquire_timeout = "300ms"
+[profiles.drill.breakers.kct]
+open_for = "1s"
+"#;
+
+struct Store {
+    rt: Runtime,
+}
+
+impl HasRuntime for Store {
+    fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+}
+
+impl Store {
+    #[db_op(pool = "main", tx, timeout = "30s")]
+    async fn setup(&self, tx: &mut Tx<'_>) -> Result<(), DbError> {
+        sqlx::raw_sql(
+            "create table product (id bigint primary key, name text not null, \
+               price_cents int not null, stock int not null check (stock >= 0)); \
+             create table orders (id bigint primary key, product bigint not null references product, qty int not null); \
+             insert into product select g, 'suit ' || g, 39900 + g, 50 from generate_series(1, 40) g",
+        )
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    #[db_op(
+        pool = "main",
+        timeout = "30s",
+        retry = "kct",
+        breaker = "kct",
+        read_only
+    )]
+    async fn product(&self, conn: &mut PgConnection, id: i64) -> Result<(String, i32), DbError> {
+        Ok(
+            sqlx::query_as("select name, stock from product where id = $1")
+                .bind(id)
+                .fetch_one(conn)
+                .await?,
+        )
+    }
+
+    /// An order and its stock movement, together or not at all; a lock timeout runs the
+    /// whole transaction again (3 tries), and a repeated order id changes nothing.
+    #[db_op(pool = "main", tx, timeout = "30s", retry = "kct", breaker = "kct")]
+    async fn place_order(
+        &self,
+        tx: &mut Tx<'_>,
+        order: i64,
+        product: i64,
+        qty: i32,
+    ) -> Result<bool, DbError> {
+        let new = sqlx::query("insert into orders values ($1, $2, $3) on conflict (id) do nothing")
+            .bind(order)
+            .bind(product)
+            .bind(qty)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if new {
+            sqlx::query("update product set stock = stock - $2 where id = $1")
+                .bind(product)
+                .bind(qty)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(new)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let options = ServerOptions::new()
+        .max_connections(20)
+        .superuser_reserved_connections(2);
+    let server = PgServer::start_with(options).await?;
+    let db = server.create_database().await?;
+    let proxy = FaultProxy::start(server.tcp_addr()).await?;
+    let url = db.url_via(proxy.addr());
+    let builder = Runtime::builder()
+        .url(&url)
+        .policies(policies::declared())
+        .config_toml(DRILL, "the drill profile")
+        .profile("drill")
+        .env_prefix("DB");
+
+    let rt = builder.clone().build().await?;
+    println!("budget: {}", rt.budget()[0]);
+    // A second instance of the app on the same plan: refused at start-up, with the arithmetic.
+    match builder.set("budget.instances", 2u32).build().await {
+        Err(e @ Error::Budget { .. }) => println!("two instances: refused at start-up: {e}"),
+        Err(e) => return Err(e.into()),
+        Ok(_) => return Err("two instances of 18 connections cannot fit in 18".into()),
+    }
+
+    println!("retry table (delays before jitter):");
+    let retry = rt.retry_policy("kct").expect("declared");
+    for kind in [
+        FailureKind::ConnectionLost,
+        FailureKind::Backpressure,
+        FailureKind::Contention,
+        FailureKind::StatementTimeout,
+    ] {
+        println!(
+            "  {:<18} {:>2} attempt(s), delays {:?}",
+            kind.as_str(),
+            retry.attempts(kind),
+            retry.delays(kind)
+        );
+    }
+
+    let breaker = rt.breaker("kct").expect("declared").clone();
+    let mut events = breaker.subscribe();
+    let watcher = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(e) => println!(
+                    "breaker {}: {} -> {} ({})",
+                    e.breaker, e.from, e.to, e.reason
+                ),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+
+    let store = std::sync::Arc::new(Store { rt: rt.clone() });
+    store.setup().await?;
+    // 12 concurrent shoppers, within the 18 connections.
+    let mut work = tokio::task::JoinSet::new();
+    for shopper in 0..12_i64 {
+        let store = store.clone();
+        work.spawn(async move {
+            for n in 0..5 {
+                let id = shopper * 5 + n;
+                if n == 4 {
+                    store.place_order(id, 1 + id % 40, 1).await?;
+                } else {
+                    store.product(1 + id % 40).await?;
+                }
+            }
+            Ok::<_, Error>(5)
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = work.join_next().await {
+        ok += r??;
+    }
+    println!(
+        "workload: {ok} of 60 calls ok; a repeated order: applied again = {}",
+        store.place_order(4, 5, 1).await?
+    );
+
+    // The fault: the network between app and database breaks.
+    proxy.refuse().await;
+    proxy.reset().await;
+    let mut call = 0;
+    while breaker.state() != BreakerState::Open && call < 10 {
+        call += 1;
+        let t = Instant::now();
+        let e = store
+            .product(1)
+            .await
+            .expect_err("the database is unreachable");
+        println!(
+            "  call {call}: {} after {} ms: {e}",
+            e.kind(),
+            t.elapsed().as_millis()
+        );
+    }
+    let t = Instant::now();
+    let rejected = store.product(1).await.expect_err("the breaker is open");
+    println!(
+        "while open: rejected in {} us: {rejected}",
+        t.elapsed().as_micros()
+    );
+    let health = rt.health().await;
+    println!(
+        "health while open: {} (score {})",
+        health.status, health.score
+    );
+    for r in &health.recommendations {
+        println!("  recommendation: {r}");
+    }
+
+    proxy.heal().await?;
+    tokio::time::sleep(breaker.metrics().open_duration + Duration::from_millis(100)).await;
+    for probe in 1..=3 {
+        let (name, stock) = store.product(probe).await?;
+        println!("  probe {probe}: {name}, {stock} in stock");
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let m = breaker.metrics();
+    println!(
+        "breaker kct now {}: {} failures, {} rejected, {} transitions",
+        m.state, m.failures_total, m.rejected_total, m.transitions_total
+    );
+    let r = retry.metrics();
+    println!("retries by kind: {:?}; stops: {:?}", r.retries, r.stops);
+    for stats in rt.pool_stats() {
+        println!("{stats}");
+    }
+    rt.shutdown(Duration::from_secs(5)).await?;
+    watcher.abort();
+    println!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! Runs the quickstart and the five seed examples as their users would, and checks that each
+//! exits 0, shows that the fault it injects was handled, and leaves no server directory behind.
+//!
+//! `cargo test` builds the examples before running integration tests; the binaries are found
+//! next to this test's executable (`target/<profile>/examples/<name>`). The examples run one
+//! at a time: each starts its own PostgreSQL.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One example at a time, whatever the test harness's thread count.
+static SEQUENTIAL: Mutex<()> = Mutex::new(());
+
+/// The example binary built by cargo for this test's profile.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/examples-HASH -> target/<profile>/examples/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lives in target/<profile>/deps");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "example binary {} not found; `cargo test --test examples` builds it, or run \
+         `cargo build --example {name}` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs an example to completion and returns its standard output; fails with both outputs
+/// when it exits non-zero or leaves its throwaway server's directory behind.
+fn run(name: &str) -> String {
+    let _one_at_a_time = SEQUENTIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let child = Command::new(example(name))
+        .env_remove("DB__PROFILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start example {name}: {e}"));
+    let pid = child.id();
+    let output = child.wait_with_output().expect("the example's output");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!(
+        "{name}: exit {:?} in {:.1}s",
+        output.status.code(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        output.status.success(),
+        "example {name} failed with {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    assert_nothing_left_behind(name, pid);
+    stdout
+}
+
+/// The test kit's watchdog removes `<temp>/sqlx-resilience-pg-<pid>-*` once the process is
+/// gone; give it a few seconds.
+fn assert_nothing_left_behind(name: &str, pid: u32) {
+    let prefix = format!("sqlx-resilience-pg-{pid}-");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "example {name} left its server directory behind: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn assert_line(name: &str, stdout: &str, expected: &str) {
+    assert!(
+        stdout.lines().any(|l| l.contains(expected)),
+        "example {name} did not print a line containing {expected:?}\n--- stdout\n{stdout}"
+    );
+}
+
+#[test]
+fn quickstart_answers_every_query() {
+    let out = run("quickstart");
+    assert_line("quickstart", &out, "http: 200 statistics queries answered");
+    assert_line("quickstart", &out, "ws: 30 harvest records written");
+}
+
+#[test]
+fn seed_000_http_is_served_while_the_ws_pool_is_exhausted() {
+    let name = "seed_000_agrinova";
+    let out = run(name);
+    assert_line(name, &out, "http answered 60 of 60 while ws was exhausted");
+    assert_line(
+        name,
+        &out,
+        "ws approvals during exhaustion: 0 ok, 10 timed out",
+    );
+    assert_line(name, &out, "ws: first starved call: ");
+    assert_line(
+        name,
+        &out,
+        "breaker harvest_stats: closed after exhaustion (0 failures counted)",
+    );
+    assert_line(name, &out, "health while ws was exhausted: degraded");
+    assert_line(
+        name,
+        &out,
+        "acquire_timeouts: pool ws: 10 callers gave up waiting",
+    );
+}
+
+#[test]
+fn seed_001_orders_ride_through_a_server_restart_and_shutdown_drains() {
+    let name = "seed_001_manufacturing";
+    let out = run(name);
+    assert_line(name, &out, "server restarted mid-load");
+    assert_line(name, &out, "8 stations: 400 of 400 calls ok, 0 failed");
+    assert_line(name, &out, "orders: 200 written, 0 incomplete");
+    assert_line(name, &out, "the shift report in flight finished: true");
+    assert_line(name, &out, "after shutdown: ");
+    assert_line(name, &out, "live after shutdown: false");
+}
+
+#[test]
+fn seed_002_a_deadlock_victim_runs_again_and_statistics_are_reported() {
+    let name = "seed_002_kol_scraper";
+    let out = run(name);
+    assert_line(
+        name,
+        &out,
+        "deadlock: 1 victim transaction(s) ran again whole; both merges committed",
+    );
+    assert_line(name, &out, "slow_ops:");
+    assert_line(name, &out, "pg statistics (");
+    assert_line(
+        name,
+        &out,
+        "unused index kol_metrics_engagement on kol_metrics",
+    );
+}
+
+#[test]
+fn seed_003_the_breaker_opens_on_an_outage_and_replies_keep_streaming() {
+    let name = "seed_003_chat";
+    let out = run(name);
+    assert_line(
+        name,
+        &out,
+        "breaker chat_db: closed -> open (10 consecutive failures)",
+    );
+    assert_line(
+        name,
+        &out,
+        "turn 3 (breaker open): 12 replies streamed, 0 saved",
+    );
+    assert_line(name, &out, "breaker chat_db: half_open -> closed");
+    assert_line(
+        name,
+        &out,
+        "turn 4 (network healed): 12 replies streamed, 12 saved",
+    );
+    assert_line(name, &out, "health after recovery: healthy (score 100)");
+}
+
+#[test]
+fn seed_004_budget_is_18_of_20_and_the_breaker_opens_and_closes() {
+    let name = "seed_004_kct";
+    let out = run(name);
+    assert_line(
+        name,
+        &out,
+        "budget: pools main 18 = 18 per instance x 1 instance = 18 <= 18 available \
+         (20 max_connections - 2 superuser_reserved_connections)",
+    );
+    assert_line(
+        name,
+        &out,
+        "two instances: refused at start-up: connection budget exceeded",
+    );
+    assert_line(
+        name,
+        &out,
+        "breaker kct: closed -> open (5 failures within 60s)",
+    );
+    assert_line(name, &out, "while open: rejected in ");
+    assert_line(
+        name,
+        &out,
+        "breaker kct: half_open -> closed (half-open probes succeeded)",
+    );
+}
