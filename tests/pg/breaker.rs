@@ -197,3 +197,30 @@ async fn bulkhead_and_limiter_rejections_never_trip_it() {
     let m = rt.breaker("db").unwrap().metrics();
     assert_eq!((m.rejected_total, m.failures_total), (0, 0));
 }
+
+#[tokio::test]
+async fn a_forced_open_breaker_turns_calls_away_and_every_one_is_counted() {
+    let db = support::db().await;
+    let rt = builder(db.url(), &[]).build().await.unwrap();
+    assert_eq!(read(&rt).await.unwrap(), 1);
+    let breaker = rt.breaker("db").unwrap();
+    breaker.force_open();
+    for _ in 0..3 {
+        let e = read(&rt).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::BreakerOpen { breaker, .. } if &**breaker == "db"),
+            "{e}"
+        );
+    }
+    assert_eq!(breaker.metrics().rejected_total, 3);
+    let stats = rt.op_stats();
+    let op = stats.iter().find(|s| s.op == "tests::scalar").unwrap();
+    assert_eq!((op.calls, op.ok, op.failed), (4, 1, 3));
+    assert_eq!(op.failures, [("breaker_open".to_owned(), 3)]);
+    assert_eq!(
+        op.last_failure.as_ref().map(|l| l.outcome.as_str()),
+        Some("breaker_open")
+    );
+    breaker.reset();
+    assert_eq!(read(&rt).await.unwrap(), 1);
+}

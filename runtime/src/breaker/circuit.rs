@@ -158,6 +158,29 @@ impl CircuitBreaker {
         self.acquire_slow(word)
     }
 
+    /// Whether a call would be rejected now without deciding anything: forced open, or open
+    /// with time left. A rejection is counted, as by [`try_acquire`](Self::try_acquire); any
+    /// other state (half-open with every probe slot taken included) answers `None` and leaves
+    /// the decision to `try_acquire`.
+    #[inline]
+    pub(crate) fn rejects_now(&self) -> Option<BreakerRejected> {
+        let word = self.load();
+        if word.0 & 0xff == 0 {
+            return None;
+        }
+        match (word.mode(), word.machine()) {
+            (FORCED_OPEN, _) => Some(self.reject(BreakerState::ForcedOpen, None)),
+            (NORMAL, OPEN) => {
+                let now = self.now();
+                let until = self.open_until.load(Acquire);
+                (now < until).then(|| {
+                    self.reject(BreakerState::Open, Some(Duration::from_nanos(until - now)))
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Receives every transition from now on, in order.
     pub fn subscribe(&self) -> broadcast::Receiver<BreakerEvent> {
         self.events.subscribe()

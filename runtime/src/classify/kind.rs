@@ -198,6 +198,6 @@ impl fmt::Display for FailureKind {
             FailureKind::Configuration => "configuration error",
             FailureKind::Unknown => "unknown failure",
         };
-        f.write_str(text)
+        f.pad(text)
     }
 }

@@ -77,6 +77,12 @@ pub fn classify_sqlstate(code: &str, message: &str) -> Classification {
         }
         // idle_in_transaction_session_timeout ends the session.
         "25P03" => (ConnectionLost, Reach::Unknown),
+        // A database closed to connections (`ALLOW_CONNECTIONS false`, as during maintenance)
+        // is unavailable, like a server that cannot be reached; nothing ran. Other 55000
+        // errors (such as `currval` before `nextval`) are the application's.
+        "55000" if message.contains("not currently accepting connections") => {
+            (ConnectionLost, Reach::NotSent)
+        }
         _ => match &code[..code.len().min(2)] {
             "08" => {
                 // Connection exceptions; 08001/08004 happen while connecting.
@@ -117,6 +123,20 @@ mod tests {
             assert!(!c.counts_for_breaker, "{code}");
             assert_eq!(c.reach, Reach::Rejected, "{code}");
         }
+    }
+
+    #[test]
+    fn a_database_closed_to_connections_is_unavailable_not_an_application_error() {
+        let closed = classify_sqlstate(
+            "55000",
+            "database \"app\" is not currently accepting connections",
+        );
+        assert_eq!(closed.kind, FailureKind::ConnectionLost);
+        assert!(closed.transient && closed.counts_for_breaker);
+        assert_eq!(closed.reach, Reach::NotSent);
+        let currval = classify_sqlstate("55000", "currval of sequence \"s\" is not yet defined");
+        assert!(!currval.counts_for_breaker);
+        assert!(!currval.transient);
     }
 
     #[test]

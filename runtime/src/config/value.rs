@@ -95,6 +95,11 @@ impl From<i64> for Value {
         Value::Int(v)
     }
 }
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
 impl From<u32> for Value {
     fn from(v: u32) -> Self {
         Value::Int(i64::from(v))

@@ -30,7 +30,7 @@ mod report;
 
 pub use self::probe::DatabaseHealth;
 pub use self::report::{BreakerHealth, HealthReport, HealthStatus, Penalty, PoolHealth, Readiness};
-pub(crate) use self::report::{fmt_us, pool_advice};
+pub(crate) use self::report::{fmt_us, pool_advice, why_open};
 mod status;
 pub use self::status::{
     BulkheadStatus, LimiterStatus, PoolConfigReport, PoolSettings, RetryStatus, StatusReport,

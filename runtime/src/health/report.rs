@@ -338,9 +338,7 @@ pub(crate) fn assess(
                     "breaker {} is open after failures ({}): check the database's health and \
                      the errors of the ops behind it; calls resume when a probe succeeds",
                     b.name(),
-                    m.failure_rate
-                        .map(|r| format!("failure rate {r:.0}%"))
-                        .unwrap_or_else(|| format!("{} in a row", m.consecutive_failures))
+                    why_open(&m)
                 ),
             });
         }
@@ -430,5 +428,15 @@ pub(crate) fn fmt_us(us: u64) -> String {
         us if us >= 1_000_000 => format!("{:.1}s", us as f64 / 1e6),
         us if us >= 1_000 => format!("{:.1}ms", us as f64 / 1e3),
         us => format!("{us}us"),
+    }
+}
+
+/// Why a breaker opened, in the words of the condition that tripped it: its failure rate, its
+/// failures within the time window, or its failures in a row.
+pub(crate) fn why_open(m: &crate::breaker::BreakerMetrics) -> String {
+    match (m.failure_rate, m.recent_failures) {
+        (Some(rate), _) if rate > 0.0 => format!("failure rate {rate:.0}%"),
+        (_, Some(recent)) if recent > 0 => format!("{recent} failures within its window"),
+        _ => format!("{} failures in a row", m.consecutive_failures),
     }
 }

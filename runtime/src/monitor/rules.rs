@@ -19,6 +19,7 @@ struct PoolMark {
     wait_buckets: Vec<u64>,
     acquire_timeouts: u64,
     opened: u64,
+    closed: u64,
     size: u32,
 }
 
@@ -75,6 +76,7 @@ impl Checker {
                 wait_buckets: s.acquire_wait.buckets.clone(),
                 acquire_timeouts: s.acquire_timeouts,
                 opened: s.opened,
+                closed: s.closed,
                 size: s.size,
             };
             let Some(prev) = self.pools.insert(s.name.clone(), mark) else {
@@ -124,10 +126,17 @@ impl Checker {
                 ));
             }
             // Churn: connections opened to replace closed ones. A pool growing to meet demand
-            // opens connections too, and that is no storm.
+            // opens connections too, and that is no storm; nor can more be replacements than
+            // were closed (the size and the counters are read at slightly different moments
+            // while a pool grows). Rates over less than a second are noise.
             let grown = u64::from(s.size.saturating_sub(prev.size));
-            let opened = s.opened.saturating_sub(prev.opened).saturating_sub(grown);
-            if secs > 0.0 {
+            let closed = s.closed.saturating_sub(prev.closed);
+            let opened = s
+                .opened
+                .saturating_sub(prev.opened)
+                .saturating_sub(grown)
+                .min(closed);
+            if secs >= 1.0 {
                 let per_minute = opened as f64 * 60.0 / secs;
                 if per_minute > f64::from(cfg.connection_storm) {
                     alerts.push(Alert::new(
@@ -196,8 +205,7 @@ impl Checker {
             .map(|(name, m)| {
                 let why = match (m.state, m.failure_rate) {
                     (BreakerState::ForcedOpen, _) => "forced open by hand".to_owned(),
-                    (_, Some(rate)) => format!("failure rate {rate:.0}%"),
-                    _ => format!("{} failures in a row", m.consecutive_failures),
+                    _ => crate::health::why_open(m),
                 };
                 Alert::new(
                     AlertKind::BreakerOpen,

@@ -78,7 +78,8 @@ async fn counters_are_compared_between_checks() {
     );
 
     tokio::time::advance(Duration::from_secs(15)).await;
-    s.opened += 300; // 1200 a minute, the pool's size unchanged: churn
+    s.opened += 300; // 1200 a minute replacing closed ones, the pool's size unchanged: churn
+    s.closed += 300;
     s.acquire_timeouts += 2;
     *s.acquire_wait.buckets.last_mut().unwrap() += 3; // three waits over 5 s
     let alerts = c.pools(&[s.clone()], &[]);
@@ -118,7 +119,17 @@ async fn counters_are_compared_between_checks() {
     s.opened += 100;
     s.size += 100;
     s.max = 300;
-    assert!(c.pools(&[s], &[]).is_empty(), "a pool growing is no storm");
+    assert!(
+        c.pools(&[s.clone()], &[]).is_empty(),
+        "a pool growing is no storm"
+    );
+
+    tokio::time::advance(Duration::from_secs(15)).await;
+    s.opened += 100; // the size read before the new connections counted
+    assert!(
+        c.pools(&[s], &[]).is_empty(),
+        "connections opened while none closed replace nothing"
+    );
 }
 
 #[test]

@@ -23,6 +23,7 @@ use crate::error::{Error, Site};
 use crate::pool::{CloseReason, Holder, PooledConn};
 use crate::retry::{RetryDecision, RetryState, StopReason};
 use crate::runtime::Runtime;
+use crate::telemetry::OpTelemetry;
 
 /// Gives the runner the database error inside a body's error type, if there is one.
 pub(crate) type ErrAccess<E> = fn(&mut E) -> Option<&mut Error>;
@@ -76,6 +77,30 @@ where
     A: Attempt<T, E>,
     E: From<Error>,
 {
+    // An open breaker turns the call away before anything is set up, when it comes first in
+    // the order (no rate limiter) and nobody listens for the op's span: no span, no clock of
+    // the call's own; the outcome is still counted. Otherwise the attempt decides, below.
+    if op.limiter.is_none()
+        && let Some(breaker) = &op.breaker
+        && !OpTelemetry::span_wanted()
+        && !rt.is_shutting_down()
+        && let Some(r) = breaker.rejects_now()
+    {
+        let error = Error::BreakerOpen {
+            site: op.site(),
+            breaker: breaker.name().clone(),
+            retry_after: r.retry_after,
+        };
+        op.telemetry.turned_away(&error);
+        crate::telemetry::attempt_failed(
+            op.spec.name,
+            1,
+            FailureKind::BreakerOpen,
+            false,
+            Some(&error),
+        );
+        return Err(E::from(error));
+    }
     let call = op.telemetry.start();
     // One reading of the clock for the call's start, shared by telemetry and the deadline.
     let started = Instant::from_std(call.started());

@@ -90,6 +90,23 @@ impl OpTelemetry {
         }
     }
 
+    /// Whether anyone listens for the op's span (a subscriber interested in it).
+    #[inline]
+    pub(crate) fn span_wanted() -> bool {
+        tracing::span_enabled!(target: "sqlx_resilience::op", tracing::Level::INFO)
+    }
+
+    /// Counts a call turned away before it started (an open breaker), when nobody listens for
+    /// its span: its outcome and a zero duration, with no span and no clock of its own.
+    pub(crate) fn turned_away(&self, error: &Error) {
+        let slot = slot(Some(error.kind()));
+        self.counts[slot].fetch_add(1, Relaxed);
+        self.latency.record(std::time::Duration::ZERO);
+        self.histogram(slot).record(0.0);
+        self.last_failure
+            .store((super::unix_ms() << 8) | slot as u64, Relaxed);
+    }
+
     /// Starts one call: its span and its clock.
     #[inline]
     pub(crate) fn start(&self) -> OpCall<'_> {
