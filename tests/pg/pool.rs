@@ -478,3 +478,62 @@ async fn an_acquire_timeout_on_a_dead_network_is_not_backpressure() {
         .expect("the pool serves again once the network heals");
     assert!(conn.is_ok(), "{conn:?}");
 }
+
+/// Twelve ops at once on two connections, each keeping its connection 20 ms.
+async fn saturate(rt: &Runtime, sql: &'static str) -> Vec<Result<i64, Error>> {
+    let calls = (0..12).map(|_| {
+        let rt = rt.clone();
+        tokio::spawn(async move { scalar_i64(&rt, sql).await })
+    });
+    let mut results = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        results.push(call.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test]
+async fn on_a_saturated_pool_a_finished_op_hands_its_connection_to_a_waiting_caller() {
+    let db = support::db().await;
+    let rt = support::runtime(&db, &[("max", 2u32.into()), ("min", 2u32.into())]).await;
+    let results = saturate(&rt, "select 7::int8 from pg_sleep(0.02)").await;
+    assert!(results.iter().all(|r| matches!(r, Ok(7))), "{results:?}");
+    let stats = settled(&rt).await;
+    assert!(stats.handed_on > 0, "no connection was handed on: {stats}");
+    assert_eq!(
+        (stats.size, stats.idle, stats.evicted),
+        (2, 2, 0),
+        "{stats}"
+    );
+}
+
+/// The pool's statistics once every connection is back in it (sqlx takes a connection back
+/// in a task of its own, after a ping).
+async fn settled(rt: &Runtime) -> sqlx_resilience::pool::PoolStats {
+    let pool = rt.pool("main").unwrap();
+    for _ in 0..100 {
+        let stats = pool.stats();
+        if stats.idle == stats.size && stats.waiting == 0 {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("connections never came back: {}", pool.stats());
+}
+
+#[tokio::test]
+async fn a_failed_op_never_hands_its_connection_on() {
+    let db = support::db().await;
+    let rt = support::runtime(&db, &[("max", 2u32.into()), ("min", 2u32.into())]).await;
+    // Division by zero after 20 ms: a permanent failure, not run again.
+    let results = saturate(&rt, "select 1::int8 / 0 from pg_sleep(0.02)").await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(Error::Database { .. }))),
+        "{results:?}"
+    );
+    let stats = settled(&rt).await;
+    assert_eq!(stats.handed_on, 0, "{stats}");
+    assert_eq!((stats.size, stats.idle), (2, 2), "{stats}");
+}

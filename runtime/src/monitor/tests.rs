@@ -30,6 +30,7 @@ fn stats(name: &str, in_use: u32, max: u32) -> PoolStats {
         opened: 0,
         closed: 0,
         evicted: 0,
+        handed_on: 0,
         errors: 0,
         leaks: 0,
         validations: 0,

@@ -317,7 +317,12 @@ where
     };
     match ended {
         Ended::Ok(v) => {
-            record(at.permit, None, elapsed, now);
+            let AttemptEnd {
+                permit, mut conn, ..
+            } = at;
+            conn.mark_clean();
+            record(permit, None, elapsed, now);
+            drop(conn);
             Ok(v)
         }
         Ended::TimedOut(phase) => {

@@ -4,6 +4,7 @@
 mod budget;
 mod config;
 mod events;
+mod handoff;
 mod leak;
 mod stats;
 
@@ -25,6 +26,7 @@ pub use self::events::{CloseReason, PoolEvent, PoolEventKind};
 pub use self::stats::{PoolStats, WAIT_BUCKETS_US, WaitHistogram};
 
 use self::events::EventSink;
+use self::handoff::{Handed, Handoff, MAX_HANDOFFS};
 pub(crate) use self::leak::Holder;
 use self::leak::LeakWatch;
 use self::stats::Counters;
@@ -66,6 +68,8 @@ pub(crate) struct PoolShared {
     pub(crate) leaks: Option<LeakWatch>,
     /// Wait, use and create time histograms.
     pub(crate) telemetry: crate::telemetry::PoolTelemetry,
+    /// Callers waiting on a saturated pool, to whom connections are handed straight.
+    handoff: Handoff,
 }
 
 impl PoolShared {
@@ -133,6 +137,7 @@ impl Pool {
         let telemetry = crate::telemetry::PoolTelemetry::new(&name);
         let shared = Arc::new(PoolShared {
             telemetry,
+            handoff: Handoff::default(),
             name,
             url,
             sqlx,
@@ -268,6 +273,7 @@ impl Pool {
             opened,
             closed: opened.saturating_sub(u64::from(size)),
             evicted: c.evicted.load(Relaxed),
+            handed_on: c.handed_on.load(Relaxed),
             errors: c.errors.load(Relaxed),
             leaks: c.leaks.load(Relaxed),
             validations: c.validations.load(Relaxed),
@@ -311,14 +317,32 @@ impl Pool {
             check_reused,
             reused: std::cell::Cell::new(false),
         };
-        let acquire = ACQUIRE.scope(scope, async {
+        let from_pool = ACQUIRE.scope(scope, async {
             let conn = s.sqlx.acquire().await;
             (conn, ACQUIRE.with(|a| a.reused.get()))
         });
+        // On a saturated pool, also wait for a connection handed straight on by an op that
+        // just finished (see `handoff`); callers that must test a reused connection first
+        // take theirs from the pool.
+        let saturated = !check_reused && s.sqlx.num_idle() == 0 && s.sqlx.size() >= s.config.max;
+        let waiter = saturated.then(|| s.handoff.register());
+        let acquire = async {
+            match waiter {
+                Some(mut w) => tokio::select! {
+                    biased;
+                    Ok(h) = &mut w.rx => (Ok(h.conn), true, h.handoffs),
+                    (r, reused) = from_pool => (r, reused, 0),
+                },
+                None => {
+                    let (r, reused) = from_pool.await;
+                    (r, reused, 0)
+                }
+            }
+        };
         let result = tokio::time::timeout(timeout, acquire).await;
-        let (result, reused) = match result {
-            Ok((r, reused)) => (Ok(r), reused),
-            Err(e) => (Err(e), false),
+        let (result, reused, handoffs) = match result {
+            Ok((r, reused, handoffs)) => (Ok(r), reused, handoffs),
+            Err(e) => (Err(e), false, 0),
         };
         let acquired_at = Instant::now();
         let waited = acquired_at.saturating_duration_since(started);
@@ -338,6 +362,8 @@ impl Pool {
                     leak_id,
                     evict: None,
                     reused,
+                    handoffs,
+                    clean: false,
                 })
             }
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
@@ -566,6 +592,10 @@ pub struct PooledConn {
     leak_id: Option<u64>,
     evict: Option<CloseReason>,
     reused: bool,
+    /// Times in a row this connection was handed straight on (see `handoff`).
+    handoffs: u32,
+    /// Set when the op using it ended well: it may be handed straight on.
+    clean: bool,
 }
 
 impl std::fmt::Debug for PooledConn {
@@ -583,6 +613,12 @@ impl PooledConn {
     /// server abandon the statement (it notices within `client_connection_check_interval`).
     pub fn evict(&mut self, reason: CloseReason) {
         self.evict = Some(reason);
+    }
+
+    /// The op using this connection ended well: when callers are waiting, it may go
+    /// straight to one of them instead of back through sqlx's pool.
+    pub(crate) fn mark_clean(&mut self) {
+        self.clean = true;
     }
 
     /// Whether the connection was idle in the pool before (rather than newly opened).
@@ -642,7 +678,21 @@ impl Drop for PooledConn {
             watch.release(id);
         }
         p.events.emit(PoolEventKind::Release { held });
-        if let Some(conn) = self.conn.take() {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if self.clean && self.evict.is_none() && self.handoffs < MAX_HANDOFFS && !p.closed() {
+            let handed = Handed {
+                conn,
+                handoffs: self.handoffs + 1,
+            };
+            match p.handoff.give(handed) {
+                Ok(()) => {
+                    p.counters.handed_on.fetch_add(1, Relaxed);
+                }
+                Err(back) => release(p, back.conn, None),
+            }
+        } else {
             release(p, conn, self.evict);
         }
     }

@@ -103,6 +103,7 @@ pub(crate) struct Counters {
     pub(crate) acquire_timeouts: AtomicU64,
     pub(crate) opened: AtomicU64,
     pub(crate) evicted: AtomicU64,
+    pub(crate) handed_on: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) leaks: AtomicU64,
     pub(crate) validations: AtomicU64,
@@ -124,6 +125,7 @@ impl Default for Counters {
             acquire_timeouts: AtomicU64::new(0),
             opened: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            handed_on: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             leaks: AtomicU64::new(0),
             validations: AtomicU64::new(0),
@@ -183,6 +185,9 @@ pub struct PoolStats {
     pub closed: u64,
     /// Connections discarded after a failure or timeout.
     pub evicted: u64,
+    /// Connections handed straight from an op that ended well to a waiting caller,
+    /// without going back through the pool (only while the pool is saturated).
+    pub handed_on: u64,
     /// Failures to connect or to use a connection.
     pub errors: u64,
     /// Connections held longer than the leak threshold.

@@ -31,7 +31,8 @@
 //!   `still_active_at_end`.
 //! - `storm`: `ideal_ms` (ceil(callers / connections) x query time), `floor_ms` (the p99 the
 //!   same statements reach on as many dedicated connections, without pool or op API: what
-//!   the machine allows), `callers`, `pool_max`, `waves`, `wave_ms`.
+//!   the machine allows), `p99_wave_median_ms` (the same statistic for the op API's waves),
+//!   `wave_p99_ms`, `callers`, `pool_max`, `waves`, `wave_ms`.
 //! - `exhaust`: `leaked_connections`, `leak_warnings`, `acquire_timeouts`, and per phase
 //!   (`normal`, `part_leaked`, `exhausted`, `returned`) ops, ok and p99.
 
