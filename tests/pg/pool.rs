@@ -537,3 +537,38 @@ async fn a_failed_op_never_hands_its_connection_on() {
     assert_eq!(stats.handed_on, 0, "{stats}");
     assert_eq!((stats.size, stats.idle), (2, 2), "{stats}");
 }
+
+#[tokio::test]
+async fn an_op_that_cannot_run_again_tests_a_handed_on_connection_first() {
+    let db = support::db().await;
+    let rt = support::runtime(&db, &[("max", 2u32.into()), ("min", 2u32.into())]).await;
+    // Not idempotent, not read-only: every reused connection is pinged before the op uses it,
+    // whether it comes from the pool or is handed on.
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let rt = rt.clone();
+            tokio::spawn(async move {
+                rt.op("tests::unsafe_write")
+                    .run(|conn| {
+                        Box::pin(async move {
+                            sqlx::query("select pg_sleep(0.02)")
+                                .execute(conn.as_mut())
+                                .await?;
+                            Ok::<_, Error>(())
+                        })
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let stats = settled(&rt).await;
+    assert!(stats.handed_on > 0, "no connection was handed on: {stats}");
+    assert_eq!(stats.acquired, 12, "{stats}");
+    assert_eq!(
+        stats.validations, stats.acquired,
+        "every connection, handed on ones included, was pinged before use"
+    );
+}

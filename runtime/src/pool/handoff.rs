@@ -13,8 +13,10 @@
 //! Bounds: a connection is handed on at most [`MAX_HANDOFFS`] times in a row, then goes back
 //! through sqlx (its ping, its max-lifetime check); only ops that ended well hand on, never
 //! code holding a connection from `Pool::acquire()`, never an evicted connection, never
-//! while the pool closes; callers that must test a reused connection first (ops that cannot
-//! run again safely) do not take hand-offs.
+//! while the pool closes. A caller that must test a reused connection first (an op that
+//! cannot run again safely, or any caller after recent failures) pings a handed-on one as it
+//! would one from the pool; every waiter, whatever its op, takes hand-offs in turn, so none
+//! starves behind the others.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

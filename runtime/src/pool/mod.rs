@@ -322,20 +322,25 @@ impl Pool {
             (conn, ACQUIRE.with(|a| a.reused.get()))
         });
         // On a saturated pool, also wait for a connection handed straight on by an op that
-        // just finished (see `handoff`); callers that must test a reused connection first
-        // take theirs from the pool.
-        let saturated = !check_reused && s.sqlx.num_idle() == 0 && s.sqlx.size() >= s.config.max;
-        let waiter = saturated.then(|| s.handoff.register());
+        // just finished (see `handoff`), tested first when a connection from the pool would
+        // be (see `handed_usable`).
+        let saturated = s.sqlx.num_idle() == 0 && s.sqlx.size() >= s.config.max;
         let acquire = async {
-            match waiter {
-                Some(mut w) => tokio::select! {
+            if !saturated {
+                let (r, reused) = from_pool.await;
+                return (r, reused, 0);
+            }
+            tokio::pin!(from_pool);
+            loop {
+                let mut waiter = s.handoff.register();
+                tokio::select! {
                     biased;
-                    Ok(h) = &mut w.rx => (Ok(h.conn), true, h.handoffs),
-                    (r, reused) = from_pool => (r, reused, 0),
-                },
-                None => {
-                    let (r, reused) = from_pool.await;
-                    (r, reused, 0)
+                    Ok(h) = &mut waiter.rx => {
+                        if let Some(conn) = self.handed_usable(h.conn, check_reused).await {
+                            return (Ok(conn), true, h.handoffs);
+                        }
+                    }
+                    (r, reused) = &mut from_pool => return (r, reused, 0),
                 }
             }
         };
@@ -385,6 +390,35 @@ impl Pool {
                     attempts: 1,
                     source,
                 })
+            }
+        }
+    }
+
+    /// A connection handed on, tested first by the rules of `before_acquire` (it was idle for
+    /// no time): always with `validation = "always"`, for callers that must test a reused
+    /// connection, and after recent failures. A dead one is closed (`None`).
+    async fn handed_usable(
+        &self,
+        mut conn: PoolConnection<Postgres>,
+        check_reused: bool,
+    ) -> Option<PoolConnection<Postgres>> {
+        let s = &self.shared;
+        let needed = match s.config.validation {
+            Validation::Always => true,
+            Validation::Never => false,
+            Validation::Idle => check_reused || s.counters.suspicious(),
+        };
+        if !needed {
+            return Some(conn);
+        }
+        s.counters.validations.fetch_add(1, Relaxed);
+        match conn.ping().await {
+            Ok(()) => Some(conn),
+            Err(e) => {
+                s.counters.validation_failures.fetch_add(1, Relaxed);
+                tracing::debug!(error = %e, "handed-on connection found dead before use");
+                release(s, conn, Some(CloseReason::ValidationFailed));
+                None
             }
         }
     }
