@@ -7,6 +7,8 @@
 #   db_op   - the same functions annotated with #[db_op]
 #
 # Usage: benches/macro-build-time/run.sh [N=200] [RUNS=3]
+#   VARIANTS="plain db_op"   only these variants
+#   OPT_MACROS=1             with `[profile.dev.build-override] opt-level = 3` in the crate
 # Prints the median wall and CPU time of `cargo build` of the generated crate for each variant.
 set -euo pipefail
 
@@ -34,6 +36,10 @@ path = "src/lib.rs"
 sqlx-resilience = { path = "$ROOT" }
 sqlx = { version = "0.9", default-features = false, features = ["runtime-tokio", "postgres", "tls-rustls"] }
 TOML
+if [ -n "${OPT_MACROS:-}" ]; then
+    # The application's choice: its proc macros (ours, syn, quote) built optimised.
+    printf '\n[profile.dev.build-override]\nopt-level = 3\n' >> "$WORK/Cargo.toml"
+fi
 
 generate() {
     local variant=$1
