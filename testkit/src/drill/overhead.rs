@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
-use sqlx_resilience_runtime::{Error, Op, PolicyKind, Runtime};
+use sqlx_resilience_runtime::{Error, Op};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -92,42 +92,18 @@ pub(super) async fn run(size: Size) -> Result<OverheadReport> {
             create_accounts(&db).await?;
         }
     }
-    let rt = Runtime::builder()
-        .url(db.url())
-        .env_vars(Vec::<(String, String)>::new())
-        .pool("bench", &[("max", concurrency.into())])
-        .declare(
-            PolicyKind::Breaker,
-            "bench",
-            &[
-                ("failure_rate", 50u32.into()),
-                ("window", "2s".into()),
-                ("minimum_calls", 10u32.into()),
-                ("open_for", "500ms".into()),
-                ("half_open", 3u32.into()),
-            ],
-        )
-        .declare(
-            PolicyKind::Retry,
-            "bench",
-            &[
-                ("attempts", 5u32.into()),
-                ("base", "25ms".into()),
-                ("max_delay", "500ms".into()),
-            ],
-        )
-        .build()
-        .await?;
+    // The drill's runtime: its breaker and retry policy on a pool as large as the concurrency.
+    let rt = super::runtime(db.url(), &[("max", concurrency.into())]).await?;
     let op = rt
         .op("drill::point_select")
-        .pool("bench")
+        .pool("drill")
         .timeout(Duration::from_secs(5))
         .deadline(Duration::from_secs(10))
-        .retry("bench")
-        .breaker("bench")
+        .retry("drill")
+        .breaker("drill")
         .read_only(true)
         .build()?;
-    let pool = rt.pool("bench").expect("the bench pool").sqlx().clone();
+    let pool = rt.pool("drill").expect("the drill pool").sqlx().clone();
     let options: PgConnectOptions = db.url().parse().map_err(|e: sqlx::Error| {
         Error::test_kit(
             "build sqlx's default pool",
