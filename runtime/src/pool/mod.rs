@@ -313,6 +313,7 @@ impl Pool {
         let waiting = WaitingGuard::new(&s.counters);
         let started = Instant::now();
         let acquired_before = s.counters.acquired.load(Relaxed);
+        let opened_before = s.counters.opened.load(Relaxed);
         let scope = AcquireScope {
             check_reused,
             reused: std::cell::Cell::new(false),
@@ -373,7 +374,9 @@ impl Pool {
             }
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
                 s.counters.acquire_timeouts.fetch_add(1, Relaxed);
-                let unreachable = self.unreachable(acquired_before, deadline).await;
+                let unreachable = self
+                    .unreachable(acquired_before, opened_before, deadline)
+                    .await;
                 Err(self.timeout_error(site, waited, unreachable))
             }
             Ok(Err(sqlx::Error::PoolClosed)) => Err(Error::PoolClosed { site: site.clone() }),
@@ -431,7 +434,12 @@ impl Pool {
     /// timeout, so the reason is found with one direct connect, at most every 250 ms per pool
     /// and never past the caller's deadline. With no time left, the last probe's answer stands
     /// or, with none yet, the pool's state: below max with nobody idle, it could not connect.
-    async fn unreachable(&self, acquired_before: u64, deadline: Option<Instant>) -> bool {
+    async fn unreachable(
+        &self,
+        acquired_before: u64,
+        opened_before: u64,
+        deadline: Option<Instant>,
+    ) -> bool {
         let s = &self.shared;
         if s.sqlx.size() >= s.config.max {
             // At max, the pool is exhausted only when callers hold the connections, or keep
@@ -443,6 +451,11 @@ impl Pool {
             let held = s.counters.in_use.load(Relaxed);
             let served = s.counters.acquired.load(Relaxed) != acquired_before;
             return held < s.config.max && !served;
+        }
+        if s.counters.opened.load(Relaxed) != opened_before {
+            // The pool opened connections during the wait: the server is reachable, only
+            // slow to accept them (a cold start of a large pool on a busy machine).
+            return false;
         }
         let now_us = u64::try_from(s.counters.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let probed = s.counters.probed_at_us.load(Relaxed);
