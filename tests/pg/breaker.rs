@@ -103,17 +103,12 @@ async fn constraint_violations_and_missing_rows_never_trip_it() {
         .build()
         .await
         .unwrap();
-    rt.op("breaker::ddl")
-        .run(|c| {
-            Box::pin(async move {
-                sqlx::raw_sql("create table u (id int primary key); insert into u values (1)")
-                    .execute(c.as_mut())
-                    .await?;
-                Ok::<_, Error>(())
-            })
-        })
-        .await
-        .unwrap();
+    support::setup(
+        &rt,
+        "breaker::ddl",
+        "create table u (id int primary key); insert into u values (1)",
+    )
+    .await;
     for _ in 0..5 {
         let e = rt
             .op("breaker::dup")

@@ -241,17 +241,12 @@ async fn constraint_violations_are_never_retried() {
         .build()
         .await
         .unwrap();
-    rt.op("classify::ddl")
-        .run(|c| {
-            Box::pin(async move {
-                sqlx::raw_sql("create table u (id int primary key); insert into u values (1)")
-                    .execute(c.as_mut())
-                    .await?;
-                Ok::<_, Error>(())
-            })
-        })
-        .await
-        .unwrap();
+    support::setup(
+        &rt,
+        "classify::ddl",
+        "create table u (id int primary key); insert into u values (1)",
+    )
+    .await;
     let err = rt
         .op("classify::dup")
         .retry("r")

@@ -18,17 +18,7 @@ async fn setup(db: &sqlx_resilience_testkit::TestDb) -> Runtime {
         .build()
         .await
         .unwrap();
-    rt.op("retry::ddl")
-        .run(|c| {
-            Box::pin(async move {
-                sqlx::raw_sql("create table marks (v bigint)")
-                    .execute(c.as_mut())
-                    .await?;
-                Ok::<_, Error>(())
-            })
-        })
-        .await
-        .unwrap();
+    support::setup(&rt, "retry::ddl", "create table marks (v bigint)").await;
     rt
 }
 

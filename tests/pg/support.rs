@@ -29,6 +29,19 @@ pub(crate) async fn runtime(db: &TestDb, settings: &[(&str, Value)]) -> Runtime 
     builder(db, settings).build().await.expect("runtime")
 }
 
+/// Runs set-up statements (`sql`, several allowed) through an op named `op`; panics on failure.
+pub(crate) async fn setup(rt: &Runtime, op: &'static str, sql: &'static str) {
+    rt.op(op)
+        .run(|c| {
+            Box::pin(async move {
+                sqlx::raw_sql(sql).execute(c.as_mut()).await?;
+                Ok::<_, Error>(())
+            })
+        })
+        .await
+        .expect("set-up statements");
+}
+
 /// A single-row, single-column query through the op API.
 pub(crate) async fn scalar_i64(rt: &Runtime, sql: &'static str) -> Result<i64, Error> {
     rt.op("tests::scalar")
