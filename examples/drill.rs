@@ -8,7 +8,8 @@
 //! cargo run --release --example drill -- overhead
 //! ```
 //!
-//! Scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead. Progress goes to
+//! Scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, outage (one line
+//! per case, ours and plain sqlx side by side). Progress goes to
 //! stderr (`RUST_LOG` changes how much); the last line on stdout is the report, one JSON
 //! object. Needs only the PostgreSQL server package: each drill starts a server of its own and
 //! removes it afterwards. `docs/DRILLS.md` explains each scenario and lists measured figures.
@@ -18,12 +19,20 @@ use std::process::ExitCode;
 use sqlx_resilience_testkit::drill::{self, Scenario, Size};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: drill SCENARIO [--size small|full]
-scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead";
+const USAGE: &str = "usage: drill SCENARIO [--size small|full] [--case NAME ...]
+scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, outage";
 
-fn parse(args: &[String]) -> Result<(Scenario, Size), String> {
+/// The command line: a scenario, its size, and for `outage` the cases to run.
+struct Args {
+    scenario: Scenario,
+    size: Size,
+    cases: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
     let mut scenario = None;
     let mut size = Size::Full;
+    let mut cases = Vec::new();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -31,13 +40,22 @@ fn parse(args: &[String]) -> Result<(Scenario, Size), String> {
                 let value = rest.next().ok_or("--size needs small or full")?;
                 size = value.parse()?;
             }
+            "--case" => cases.push(rest.next().ok_or("--case needs a case name")?.clone()),
             s if s.starts_with("--size=") => size = s["--size=".len()..].parse()?,
             s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
             s if scenario.is_none() => scenario = Some(s.parse()?),
             s => return Err(format!("unexpected argument `{s}`")),
         }
     }
-    Ok((scenario.ok_or("name a scenario")?, size))
+    let scenario = scenario.ok_or("name a scenario")?;
+    if !cases.is_empty() && scenario != Scenario::Outage {
+        return Err("--case applies to the outage drill only".into());
+    }
+    Ok(Args {
+        scenario,
+        size,
+        cases,
+    })
 }
 
 #[tokio::main]
@@ -54,14 +72,23 @@ async fn main() -> ExitCode {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let (scenario, size) = match parse(&args) {
+    let Args {
+        scenario,
+        size,
+        cases,
+    } = match parse(&args) {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("drill: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    match drill::run(scenario, size).await {
+    let report = if cases.is_empty() {
+        drill::run(scenario, size).await
+    } else {
+        drill::run_outage(size, &cases).await
+    };
+    match report {
         Ok(report) => {
             println!("{}", report.to_json());
             ExitCode::SUCCESS

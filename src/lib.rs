@@ -9,7 +9,7 @@
 //! // Every name the code may use, with its defaults. A typo in an op is a compile error.
 //! sqlx_resilience::policies! {
 //!     pool http { max = 150, min = 10, acquire_timeout = "2s" }
-//!     breaker harvest_stats { failures = 5, within = "60s", open_for = "30s", half_open = 3 }
+//!     breaker harvest_stats { failure_rate = 50, window = "30s", minimum_calls = 20 }
 //!     retry transient { attempts = 4, base = "50ms", max_delay = "2s" }
 //! }
 //!

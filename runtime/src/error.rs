@@ -258,6 +258,32 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
 
+    /// The database server is down (a probe confirmed it unreachable), and the call could not
+    /// wait for it any longer. Calls resume the moment a probe reaches the server.
+    #[error(
+        "{site}: the database at {server} is unavailable, unreachable since {} ({:?} ago); {wait}{}; \
+         calls resume as soon as the server answers a probe",
+        humantime::format_rfc3339_millis(*.since),
+        crate::error::rounded(*.down_for),
+        waited_text(*.waited, .breaker)
+    )]
+    Unavailable {
+        /// Where.
+        site: Site,
+        /// `host:port/database`.
+        server: Arc<str>,
+        /// When the outage began (the first failure seen).
+        since: std::time::SystemTime,
+        /// How long the outage had lasted when the call gave up.
+        down_for: Duration,
+        /// How long the call waited for the server.
+        waited: Duration,
+        /// Why it stopped waiting.
+        wait: crate::recovery::WaitEnd,
+        /// The breaker that was open because the server was unreachable, if the call met one.
+        breaker: Option<Arc<str>>,
+    },
+
     /// A rate limiter rejected the call.
     #[error(
         "{site}: rate limiter `{limiter}` rejected the call{}; slow down or raise its rate",
@@ -364,6 +390,22 @@ pub enum Error {
     },
 }
 
+fn waited_text(waited: Duration, breaker: &Option<Arc<str>>) -> String {
+    let mut text = String::new();
+    if !waited.is_zero() {
+        text.push_str(&format!(" after {:?}", rounded(waited)));
+    }
+    if let Some(b) = breaker {
+        text.push_str(&format!(" (circuit breaker `{b}` is open until then)"));
+    }
+    text
+}
+
+/// A duration rounded to the millisecond, for messages.
+pub(crate) fn rounded(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn retry_after_text(retry_after: &Option<Duration>) -> String {
     match retry_after {
         Some(d) => format!(" (retry after {d:?})"),
@@ -430,6 +472,7 @@ impl Error {
             | Error::Timeout { site, .. }
             | Error::DeadlineExceeded { site, .. }
             | Error::BreakerOpen { site, .. }
+            | Error::Unavailable { site, .. }
             | Error::RateLimited { site, .. }
             | Error::BulkheadFull { site, .. }
             | Error::Database { site, .. }
@@ -461,6 +504,7 @@ impl Error {
             | Error::Timeout { site, .. }
             | Error::DeadlineExceeded { site, .. }
             | Error::BreakerOpen { site, .. }
+            | Error::Unavailable { site, .. }
             | Error::RateLimited { site, .. }
             | Error::BulkheadFull { site, .. }
             | Error::Database { site, .. }
@@ -482,6 +526,7 @@ impl Error {
             Error::AcquireTimeout { .. } => FailureKind::Backpressure,
             Error::Timeout { .. } | Error::DeadlineExceeded { .. } => FailureKind::Deadline,
             Error::BreakerOpen { .. } => FailureKind::BreakerOpen,
+            Error::Unavailable { .. } => FailureKind::Unavailable,
             Error::RateLimited { .. } | Error::BulkheadFull { .. } => FailureKind::Rejected,
             Error::UnknownOutcome { .. } => FailureKind::UnknownOutcome,
             Error::PoolClosed { .. } | Error::ShuttingDown { .. } => FailureKind::ShuttingDown,

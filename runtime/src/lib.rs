@@ -16,6 +16,7 @@ pub mod monitor;
 pub mod op;
 pub mod pgstats;
 pub mod pool;
+pub mod recovery;
 pub mod retry;
 mod runtime;
 mod secret;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx_resilience::breaker::{BreakerEvent, BreakerState};
+use sqlx_resilience::breaker::{BreakerEvent, BreakerState, Recovery, TransitionReason};
 use sqlx_resilience::{Error, PolicyKind, Runtime};
 use sqlx_resilience_testkit::{PgServer, ShutdownMode};
 
@@ -27,14 +27,15 @@ async fn read(rt: &Runtime) -> Result<i64, Error> {
 }
 
 #[tokio::test]
-async fn a_stopped_server_opens_the_breaker_and_a_probe_closes_it_again() {
+async fn a_stopped_server_opens_the_breaker_and_the_servers_answer_closes_it_again() {
     let server = PgServer::start().await.unwrap();
     let db = server.create_database().await.unwrap();
+    // open_for is far longer than the test: only the server's answer can end the open state.
     let rt = builder(
         db.url(),
         &[
             ("consecutive_failures", 3u32.into()),
-            ("open_for", "500ms".into()),
+            ("open_for", "1h".into()),
         ],
     )
     .build()
@@ -45,8 +46,8 @@ async fn a_stopped_server_opens_the_breaker_and_a_probe_closes_it_again() {
     assert_eq!(read(&rt).await.unwrap(), 1);
 
     server.stop(ShutdownMode::Fast).await.unwrap();
-    // Each call fails (a dead pooled connection, then no server to connect to) until three
-    // failures have been counted.
+    // Each call fails (a dead pooled connection, no server to connect to, then a server the
+    // probe found down) until three failures have been counted.
     let mut calls = 0;
     while breaker.state() != BreakerState::Open {
         calls += 1;
@@ -59,41 +60,72 @@ async fn a_stopped_server_opens_the_breaker_and_a_probe_closes_it_again() {
                     unreachable: true,
                     ..
                 } | Error::Database { .. }
+                    | Error::Unavailable { .. }
             ),
             "{e}"
         );
     }
     assert_eq!(breaker.metrics().failures_total, 3);
-    // Open: calls fail at once without touching the pool.
-    let started = Instant::now();
+    assert_eq!(breaker.recovery(), Some(Recovery::ServerProbe));
+    // Open because the server is unreachable: a call waits (within its pool's acquire timeout,
+    // 200 ms here) for the server, then says the database is unavailable, and since when.
     let e = read(&rt).await.unwrap_err();
-    assert!(matches!(e, Error::BreakerOpen { .. }), "{e}");
+    match &e {
+        Error::Unavailable {
+            breaker, down_for, ..
+        } => {
+            assert_eq!(breaker.as_deref(), Some("db"));
+            assert!(*down_for > Duration::ZERO, "{e}");
+        }
+        other => panic!("expected Unavailable, got {other}"),
+    }
+    let text = e.to_string();
+    assert!(text.contains("unavailable, unreachable since"), "{text}");
+    assert!(text.contains("circuit breaker `db`"), "{text}");
+    let status = rt.servers();
+    assert_eq!(status.len(), 1);
     assert!(
-        e.to_string().contains("circuit breaker `db` is open"),
-        "{e}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_millis(100),
-        "rejected without waiting"
+        status[0].down && status[0].down_since.is_some(),
+        "{status:?}"
     );
 
     server.start_again().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(read(&rt).await.unwrap(), 1, "the half-open probe succeeds");
+    let back = Instant::now();
+    // The next probe reaches the server and half-opens the breaker, long before open_for.
+    let answer = loop {
+        match read(&rt).await {
+            Ok(v) => break v,
+            Err(e) => {
+                assert!(
+                    back.elapsed() < Duration::from_secs(60),
+                    "the breaker never saw the server come back: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(answer, 1);
     assert_eq!(breaker.state(), BreakerState::Closed);
+    assert!(!rt.servers()[0].down);
+    assert_eq!(rt.servers()[0].outages, 1);
 
-    let mut seen: Vec<(BreakerState, BreakerState)> = Vec::new();
-    while let Ok(BreakerEvent { from, to, .. }) = events.try_recv() {
-        seen.push((from, to));
+    let mut seen: Vec<(BreakerState, BreakerState, TransitionReason)> = Vec::new();
+    while let Ok(BreakerEvent {
+        from, to, reason, ..
+    }) = events.try_recv()
+    {
+        seen.push((from, to, reason));
     }
+    let states: Vec<_> = seen.iter().map(|(f, t, _)| (*f, *t)).collect();
     assert_eq!(
-        seen,
+        states,
         [
             (BreakerState::Closed, BreakerState::Open),
             (BreakerState::Open, BreakerState::HalfOpen),
             (BreakerState::HalfOpen, BreakerState::Closed),
         ]
     );
+    assert_eq!(seen[1].2, TransitionReason::ServerAnswered);
 }
 
 #[tokio::test]

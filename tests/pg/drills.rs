@@ -156,3 +156,37 @@ async fn overhead_drill_measures_every_path() {
         "{json}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_drill_recovers_with_the_server_and_never_does_worse_than_plain_sqlx() {
+    let report = drill::run(Scenario::Outage, Size::Small)
+        .await
+        .unwrap_or_else(|e| panic!("drill outage: {e}"));
+    let json = report.to_json();
+    let cases = report.outage().expect("an outage report");
+    assert!(!cases.is_empty(), "{json}");
+    for c in cases {
+        let line = serde_json::to_string(c).unwrap();
+        assert!(c.ours_requests > 0 && c.sqlx_requests > 0, "{line}");
+        assert_eq!(
+            c.ours_errors_after_ready, 0,
+            "errors after the server was back: {line}"
+        );
+        assert!(
+            c.ours_ready_to_first_ok_ms.is_some(),
+            "no op succeeded after the server was back: {line}"
+        );
+        assert_eq!(c.lost_writes, 0, "acknowledged writes missing: {line}");
+        assert_eq!(c.duplicate_writes, 0, "writes applied twice: {line}");
+        if c.outage_ms <= 2_000.0 {
+            // An outage that fits in the callers' deadline: no more errors than plain sqlx,
+            // whose acquire waits 30 s. A non-idempotent insert in flight when the server
+            // goes away fails on either side (ours reports it as an unknown outcome): that
+            // one is the fault's, not a policy's.
+            assert!(
+                c.ours_errors_during <= c.sqlx_errors_during + c.ours_unknown_outcome,
+                "more errors than plain sqlx in an outage that fits the deadline: {line}"
+            );
+        }
+    }
+}

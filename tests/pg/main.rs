@@ -15,6 +15,7 @@ mod observe_monitor;
 mod observe_pgstats;
 mod observe_telemetry;
 mod order;
+mod outage;
 mod pool;
 mod retry;
 mod shutdown;

@@ -127,6 +127,8 @@ const POOL: &[(&str, Rule)] = &[
     ("application_name", Rule::AppName),
     ("search_path", Rule::SearchPath),
     ("client_connection_check_interval", Rule::Duration(DAY)),
+    ("outage_wait", Rule::Duration(DAY)),
+    ("outage_waiters", Rule::Count(0, 1_000_000)),
 ];
 
 const BREAKER: &[(&str, Rule)] = &[

@@ -1,26 +1,31 @@
 use std::fmt;
 use std::sync::atomic::{
-    AtomicU32, AtomicU64,
+    AtomicU8, AtomicU32, AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
 use super::config::{BreakerConfig, BreakerMode};
 use super::event::{BreakerEvent, TransitionReason};
 use super::metrics::BreakerMetrics;
-use super::permit::{BreakerPermit, BreakerRejected, Kind, Outcome};
+use super::permit::{BreakerPermit, BreakerRejected, Kind, Outcome, Recovery};
 use super::state::{
-    BreakerState, CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, NORMAL, OPEN, Word, mode_bits, mode_of,
+    BreakerState, CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, NORMAL, OPEN, Word,
+    mode_bits, mode_of,
 };
 use super::window::{CountWindow, FailureRing, RateWindow, TimeWindow, nanos};
 use crate::config::{Invalid, Section};
 
 /// How many events a slow subscriber may fall behind before it misses some.
 const EVENT_CAPACITY: usize = 64;
+
+/// `recovery` values.
+const TIMER: u8 = 0;
+const PROBE: u8 = 1;
 
 /// A circuit breaker: stops calling a failing database for a while, then probes it.
 ///
@@ -34,6 +39,11 @@ pub struct CircuitBreaker {
     word: AtomicU64,
     /// When the open state ends, in nanoseconds since `start`.
     open_until: AtomicU64,
+    /// How the current open period ends (`Recovery` as a byte), written before the state
+    /// word that opens the breaker, so a reader that sees the open word sees it too.
+    recovery: AtomicU8,
+    /// Woken at every transition, for callers that wait for the breaker to let them through.
+    changed: Notify,
     ring: Option<FailureRing>,
     consecutive_limit: Option<u32>,
     consecutive: AtomicU32,
@@ -106,6 +116,8 @@ impl CircuitBreaker {
             start: Instant::now(),
             word: AtomicU64::new(Word::new(0, mode_bits(config.mode), CLOSED).0),
             open_until: AtomicU64::new(0),
+            recovery: AtomicU8::new(TIMER),
+            changed: Notify::new(),
             ring,
             consecutive_limit: config.consecutive_failures,
             consecutive: AtomicU32::new(0),
@@ -155,7 +167,17 @@ impl CircuitBreaker {
             // Normal mode, closed: the fast path.
             return Ok(self.permit(Kind::Record(word)));
         }
-        self.acquire_slow(word)
+        self.acquire_slow(word, true)
+    }
+
+    /// [`try_acquire`](Self::try_acquire) again for a caller that was rejected and waited for
+    /// a transition: a second rejection of the same call is not counted again.
+    pub(crate) fn try_acquire_again(&self) -> Result<BreakerPermit<'_>, BreakerRejected> {
+        let word = self.load();
+        if word.0 & 0xff == 0 {
+            return Ok(self.permit(Kind::Record(word)));
+        }
+        self.acquire_slow(word, false)
     }
 
     /// Whether a call would be rejected now without deciding anything: forced open, or open
@@ -170,7 +192,8 @@ impl CircuitBreaker {
         }
         match (word.mode(), word.machine()) {
             (FORCED_OPEN, _) => Some(self.reject(BreakerState::ForcedOpen, None)),
-            (NORMAL, OPEN) => {
+            // A breaker waiting for the server lets the runner decide: the caller may wait.
+            (NORMAL, OPEN) if self.current_recovery() == Recovery::Timer => {
                 let now = self.now();
                 let until = self.open_until.load(Acquire);
                 (now < until).then(|| {
@@ -178,6 +201,48 @@ impl CircuitBreaker {
                 })
             }
             _ => None,
+        }
+    }
+
+    /// How the breaker recovers: `Some` while it is open, or half-open on its way back.
+    pub fn recovery(&self) -> Option<Recovery> {
+        match self.load().machine() {
+            OPEN | HALF_OPEN => Some(self.current_recovery()),
+            _ => None,
+        }
+    }
+
+    /// The server behind this breaker answered a probe: a breaker open because the server was
+    /// unreachable ([`Recovery::ServerProbe`]) moves to half-open now instead of waiting out
+    /// `open_for`. Any other state, or a breaker opened by the ops' own failures, is left as
+    /// it is. Returns whether the breaker moved.
+    pub fn server_answered(&self) -> bool {
+        let mut ctl = self.lock();
+        let word = self.load();
+        let open = word.machine() == OPEN && matches!(word.mode(), NORMAL | METRICS_ONLY);
+        if !open || self.current_recovery() != Recovery::ServerProbe {
+            return false;
+        }
+        self.transition(
+            &mut ctl,
+            word,
+            word.mode(),
+            HALF_OPEN,
+            TransitionReason::ServerAnswered,
+        );
+        true
+    }
+
+    /// Resolves at the breaker's next transition. Create it before looking at the state, so a
+    /// transition in between is not missed (see `tokio::sync::Notify::notified`).
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    fn current_recovery(&self) -> Recovery {
+        match self.recovery.load(Relaxed) {
+            PROBE => Recovery::ServerProbe,
+            _ => Recovery::Timer,
         }
     }
 
@@ -255,6 +320,7 @@ impl CircuitBreaker {
             transitions_total: self.transitions.load(Relaxed),
             open_duration,
             half_open_in,
+            recovery: self.recovery(),
         }
     }
 
@@ -291,15 +357,32 @@ impl CircuitBreaker {
     }
 
     fn reject(&self, state: BreakerState, retry_after: Option<Duration>) -> BreakerRejected {
-        self.rejected.fetch_add(1, Relaxed);
-        BreakerRejected { state, retry_after }
+        self.reject_counted(state, retry_after, true)
+    }
+
+    fn reject_counted(
+        &self,
+        state: BreakerState,
+        retry_after: Option<Duration>,
+        count: bool,
+    ) -> BreakerRejected {
+        if count {
+            self.rejected.fetch_add(1, Relaxed);
+        }
+        let recovery = matches!(state, BreakerState::Open | BreakerState::HalfOpen)
+            .then(|| self.current_recovery());
+        BreakerRejected {
+            state,
+            retry_after,
+            recovery,
+        }
     }
 
     #[cold]
-    fn acquire_slow(&self, word: Word) -> Result<BreakerPermit<'_>, BreakerRejected> {
+    fn acquire_slow(&self, word: Word, count: bool) -> Result<BreakerPermit<'_>, BreakerRejected> {
         match word.mode() {
             DISABLED => return Ok(self.permit(Kind::Unrecorded)),
-            FORCED_OPEN => return Err(self.reject(BreakerState::ForcedOpen, None)),
+            FORCED_OPEN => return Err(self.reject_counted(BreakerState::ForcedOpen, None, count)),
             _ => {}
         }
         match word.machine() {
@@ -308,29 +391,34 @@ impl CircuitBreaker {
                 let now = self.now();
                 let until = self.open_until.load(Acquire);
                 if now < until {
-                    return self.while_open(word, Duration::from_nanos(until - now));
+                    return self.while_open(word, Duration::from_nanos(until - now), count);
                 }
-                self.acquire_locked()
+                self.acquire_locked(count)
             }
-            _ => self.acquire_locked(),
+            _ => self.acquire_locked(count),
         }
     }
 
-    fn while_open(&self, word: Word, left: Duration) -> Result<BreakerPermit<'_>, BreakerRejected> {
+    fn while_open(
+        &self,
+        word: Word,
+        left: Duration,
+        count: bool,
+    ) -> Result<BreakerPermit<'_>, BreakerRejected> {
         if word.mode() == NORMAL {
-            Err(self.reject(BreakerState::Open, Some(left)))
+            Err(self.reject_counted(BreakerState::Open, Some(left), count))
         } else {
             Ok(self.permit(Kind::Unrecorded))
         }
     }
 
     /// Open past its duration, or half-open: decide under the lock.
-    fn acquire_locked(&self) -> Result<BreakerPermit<'_>, BreakerRejected> {
+    fn acquire_locked(&self, count: bool) -> Result<BreakerPermit<'_>, BreakerRejected> {
         let mut ctl = self.lock();
         let mut word = self.load();
         match word.mode() {
             DISABLED => return Ok(self.permit(Kind::Unrecorded)),
-            FORCED_OPEN => return Err(self.reject(BreakerState::ForcedOpen, None)),
+            FORCED_OPEN => return Err(self.reject_counted(BreakerState::ForcedOpen, None, count)),
             _ => {}
         }
         match word.machine() {
@@ -339,7 +427,7 @@ impl CircuitBreaker {
                 let now = self.now();
                 let until = self.open_until.load(Acquire);
                 if now < until {
-                    return self.while_open(word, Duration::from_nanos(until - now));
+                    return self.while_open(word, Duration::from_nanos(until - now), count);
                 }
                 word = self.transition(
                     &mut ctl,
@@ -355,7 +443,7 @@ impl CircuitBreaker {
             ctl.in_flight += 1;
             Ok(self.permit(Kind::Probe(word)))
         } else if word.mode() == NORMAL {
-            Err(self.reject(BreakerState::HalfOpen, None))
+            Err(self.reject_counted(BreakerState::HalfOpen, None, count))
         } else {
             Ok(self.permit(Kind::Unrecorded))
         }
@@ -376,10 +464,10 @@ impl CircuitBreaker {
     }
 
     fn record_closed(&self, word: Word, outcome: Outcome, at: Option<Instant>) {
-        let (failed, elapsed) = match outcome {
+        let (failed, elapsed, recovery) = match outcome {
             Outcome::Ignore => return,
-            Outcome::Success(e) => (false, e),
-            Outcome::Failure(e) => (true, e),
+            Outcome::Success(e) => (false, e, Recovery::Timer),
+            Outcome::Failure(e, recovery) => (true, e, recovery),
         };
         if self.word.load(Acquire) != word.0 {
             // The call started before a transition: its outcome belongs to no window.
@@ -403,7 +491,7 @@ impl CircuitBreaker {
                 rate.record(now, false, slow);
                 // A fast success only lowers the rates; a slow one may raise the slow rate.
                 if slow && let Some(reason) = self.rate_reason(rate, now) {
-                    self.trip(word, reason);
+                    self.trip(word, reason, Recovery::Timer);
                 }
             }
             return;
@@ -432,7 +520,7 @@ impl CircuitBreaker {
             }
         }
         if let Some(reason) = reason {
-            self.trip(word, reason);
+            self.trip(word, reason, recovery);
         }
     }
 
@@ -463,11 +551,22 @@ impl CircuitBreaker {
         None
     }
 
-    fn trip(&self, word: Word, reason: TransitionReason) {
+    fn trip(&self, word: Word, reason: TransitionReason, recovery: Recovery) {
         let mut ctl = self.lock();
         if self.load() == word {
-            self.transition(&mut ctl, word, word.mode(), OPEN, reason);
+            self.open(&mut ctl, word, reason, recovery);
         }
+    }
+
+    /// Opens the breaker, to recover as the failure that opened it says.
+    fn open(&self, ctl: &mut Control, from: Word, reason: TransitionReason, recovery: Recovery) {
+        let byte = match recovery {
+            Recovery::ServerProbe => PROBE,
+            Recovery::Timer => TIMER,
+        };
+        // Before the state word: a reader that sees the breaker open sees how it recovers.
+        self.recovery.store(byte, Relaxed);
+        self.transition(ctl, from, from.mode(), OPEN, reason);
     }
 
     fn record_probe(&self, word: Word, outcome: Outcome) {
@@ -477,11 +576,14 @@ impl CircuitBreaker {
             return;
         }
         ctl.in_flight = ctl.in_flight.saturating_sub(1);
-        let ok = match outcome {
+        let (ok, recovery) = match outcome {
             Outcome::Ignore => return,
             // A slow probe fails when slow calls can trip the breaker.
-            Outcome::Success(e) => !(self.config.slow_rate.is_some() && self.is_slow(e)),
-            Outcome::Failure(_) => false,
+            Outcome::Success(e) => (
+                !(self.config.slow_rate.is_some() && self.is_slow(e)),
+                Recovery::Timer,
+            ),
+            Outcome::Failure(_, recovery) => (false, recovery),
         };
         self.calls_total.fetch_add(1, Relaxed);
         if !ok {
@@ -499,13 +601,7 @@ impl CircuitBreaker {
                 );
             }
         } else {
-            self.transition(
-                &mut ctl,
-                word,
-                word.mode(),
-                OPEN,
-                TransitionReason::ProbeFailed,
-            );
+            self.open(&mut ctl, word, TransitionReason::ProbeFailed, recovery);
         }
     }
 
@@ -536,6 +632,7 @@ impl CircuitBreaker {
                 ctl.succeeded = 0;
             }
             _ => {
+                self.recovery.store(TIMER, Relaxed);
                 if let Some(ring) = &self.ring {
                     ring.clear();
                 }
@@ -549,6 +646,7 @@ impl CircuitBreaker {
             }
         }
         self.word.store(to.0, Release);
+        self.changed.notify_waiters();
 
         let shadow = from.mode() == to.mode() && to.public() == BreakerState::MetricsOnly;
         let (from_state, to_state) = if shadow {

@@ -73,6 +73,12 @@ impl fmt::Display for BreakerMode {
 /// but over a time window and a small minimum, because a database op may see a handful of
 /// calls a minute or thousands a second, and a 100-call count window (Resilience4j's default)
 /// would take minutes to fill for a quiet op and keep stale outcomes for as long.
+///
+/// How long it stays open depends on why it opened ([`Recovery`](super::Recovery)): opened
+/// because the server was unreachable, it half-opens the moment a probe reaches the server
+/// (`open_for` is only the longest wait); opened by the ops' own failures (timeouts, server
+/// errors, slow calls), it waits `open_for` (default 10 s: long enough to let an overloaded
+/// server breathe, short enough that an overload blip does not become a long outage).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct BreakerConfig {
@@ -95,7 +101,8 @@ pub struct BreakerConfig {
     /// Rates are judged only once the window holds at least this many calls (capped at
     /// `window_calls` for a count window).
     pub minimum_calls: u32,
-    /// How long the breaker stays open before it lets probes through.
+    /// How long the breaker stays open before it lets probes through, when the ops' own
+    /// failures opened it; the longest wait when an unreachable server did.
     pub open_for: Duration,
     /// The cap on the open duration when `open_backoff` grows it.
     pub open_for_max: Option<Duration>,
@@ -119,7 +126,7 @@ impl Default for BreakerConfig {
             window: None,
             window_calls: None,
             minimum_calls: 10,
-            open_for: Duration::from_secs(30),
+            open_for: Duration::from_secs(10),
             open_for_max: None,
             open_backoff: 1.0,
             half_open: 1,
@@ -218,7 +225,7 @@ impl Section for BreakerConfig {
         KeySpec {
             key: "open_for",
             expected: "a duration such as \"30s\", up to 1h",
-            doc: "How long the breaker stays open before probing (default 30s).",
+            doc: "How long a breaker opened by the ops' own failures stays open before probing; for an unreachable server, the longest wait (default 10s).",
         },
         KeySpec {
             key: "open_for_max",

@@ -33,6 +33,8 @@ pub enum TransitionReason {
     },
     /// The open duration passed: probes may run.
     OpenElapsed,
+    /// The server the breaker waited for answered a probe: calls may try it again.
+    ServerAnswered,
     /// Every half-open probe succeeded.
     ProbesSucceeded,
     /// A half-open probe failed (or was slow).
@@ -55,6 +57,7 @@ impl fmt::Display for TransitionReason {
                 write!(f, "slow-call rate {rate:.1}% over {calls} calls")
             }
             TransitionReason::OpenElapsed => f.write_str("open duration elapsed"),
+            TransitionReason::ServerAnswered => f.write_str("the server answered a probe"),
             TransitionReason::ProbesSucceeded => f.write_str("half-open probes succeeded"),
             TransitionReason::ProbeFailed => f.write_str("a half-open probe failed"),
             TransitionReason::Manual => f.write_str("manual"),

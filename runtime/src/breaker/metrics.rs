@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use super::permit::Recovery;
 use super::state::BreakerState;
 
 /// A snapshot of one breaker, from [`CircuitBreaker::metrics`](super::CircuitBreaker::metrics).
@@ -35,6 +36,10 @@ pub struct BreakerMetrics {
     /// How long the breaker stays open when it opens next (or is open now): `open_for`, grown
     /// by `open_backoff` after failed probes.
     pub open_duration: Duration,
-    /// When open: the time until the next call may probe (zero when it may probe now).
+    /// When open: the time until the next call may probe (zero when it may probe now). With
+    /// [`Recovery::ServerProbe`] this is the longest wait: the breaker half-opens as soon as
+    /// the server answers.
     pub half_open_in: Option<Duration>,
+    /// How the breaker recovers, while open or half-open.
+    pub recovery: Option<Recovery>,
 }

@@ -111,5 +111,5 @@ pub use self::config::{
 };
 pub use self::event::{BreakerEvent, TransitionReason};
 pub use self::metrics::BreakerMetrics;
-pub use self::permit::{BreakerPermit, BreakerRejected};
+pub use self::permit::{BreakerPermit, BreakerRejected, Recovery};
 pub use self::state::BreakerState;

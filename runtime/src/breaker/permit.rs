@@ -4,14 +4,47 @@ use std::time::Duration;
 use super::circuit::CircuitBreaker;
 use super::state::{BreakerState, Word};
 
+/// How an open breaker finds its way back to half-open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Recovery {
+    /// It opened because the database could not be reached or was shutting down (lost
+    /// connections, refused connects, class 08, 57P0x, a database closed to connections). The
+    /// runtime probes the server and half-opens the breaker the moment the server answers;
+    /// `open_for` is only the longest wait. Callers whose deadline leaves room wait for it.
+    ServerProbe,
+    /// It opened because of the ops' own failures (timeouts, statement timeouts, server
+    /// errors, slow calls): a probe of the server cannot tell whether those are over, so the
+    /// breaker half-opens after `open_for`.
+    Timer,
+}
+
+impl Recovery {
+    /// The stable name used in telemetry and the health report (`server_probe`, `timer`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recovery::ServerProbe => "server_probe",
+            Recovery::Timer => "timer",
+        }
+    }
+}
+
+impl fmt::Display for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A breaker refused a call; the op runner turns this into `Error::BreakerOpen`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakerRejected {
     /// The state that rejected the call: open, forced open, or half-open with every probe
     /// slot taken.
     pub state: BreakerState,
-    /// When the breaker will let a probe through, when known (open state only).
+    /// When the breaker will let a probe through at the latest, when known (open state only).
+    /// With [`Recovery::ServerProbe`] it may be much sooner: as soon as the server answers.
     pub retry_after: Option<Duration>,
+    /// How the breaker recovers, while it is open or half-open on its way back.
+    pub recovery: Option<Recovery>,
 }
 
 impl fmt::Display for BreakerRejected {
@@ -40,7 +73,8 @@ pub(super) enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Outcome {
     Success(Duration),
-    Failure(Duration),
+    /// A failure, and how the breaker recovers if this failure opens it.
+    Failure(Duration, Recovery),
     Ignore,
 }
 
@@ -76,12 +110,25 @@ impl BreakerPermit<'_> {
 
     /// Records a failure that ended at `now` (see [`BreakerPermit::success_at`]).
     pub fn failure_at(mut self, elapsed: Duration, now: tokio::time::Instant) {
-        self.finish(Outcome::Failure(elapsed), Some(now));
+        self.finish(Outcome::Failure(elapsed, Recovery::Timer), Some(now));
     }
 
     /// The call failed after `elapsed` in a way that says the database is unhealthy.
     pub fn failure(mut self, elapsed: Duration) {
-        self.finish(Outcome::Failure(elapsed), None);
+        self.finish(Outcome::Failure(elapsed, Recovery::Timer), None);
+    }
+
+    /// The call failed because the server could not be reached or was going away (a lost
+    /// connection, a refused connect, 57P01): if this failure opens the breaker, it recovers
+    /// by [`Recovery::ServerProbe`], half-open as soon as
+    /// [`CircuitBreaker::server_answered`] is called.
+    pub fn unreachable(mut self, elapsed: Duration) {
+        self.finish(Outcome::Failure(elapsed, Recovery::ServerProbe), None);
+    }
+
+    /// Records an unreachable server at `now` (see [`BreakerPermit::unreachable`]).
+    pub fn unreachable_at(mut self, elapsed: Duration, now: tokio::time::Instant) {
+        self.finish(Outcome::Failure(elapsed, Recovery::ServerProbe), Some(now));
     }
 
     /// The call says nothing about the database's health: record nothing.

@@ -153,7 +153,7 @@ fn resolved_fills_in_the_documented_defaults() {
     assert_eq!(c.failure_rate, Some(50.0));
     assert_eq!(c.window, Some(Duration::from_secs(60)));
     assert_eq!(c.minimum_calls, 10);
-    assert_eq!(c.open_for, Duration::from_secs(30));
+    assert_eq!(c.open_for, Duration::from_secs(10));
     assert_eq!(c.open_for_max, Some(Duration::from_secs(300)));
     assert_eq!(c.half_open, 1);
 
@@ -520,6 +520,119 @@ async fn metrics_report_the_time_until_half_open() {
     assert_eq!(b.metrics().rejected_total, 1);
 }
 
+// ---- recovery: by the server's answer, or by the timer ----
+
+fn unreachable(b: &CircuitBreaker) {
+    b.try_acquire().expect("permitted").unreachable(MS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_opened_by_an_unreachable_server_half_opens_when_the_server_answers() {
+    let b = breaker(&[
+        ("consecutive_failures", 2i64.into()),
+        ("open_for", "10m".into()),
+    ]);
+    let mut events = b.subscribe();
+    // Before it opens, an answer changes nothing.
+    assert!(!b.server_answered());
+    unreachable(&b);
+    unreachable(&b);
+    assert_eq!(b.state(), BreakerState::Open);
+    assert_eq!(b.recovery(), Some(Recovery::ServerProbe));
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.recovery, Some(Recovery::ServerProbe));
+    // The open duration is only the longest wait: the server's answer ends it at once.
+    advance(Duration::from_secs(1)).await;
+    assert!(b.server_answered());
+    assert_eq!(b.state(), BreakerState::HalfOpen);
+    let probe = b.try_acquire().expect("a half-open probe");
+    assert!(probe.is_probe());
+    // Half-open, with its probe slot taken: the rejection says how it is recovering.
+    assert_eq!(
+        b.try_acquire().unwrap_err().recovery,
+        Some(Recovery::ServerProbe)
+    );
+    probe.success(MS);
+    assert_eq!(b.state(), BreakerState::Closed);
+    assert_eq!(b.recovery(), None);
+    let reasons: Vec<TransitionReason> = drain(&mut events).into_iter().map(|e| e.reason).collect();
+    assert_eq!(reasons[1], TransitionReason::ServerAnswered);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_opened_by_the_ops_own_failures_waits_its_timer() {
+    let b = breaker(&[
+        ("consecutive_failures", 2i64.into()),
+        ("open_for", "30s".into()),
+    ]);
+    fail(&b);
+    fail(&b);
+    assert_eq!(b.recovery(), Some(Recovery::Timer));
+    assert!(
+        !b.server_answered(),
+        "a probe cannot tell timeouts are over"
+    );
+    assert_eq!(b.state(), BreakerState::Open);
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.recovery, Some(Recovery::Timer));
+    assert_eq!(r.retry_after, Some(Duration::from_secs(30)));
+    assert!(b.rejects_now().is_some(), "turned away before any set-up");
+    advance(Duration::from_secs(30)).await;
+    assert!(b.try_acquire().expect("probe after open_for").is_probe());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_failure_that_trips_the_breaker_decides_how_it_recovers() {
+    // Timeouts first, then a lost connection trips it: the server is unreachable.
+    let b = breaker(&[("consecutive_failures", 3i64.into())]);
+    fail(&b);
+    fail(&b);
+    unreachable(&b);
+    assert_eq!(b.recovery(), Some(Recovery::ServerProbe));
+    assert!(
+        b.rejects_now().is_none(),
+        "the runner decides: the caller may wait"
+    );
+    // The server answers, but the half-open probe times out: open again, by the timer now.
+    assert!(b.server_answered());
+    b.try_acquire().unwrap().failure(MS);
+    assert_eq!(b.state(), BreakerState::Open);
+    assert_eq!(b.recovery(), Some(Recovery::Timer));
+    assert!(!b.server_answered());
+    // A slow-call rate trips on slow successes: the timer.
+    let slow = breaker(&[
+        ("slow_rate", 50i64.into()),
+        ("slow_call", "1s".into()),
+        ("window_calls", 4i64.into()),
+        ("minimum_calls", 2i64.into()),
+    ]);
+    slow.try_acquire().unwrap().success(Duration::from_secs(2));
+    slow.try_acquire().unwrap().success(Duration::from_secs(2));
+    assert_eq!(slow.recovery(), Some(Recovery::Timer));
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_hear_every_transition() {
+    let b = Arc::new(breaker(&[("consecutive_failures", 1i64.into())]));
+    let changed = b.changed();
+    tokio::pin!(changed);
+    changed.as_mut().enable();
+    unreachable(&b);
+    tokio::time::timeout(Duration::from_millis(1), changed)
+        .await
+        .expect("woken by the transition to open");
+    let waiter = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move { b.changed().await })
+    };
+    tokio::task::yield_now().await;
+    assert!(b.server_answered());
+    tokio::time::timeout(Duration::from_millis(1), waiter)
+        .await
+        .expect("woken by the transition to half-open")
+        .unwrap();
+}
+
 // ---- modes and manual control ----
 
 #[tokio::test(start_paused = true)]
@@ -533,7 +646,8 @@ async fn forced_open_rejects_until_reset() {
         rejected,
         BreakerRejected {
             state: BreakerState::ForcedOpen,
-            retry_after: None
+            retry_after: None,
+            recovery: None,
         }
     );
     b.reset();

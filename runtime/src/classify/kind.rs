@@ -9,10 +9,10 @@ pub enum FailureKind {
     /// Contention between transactions: 40001 serialization failure, 40P01 deadlock,
     /// 55P03 lock not available (lock_timeout).
     Contention,
-    /// The server or pool is saturated: 53300 too many connections, 57P03 cannot connect now,
-    /// pool acquire timeout.
+    /// The server or pool is saturated: 53300 too many connections, pool acquire timeout.
     Backpressure,
-    /// The server is shutting down or crashed: 57P01, 57P02.
+    /// The server is shutting down, crashed or is not yet accepting connections: 57P01,
+    /// 57P02, 57P03 (starting up, shutting down, in recovery).
     ServerShutdown,
     /// A write reached a server that is read-only now: 25006, the primary was demoted.
     Failover,
@@ -34,6 +34,9 @@ pub enum FailureKind {
     Permanent,
     /// A circuit breaker rejected the call.
     BreakerOpen,
+    /// The database server is down (a probe confirmed it unreachable) and the call could not
+    /// wait for it any longer: `Error::Unavailable`.
+    Unavailable,
     /// A rate limiter or bulkhead rejected the call.
     Rejected,
     /// The connection was lost after a write was sent.
@@ -48,7 +51,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind.
-    pub const ALL: [FailureKind; 18] = [
+    pub const ALL: [FailureKind; 19] = [
         FailureKind::ConnectionLost,
         FailureKind::Contention,
         FailureKind::Backpressure,
@@ -62,6 +65,7 @@ impl FailureKind {
         FailureKind::ServerFailure,
         FailureKind::Permanent,
         FailureKind::BreakerOpen,
+        FailureKind::Unavailable,
         FailureKind::Rejected,
         FailureKind::UnknownOutcome,
         FailureKind::ShuttingDown,
@@ -85,6 +89,7 @@ impl FailureKind {
             FailureKind::ServerFailure => "server_failure",
             FailureKind::Permanent => "permanent",
             FailureKind::BreakerOpen => "breaker_open",
+            FailureKind::Unavailable => "unavailable",
             FailureKind::Rejected => "rejected",
             FailureKind::UnknownOutcome => "unknown_outcome",
             FailureKind::ShuttingDown => "shutting_down",
@@ -135,6 +140,18 @@ impl FailureKind {
                 | FailureKind::StatementTimeout
                 | FailureKind::ServerFailure
                 | FailureKind::UnknownOutcome
+        )
+    }
+
+    /// Kinds that say the server could not be reached or was going away (lost connections,
+    /// refused connects, class 08, 57P0x, a database closed to connections, a server already
+    /// found down). A breaker opened by them recovers as soon as a probe reaches the server
+    /// (`breaker::Recovery::ServerProbe`); every other kind that opens a breaker recovers by
+    /// its timer.
+    pub fn means_unreachable(self) -> bool {
+        matches!(
+            self,
+            FailureKind::ConnectionLost | FailureKind::ServerShutdown | FailureKind::Unavailable
         )
     }
 
@@ -192,6 +209,7 @@ impl fmt::Display for FailureKind {
             FailureKind::ServerFailure => "server failure",
             FailureKind::Permanent => "permanent failure",
             FailureKind::BreakerOpen => "circuit breaker open",
+            FailureKind::Unavailable => "database unavailable",
             FailureKind::Rejected => "rejected",
             FailureKind::UnknownOutcome => "unknown outcome",
             FailureKind::ShuttingDown => "shutting down",

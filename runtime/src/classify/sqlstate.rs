@@ -61,7 +61,11 @@ pub fn classify_sqlstate(code: &str, message: &str) -> Classification {
         // 40003 statement_completion_unknown: the server itself does not know.
         "40003" => (ConnectionLost, Reach::Unknown),
         // Backpressure at connect time: nothing ran.
-        "53300" | "57P03" => (Backpressure, Reach::NotSent),
+        "53300" => (Backpressure, Reach::NotSent),
+        // 57P03 cannot_connect_now: the server is starting up, shutting down or in crash
+        // recovery. It is unavailable, not saturated: nothing ran, and it counts against a
+        // breaker (which then recovers when a probe reaches the server).
+        "57P03" => (ServerShutdown, Reach::NotSent),
         // Server going away. A statement interrupted by shutdown is rolled back, but earlier
         // statements of the same body may have committed: the op decides.
         "57P01" | "57P02" => (ServerShutdown, Reach::Unknown),
@@ -141,12 +145,10 @@ mod tests {
 
     #[test]
     fn backpressure_codes_never_trip_a_breaker() {
-        for code in ["53300", "57P03"] {
-            let c = classify_sqlstate(code, "");
-            assert_eq!(c.kind, FailureKind::Backpressure, "{code}");
-            assert!(c.transient && !c.counts_for_breaker, "{code}");
-            assert_eq!(c.reach, Reach::NotSent, "{code}");
-        }
+        let c = classify_sqlstate("53300", "");
+        assert_eq!(c.kind, FailureKind::Backpressure);
+        assert!(c.transient && !c.counts_for_breaker);
+        assert_eq!(c.reach, Reach::NotSent);
         let pool = classify(&sqlx::Error::PoolTimedOut);
         assert_eq!(pool.kind, FailureKind::Backpressure);
         assert!(!pool.counts_for_breaker);
@@ -163,6 +165,11 @@ mod tests {
             assert!(c.transient, "{code}");
         }
         assert_eq!(kind("57P01"), FailureKind::ServerShutdown);
+        // Starting up, shutting down, in recovery: unavailable, not saturated.
+        let starting = classify_sqlstate("57P03", "the database system is starting up");
+        assert_eq!(starting.kind, FailureKind::ServerShutdown);
+        assert_eq!(starting.reach, Reach::NotSent);
+        assert!(starting.transient && starting.counts_for_breaker);
         assert_eq!(kind("57P02"), FailureKind::ServerShutdown);
         assert_eq!(kind("08006"), FailureKind::ConnectionLost);
         assert_eq!(classify_sqlstate("08001", "").reach, Reach::NotSent);

@@ -84,8 +84,12 @@ pub struct BreakerHealth {
     pub rejected_total: u64,
     /// State transitions since start.
     pub transitions_total: u64,
-    /// When open: milliseconds until a probe may run.
+    /// When open: milliseconds until a probe may run (the longest wait, when it waits for
+    /// the server to answer).
     pub half_open_in_ms: Option<u64>,
+    /// While open or half-open: `server_probe` (it half-opens when the server answers) or
+    /// `timer` (after `open_for`).
+    pub recovery: Option<&'static str>,
 }
 
 /// The health report: see the [module documentation](super).
@@ -334,6 +338,13 @@ pub(crate) fn assess(
                     "breaker {} is half-open: probe calls are testing the database",
                     b.name()
                 ),
+                _ if m.recovery == Some(crate::breaker::Recovery::ServerProbe) => format!(
+                    "breaker {} is open because the database could not be reached ({}): calls \
+                     resume as soon as a probe reaches the server; check that it is up and \
+                     reachable",
+                    b.name(),
+                    why_open(&m)
+                ),
                 _ => format!(
                     "breaker {} is open after failures ({}): check the database's health and \
                      the errors of the ops behind it; calls resume when a probe succeeds",
@@ -350,6 +361,7 @@ pub(crate) fn assess(
             rejected_total: m.rejected_total,
             transitions_total: m.transitions_total,
             half_open_in_ms: m.half_open_in.map(|d| d.as_millis() as u64),
+            recovery: m.recovery.map(|r| r.as_str()),
         });
     }
 

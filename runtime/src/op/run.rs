@@ -16,11 +16,12 @@ use tokio::time::Instant;
 
 use super::attempt::{Attempt, Ended, Phase};
 use super::resolve::Resolved;
-use crate::breaker::BreakerPermit;
+use crate::breaker::{BreakerPermit, BreakerRejected, CircuitBreaker, Recovery};
 use crate::bulkhead::BulkheadPermit;
 use crate::classify::{Classification, FailureKind, Reach, classify};
 use crate::error::{Error, Site};
 use crate::pool::{CloseReason, Holder, PooledConn};
+use crate::recovery::WaitEnd;
 use crate::retry::{RetryDecision, RetryState, StopReason};
 use crate::runtime::Runtime;
 use crate::telemetry::OpTelemetry;
@@ -247,23 +248,39 @@ fn take_error(e: &mut Error) -> Error {
     )
 }
 
-/// Records an attempt's outcome on its breaker permit; `now` is when the attempt ended.
+/// Records an attempt's outcome on its breaker permit; `now` is when the attempt ended. A
+/// failure that says the server is unreachable is also reported to the server's watch, after
+/// the breaker recorded it (so a breaker it opens is half-opened when a probe reaches the
+/// server: see `crate::recovery`).
 fn record(
+    op: &Resolved,
     permit: Option<BreakerPermit<'_>>,
     c: Option<&Classification>,
+    error: Option<&Error>,
     elapsed: Duration,
     now: Instant,
 ) {
-    let Some(permit) = permit else { return };
-    match c {
-        None => permit.success_at(elapsed, now),
-        Some(c) if c.counts_for_breaker => permit.failure_at(elapsed, now),
-        // Backpressure and our own rejections say nothing about the database's health.
-        Some(c) if matches!(c.kind, FailureKind::Backpressure | FailureKind::Rejected) => {
-            permit.ignore()
+    let unreachable = c.is_some_and(|c| c.kind.means_unreachable());
+    if let Some(permit) = permit {
+        match c {
+            None => permit.success_at(elapsed, now),
+            Some(_) if unreachable => permit.unreachable_at(elapsed, now),
+            Some(c) if c.counts_for_breaker => permit.failure_at(elapsed, now),
+            // Backpressure and our own rejections say nothing about the database's health.
+            Some(c) if matches!(c.kind, FailureKind::Backpressure | FailureKind::Rejected) => {
+                permit.ignore()
+            }
+            // The database answered (a constraint, no row, a syntax error): it is healthy.
+            Some(_) => permit.success_at(elapsed, now),
         }
-        // The database answered (a constraint, no row, a syntax error): it is healthy.
-        Some(_) => permit.success_at(elapsed, now),
+    }
+    if unreachable {
+        let text = match (error, c) {
+            (Some(e), _) => e.to_string(),
+            (None, Some(c)) => c.kind.to_string(),
+            (None, None) => String::new(),
+        };
+        op.pool.server().report(op.breaker.as_ref(), &text);
     }
 }
 
@@ -321,7 +338,7 @@ where
                 permit, mut conn, ..
             } = at;
             conn.mark_clean();
-            record(permit, None, elapsed, now);
+            record(op, permit, None, None, elapsed, now);
             drop(conn);
             Ok(v)
         }
@@ -373,17 +390,14 @@ async fn prepare<'a>(
         return Err((error, Verdict::final_(FailureKind::Rejected)));
     }
 
-    // 2. Circuit breaker: an open breaker ends the call, retries included.
+    // 2. Circuit breaker: an open breaker ends the call, retries included; one open because
+    //    the server was unreachable lets the call wait for the server, within its limits.
     let permit = match &op.breaker {
-        Some(breaker) => match breaker.try_acquire() {
+        Some(breaker) => match breaker_permit(op, breaker, deadline).await {
             Ok(p) => Some(p),
-            Err(r) => {
-                let error = Error::BreakerOpen {
-                    site: op.site(),
-                    breaker: breaker.name().clone(),
-                    retry_after: r.retry_after,
-                };
-                return Err((error, Verdict::final_(FailureKind::BreakerOpen)));
+            Err(error) => {
+                let kind = error.kind();
+                return Err((error, Verdict::final_(kind)));
             }
         },
         None => None,
@@ -434,7 +448,14 @@ async fn prepare<'a>(
         Ok(c) => c,
         Err(e) => {
             let c = verdict(&e);
-            record(permit, Some(&c), Duration::ZERO, Instant::now());
+            record(
+                op,
+                permit,
+                Some(&c),
+                Some(&e),
+                Duration::ZERO,
+                Instant::now(),
+            );
             let deadline_hit = remaining(deadline).is_some_and(|l| l.is_zero());
             if deadline_hit && matches!(e, Error::AcquireTimeout { .. }) {
                 let error = deadline_exceeded(op, attempt, Some(e));
@@ -463,6 +484,68 @@ async fn prepare<'a>(
         until,
         started,
     })
+}
+
+/// A permit from the op's breaker. While the breaker is open (or half-open on its way back)
+/// because the server was unreachable, the call waits for the server to answer a probe,
+/// within its deadline, its pool's `acquire_timeout` and `outage_wait`, and if fewer than
+/// `outage_waiters` callers already wait; otherwise it fails at once with
+/// `Error::Unavailable`. A breaker opened by the ops' own failures rejects at once with
+/// `Error::BreakerOpen`.
+async fn breaker_permit<'a>(
+    op: &Resolved,
+    breaker: &'a CircuitBreaker,
+    deadline: Option<Instant>,
+) -> Result<BreakerPermit<'a>, Error> {
+    match breaker.try_acquire() {
+        Ok(permit) => return Ok(permit),
+        Err(r) if r.recovery == Some(Recovery::ServerProbe) => {}
+        Err(r) => return Err(breaker_open(op, breaker, r)),
+    }
+    let server = op.pool.server();
+    let pool = op.pool.config();
+    let started = Instant::now();
+    let unavailable = |end: WaitEnd| {
+        server.unavailable(
+            &op.site_cached,
+            started.elapsed(),
+            end,
+            Some(breaker.name().clone()),
+        )
+    };
+    let own = started + pool.acquire_timeout;
+    let own = deadline.map_or(own, |d| d.min(own));
+    let Some(_ticket) = server.ticket(pool.max_outage_waiters()) else {
+        return Err(unavailable(WaitEnd::TooManyWaiting));
+    };
+    let until = match server.wait_limit(own, pool.outage_wait) {
+        Ok(until) => until,
+        // Before failing fast, the next probe's word: if the server is back, the breaker is
+        // half-open now, and the call waits for its half-open call within its own limits.
+        Err(WaitEnd::OutageTooOld) if server.fresh_verdict(own).await => own,
+        Err(end) => return Err(unavailable(end)),
+    };
+    loop {
+        let changed = breaker.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        match breaker.try_acquire_again() {
+            Ok(permit) => return Ok(permit),
+            Err(r) if r.recovery == Some(Recovery::ServerProbe) => {}
+            Err(r) => return Err(breaker_open(op, breaker, r)),
+        }
+        if tokio::time::timeout_at(until, changed).await.is_err() {
+            return Err(unavailable(WaitEnd::WaitedOut));
+        }
+    }
+}
+
+fn breaker_open(op: &Resolved, breaker: &CircuitBreaker, r: BreakerRejected) -> Error {
+    Error::BreakerOpen {
+        site: op.site(),
+        breaker: breaker.name().clone(),
+        retry_after: r.retry_after,
+    }
 }
 
 /// How an attempt's body ended, for judging it.
@@ -498,7 +581,7 @@ fn timed_out(
     conn.evict(CloseReason::Timeout);
     drop(conn);
     let c = Classification::of_kind(FailureKind::Deadline, None, Reach::Unknown);
-    record(permit, Some(&c), elapsed, now);
+    record(op, permit, Some(&c), None, elapsed, now);
     let by_deadline = deadline.is_some_and(|d| until == Some(d));
     match op.spec.timeout {
         Some(timeout) if !by_deadline => {
@@ -546,7 +629,7 @@ fn failed(at: AttemptEnd<'_>, db: Option<&mut Error>) -> Verdict {
     };
     let spec = &op.spec;
     let c = verdict(db);
-    record(permit, Some(&c), elapsed, now);
+    record(op, permit, Some(&c), Some(db), elapsed, now);
     let safe = match (c.reach, phase) {
         (Reach::NotSent, _) | (_, Phase::Begin) => true,
         (Reach::Rejected, _) => spec.safe_to_rerun() || is_tx,

@@ -68,6 +68,13 @@ pub struct PoolConfig {
     /// `client_connection_check_interval` (PostgreSQL 14+): how often the server checks that
     /// the client is still there while a statement runs, so abandoned statements stop.
     pub client_connection_check_interval: Option<Duration>,
+    /// While the server is down, callers wait for it to come back only while the outage is
+    /// younger than this (and within their deadline and `acquire_timeout`); afterwards they
+    /// fail at once with `Error::Unavailable` until a probe reaches the server.
+    pub outage_wait: Duration,
+    /// The most callers that may wait for the server at once (default: ten per connection,
+    /// at least 100); beyond it, callers fail at once with `Error::Unavailable`.
+    pub outage_waiters: Option<u32>,
 }
 
 impl std::fmt::Debug for PoolConfig {
@@ -97,6 +104,8 @@ impl std::fmt::Debug for PoolConfig {
                 "client_connection_check_interval",
                 &self.client_connection_check_interval,
             )
+            .field("outage_wait", &self.outage_wait)
+            .field("outage_waiters", &self.outage_waiters)
             .finish()
     }
 }
@@ -124,7 +133,18 @@ impl Default for PoolConfig {
             application_name: None,
             search_path: None,
             client_connection_check_interval: Some(Duration::from_millis(250)),
+            outage_wait: Duration::from_secs(5),
+            outage_waiters: None,
         }
+    }
+}
+
+impl PoolConfig {
+    /// The most callers that may wait for the server at once: `outage_waiters`, or ten per
+    /// connection and at least 100.
+    pub fn max_outage_waiters(&self) -> u32 {
+        self.outage_waiters
+            .unwrap_or_else(|| self.max.saturating_mul(10).max(100))
     }
 }
 
@@ -230,6 +250,16 @@ impl Section for PoolConfig {
             "a duration",
             "how often the server checks the client is still there during a statement"
         ),
+        key!(
+            "outage_wait",
+            "a duration",
+            "callers wait for a down server only while the outage is younger than this (default 5s)"
+        ),
+        key!(
+            "outage_waiters",
+            "a whole number from 0 to 1000000",
+            "the most callers waiting for a down server at once (default 10 per connection, at least 100)"
+        ),
     ];
 
     fn set(&mut self, key: &str, value: &Value) -> Result<(), String> {
@@ -285,6 +315,8 @@ impl Section for PoolConfig {
             "client_connection_check_interval" => {
                 self.client_connection_check_interval = Some(parse::duration(value, DAY)?)
             }
+            "outage_wait" => self.outage_wait = parse::duration(value, DAY)?,
+            "outage_waiters" => self.outage_waiters = Some(parse::count(value, 0, 1_000_000)?),
             other => return Err(format!("one of the pool keys (not `{other}`)")),
         }
         Ok(())
@@ -352,6 +384,8 @@ mod tests {
             ("application_name", "harvest".into()),
             ("search_path", "app, public".into()),
             ("client_connection_check_interval", "1s".into()),
+            ("outage_wait", "10s".into()),
+            ("outage_waiters", 50u32.into()),
         ];
         for (k, v) in good {
             c.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));

@@ -32,7 +32,11 @@ use self::leak::LeakWatch;
 use self::stats::Counters;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
+use crate::recovery::{Server, Servers, Waited};
 use crate::secret::DatabaseUrl;
+
+/// The longest a probe of a down server may take (its pool's `connect_timeout` when shorter).
+const SERVER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The longest an acquire timeout waits to find out whether the server is reachable.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
@@ -70,6 +74,11 @@ pub(crate) struct PoolShared {
     pub(crate) telemetry: crate::telemetry::PoolTelemetry,
     /// Callers waiting on a saturated pool, to whom connections are handed straight.
     handoff: Handoff,
+    /// The server's health, shared with every pool and breaker that points at it.
+    server: Arc<Server>,
+    /// The server's recovery count when this pool last looked: when it changes, idle
+    /// connections may have died with the server and are checked before use.
+    recoveries_seen: std::sync::atomic::AtomicU64,
 }
 
 impl PoolShared {
@@ -91,7 +100,20 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// Builds a pool without connecting; call [`Pool::start`] to open connections eagerly.
+    ///
+    /// The pool watches its server on its own; pools built by a runtime share one watch per
+    /// server (see `crate::recovery`).
     pub fn new(name: &str, config: PoolConfig, default_url: Option<&DatabaseUrl>) -> Result<Pool> {
+        Pool::watched(name, config, default_url, &Servers::default())
+    }
+
+    /// Builds a pool whose server is watched through `servers`.
+    pub(crate) fn watched(
+        name: &str,
+        config: PoolConfig,
+        default_url: Option<&DatabaseUrl>,
+        servers: &Servers,
+    ) -> Result<Pool> {
         let name: Arc<str> = Arc::from(name);
         let url = config
             .url
@@ -135,8 +157,14 @@ impl Pool {
 
         let leaks = config.leak_threshold.map(LeakWatch::new);
         let telemetry = crate::telemetry::PoolTelemetry::new(&name);
+        let server = servers.watch(
+            &sqlx.connect_options(),
+            config.connect_timeout.min(SERVER_PROBE_TIMEOUT),
+        );
         let shared = Arc::new(PoolShared {
             telemetry,
+            recoveries_seen: std::sync::atomic::AtomicU64::new(server.recoveries()),
+            server,
             handoff: Handoff::default(),
             name,
             url,
@@ -236,6 +264,11 @@ impl Pool {
         &self.shared.url
     }
 
+    /// The watch of the server this pool connects to.
+    pub(crate) fn server(&self) -> &Arc<Server> {
+        &self.shared.server
+    }
+
     /// The underlying sqlx pool, for code that needs sqlx directly. Connections taken from it
     /// bypass the runtime's statistics and leak detection.
     pub fn sqlx(&self) -> &PgPool {
@@ -312,44 +345,41 @@ impl Pool {
         let s = &self.shared;
         let waiting = WaitingGuard::new(&s.counters);
         let started = Instant::now();
+        let limit = started + timeout;
         let acquired_before = s.counters.acquired.load(Relaxed);
         let opened_before = s.counters.opened.load(Relaxed);
-        let scope = AcquireScope {
-            check_reused,
-            reused: std::cell::Cell::new(false),
-        };
-        let from_pool = ACQUIRE.scope(scope, async {
-            let conn = s.sqlx.acquire().await;
-            (conn, ACQUIRE.with(|a| a.reused.get()))
-        });
-        // On a saturated pool, also wait for a connection handed straight on by an op that
-        // just finished (see `handoff`), tested first when a connection from the pool would
-        // be (see `handed_usable`).
-        let saturated = s.sqlx.num_idle() == 0 && s.sqlx.size() >= s.config.max;
-        let acquire = async {
-            if !saturated {
-                let (r, reused) = from_pool.await;
-                return (r, reused, 0);
-            }
-            tokio::pin!(from_pool);
-            loop {
-                let mut waiter = s.handoff.register();
-                tokio::select! {
-                    biased;
-                    Ok(h) = &mut waiter.rx => {
-                        if let Some(conn) = self.handed_usable(h.conn, check_reused).await {
-                            return (Ok(conn), true, h.handoffs);
-                        }
-                    }
-                    (r, reused) = &mut from_pool => return (r, reused, 0),
+        let result = loop {
+            // A server confirmed down: wait for a probe to reach it (bounded), instead of
+            // every caller trying to connect on its own.
+            if s.server.is_down() {
+                let waited = s
+                    .server
+                    .wait_up(limit, s.config.outage_wait, s.config.max_outage_waiters())
+                    .await;
+                if let Waited::Ended(end) = waited {
+                    drop(waiting);
+                    return Err(s.server.unavailable(site, started.elapsed(), end, None));
                 }
             }
+            self.after_recovery();
+            // Found down while this caller is connecting (sqlx retries refused connects until
+            // its timeout, with a growing backoff): stop, and wait for the server instead.
+            let went_down = s.server.went_down();
+            tokio::pin!(went_down);
+            went_down.as_mut().enable();
+            if s.server.is_down() {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                r = tokio::time::timeout_at(limit, self.take(check_reused)) => break match r {
+                    Ok((r, reused, handoffs)) => (Ok(r), reused, handoffs),
+                    Err(e) => (Err(e), false, 0),
+                },
+                () = &mut went_down => continue,
+            }
         };
-        let result = tokio::time::timeout(timeout, acquire).await;
-        let (result, reused, handoffs) = match result {
-            Ok((r, reused, handoffs)) => (Ok(r), reused, handoffs),
-            Err(e) => (Err(e), false, 0),
-        };
+        let (result, reused, handoffs) = result;
         let acquired_at = Instant::now();
         let waited = acquired_at.saturating_duration_since(started);
         drop(waiting);
@@ -397,6 +427,60 @@ impl Pool {
         }
     }
 
+    /// One try at a connection from sqlx's pool or, on a saturated pool, handed straight on by
+    /// an op that just finished (see `handoff`), tested first when a connection from the pool
+    /// would be (see `handed_usable`). Returns whether it was reused and how many times in a
+    /// row it was handed on.
+    async fn take(
+        &self,
+        check_reused: bool,
+    ) -> (
+        std::result::Result<PoolConnection<Postgres>, sqlx::Error>,
+        bool,
+        u32,
+    ) {
+        let s = &self.shared;
+        let scope = AcquireScope {
+            check_reused,
+            reused: std::cell::Cell::new(false),
+        };
+        let from_pool = ACQUIRE.scope(scope, async {
+            let conn = s.sqlx.acquire().await;
+            (conn, ACQUIRE.with(|a| a.reused.get()))
+        });
+        let saturated = s.sqlx.num_idle() == 0 && s.sqlx.size() >= s.config.max;
+        if !saturated {
+            let (r, reused) = from_pool.await;
+            return (r, reused, 0);
+        }
+        tokio::pin!(from_pool);
+        loop {
+            let mut waiter = s.handoff.register();
+            tokio::select! {
+                biased;
+                Ok(h) = &mut waiter.rx => {
+                    if let Some(conn) = self.handed_usable(h.conn, check_reused).await {
+                        return (Ok(conn), true, h.handoffs);
+                    }
+                }
+                (r, reused) = &mut from_pool => return (r, reused, 0),
+            }
+        }
+    }
+
+    /// After an outage ended, idle connections may have died with the server: reused ones
+    /// are checked before use for a while.
+    fn after_recovery(&self) {
+        let s = &self.shared;
+        let recoveries = s.server.recoveries();
+        if s.recoveries_seen.load(Relaxed) != recoveries
+            && s.recoveries_seen.swap(recoveries, Relaxed) != recoveries
+        {
+            s.counters
+                .suspect_idle(s.config.validation_window.max(Duration::from_secs(1)));
+        }
+    }
+
     /// A connection handed on, tested first by the rules of `before_acquire` (it was idle for
     /// no time): always with `validation = "always"`, for callers that must test a reused
     /// connection, and after recent failures. A dead one is closed (`None`).
@@ -441,6 +525,10 @@ impl Pool {
         deadline: Option<Instant>,
     ) -> bool {
         let s = &self.shared;
+        if s.server.is_down() {
+            // A probe already found the server unreachable.
+            return true;
+        }
         if s.sqlx.size() >= s.config.max {
             // At max, the pool is exhausted only when callers hold the connections, or keep
             // getting them. Slots that callers gave back and that never came back, while no

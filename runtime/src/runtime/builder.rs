@@ -136,10 +136,11 @@ impl RuntimeBuilder {
         let budget = check_budget(&mut config).await?;
 
         let default_url = config.settings.url.clone();
+        let servers = crate::recovery::Servers::default();
         let mut pools = HashMap::new();
         let mut order = Vec::new();
         for (name, cfg) in &config.pools {
-            let pool = Pool::new(name, cfg.clone(), default_url.as_ref())?;
+            let pool = Pool::watched(name, cfg.clone(), default_url.as_ref(), &servers)?;
             let key: Arc<str> = Arc::from(name.as_str());
             order.push(key.clone());
             pools.insert(key, pool);
@@ -183,6 +184,7 @@ impl RuntimeBuilder {
                 drained: Notify::new(),
                 resolved: Default::default(),
                 telemetry: Default::default(),
+                servers,
             }),
         };
         rt.check_ops_at_start()?;

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) resolved: std::sync::RwLock<HashMap<usize, Arc<Resolved>>>,
     /// Op telemetry, pool samples and alert history (`crate::telemetry`).
     pub(crate) telemetry: crate::telemetry::Telemetry,
+    /// One health watch per database server the pools point at (`crate::recovery`).
+    pub(crate) servers: crate::recovery::Servers,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -174,6 +176,17 @@ impl Runtime {
     /// Statistics of every pool.
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         self.pools().map(Pool::stats).collect()
+    }
+
+    /// The health of every database server the pools point at: down or up, since when, and
+    /// the probes made (see `crate::recovery`).
+    pub fn servers(&self) -> Vec<crate::recovery::ServerStatus> {
+        self.shared
+            .servers
+            .all()
+            .iter()
+            .map(|s| s.status())
+            .collect()
     }
 
     /// The connection budget checks made at start-up (one per server).

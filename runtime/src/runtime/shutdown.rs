@@ -54,6 +54,8 @@ impl Runtime {
         };
         let finished = tokio::time::timeout(deadline, wait).await.is_ok();
         let in_flight = shared.in_flight.load(Ordering::Acquire);
+        // No more probing, and nobody left waiting for a server.
+        shared.servers.close();
         for pool in self.pools() {
             if finished {
                 pool.close().await;

@@ -41,6 +41,7 @@ mod exhaust;
 mod kill9;
 mod latency;
 mod load;
+mod outage;
 mod overhead;
 mod report;
 mod restart;
@@ -55,6 +56,7 @@ use std::time::Duration;
 use sqlx_resilience_runtime::breaker::BreakerState;
 use sqlx_resilience_runtime::{Error, Op, PolicyKind, Runtime, Value};
 
+pub use self::outage::OutageCase;
 pub use self::report::{LoadReport, OverheadReport, Report};
 
 use self::load::Workload;
@@ -79,11 +81,14 @@ pub enum Scenario {
     Exhaust,
     /// Point-select throughput of the op API against raw sqlx and pgbench.
     Overhead,
+    /// The same request mix through the op API and plain sqlx, side by side, while the
+    /// server is stopped or the network blackholed for 0.5 s to 60 s: one line per case.
+    Outage,
 }
 
 impl Scenario {
     /// Every scenario, in the order of the docs.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Restart,
         Scenario::Kill9,
         Scenario::Blackhole,
@@ -91,6 +96,7 @@ impl Scenario {
         Scenario::Storm,
         Scenario::Exhaust,
         Scenario::Overhead,
+        Scenario::Outage,
     ];
 
     /// The name on the command line and in the report.
@@ -103,6 +109,7 @@ impl Scenario {
             Scenario::Storm => "storm",
             Scenario::Exhaust => "exhaust",
             Scenario::Overhead => "overhead",
+            Scenario::Outage => "outage",
         }
     }
 }
@@ -173,9 +180,16 @@ pub async fn run(scenario: Scenario, size: Size) -> Result<Report> {
         Scenario::Storm => Report::Load(storm::run(size).await?),
         Scenario::Exhaust => Report::Load(exhaust::run(size).await?),
         Scenario::Overhead => Report::Overhead(overhead::run(size).await?),
+        Scenario::Outage => Report::Outage(outage::run(size).await?),
     };
     tracing::info!(scenario = scenario.name(), "drill finished");
     Ok(report)
+}
+
+/// Runs only the named cases of the `outage` drill (`stop-2s-c4`, `blackhole-10s-c64`, ...;
+/// the cases of `size` are the ones to choose from).
+pub async fn run_outage(size: Size, cases: &[String]) -> Result<Report> {
+    Ok(Report::Outage(outage::run_cases(size, cases).await?))
 }
 
 /// The `application_name` of the drill's pool.
@@ -268,10 +282,14 @@ struct BreakerOpens {
 
 impl BreakerOpens {
     fn watch(rt: &Runtime) -> Result<BreakerOpens> {
-        let breaker = rt.breaker("drill").ok_or_else(|| {
+        Self::watch_named(rt, "drill")
+    }
+
+    fn watch_named(rt: &Runtime, name: &str) -> Result<BreakerOpens> {
+        let breaker = rt.breaker(name).ok_or_else(|| {
             Error::test_kit(
                 "watch the drill's breaker",
-                "the runtime has no breaker `drill`",
+                format!("the runtime has no breaker `{name}`"),
                 "this is a bug in the drill",
             )
         })?;

@@ -15,6 +15,8 @@ pub enum Report {
     Load(LoadReport),
     /// The `overhead` drill.
     Overhead(OverheadReport),
+    /// The `outage` drill: one entry per case.
+    Outage(Vec<super::OutageCase>),
 }
 
 impl Report {
@@ -23,20 +25,36 @@ impl Report {
         match self {
             Report::Load(r) => r.scenario,
             Report::Overhead(r) => r.scenario,
+            Report::Outage(_) => "outage",
         }
     }
 
     /// One line of JSON: the shared fields first, in the documented order, then the
-    /// scenario's extras.
+    /// scenario's extras. The `outage` drill gives one line per case.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a report always serialises")
+        match self {
+            Report::Outage(cases) => cases
+                .iter()
+                .map(|c| serde_json::to_string(c).expect("a report always serialises"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            other => serde_json::to_string(other).expect("a report always serialises"),
+        }
+    }
+
+    /// The cases of the `outage` drill, if this is its report.
+    pub fn outage(&self) -> Option<&[super::OutageCase]> {
+        match self {
+            Report::Outage(cases) => Some(cases),
+            _ => None,
+        }
     }
 
     /// The load report, if this is one.
     pub fn load(&self) -> Option<&LoadReport> {
         match self {
             Report::Load(r) => Some(r),
-            Report::Overhead(_) => None,
+            _ => None,
         }
     }
 
@@ -44,7 +62,7 @@ impl Report {
     pub fn overhead(&self) -> Option<&OverheadReport> {
         match self {
             Report::Overhead(r) => Some(r),
-            Report::Load(_) => None,
+            _ => None,
         }
     }
 }
