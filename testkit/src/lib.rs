@@ -60,6 +60,7 @@ pub mod drill;
 mod error;
 mod options;
 mod proxy;
+mod scratch;
 mod server;
 mod url;
 
