@@ -26,6 +26,12 @@ pub(crate) fn start_failed(detail: impl fmt::Display, log: &Path, hint: &str) ->
 
 /// The last lines of a server log, formatted to follow a detail, or nothing when it is empty.
 pub(crate) fn log_tail(log: &Path) -> String {
+    named_log_tail(log, "the server log")
+}
+
+/// The last lines of the log `name` at `log`, formatted to follow a detail, or nothing when
+/// it is empty.
+pub(crate) fn named_log_tail(log: &Path, name: &str) -> String {
     let Ok(text) = std::fs::read_to_string(log) else {
         return String::new();
     };
@@ -35,7 +41,7 @@ pub(crate) fn log_tail(log: &Path) -> String {
     }
     let tail = &lines[lines.len().saturating_sub(15)..];
     format!(
-        "; last lines of the server log {}:\n    {}\n",
+        "; last lines of {name} {}:\n    {}\n",
         log.display(),
         tail.join("\n    ")
     )

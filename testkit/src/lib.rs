@@ -13,6 +13,10 @@
 //!   every server can end backends or refuse connections to one database.
 //! - [`FaultProxy`] sits between client and server and adds latency, resets, blackholes,
 //!   refusals and bandwidth caps at run time.
+//! - [`PgBouncer::start`] puts a real PgBouncer (Debian's `pgbouncer`; `SQLX_RESILIENCE_PGBOUNCER`
+//!   names another program) in front of a server: transaction or session pooling, SCRAM
+//!   authentication, its admin console (`SHOW POOLS`, `SHOW STATS` as typed rows) and controls
+//!   (`PAUSE`/`RESUME`, `RECONNECT`, kill -9 and start again on the same port).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -37,12 +41,12 @@
 //!
 //! # Nothing is left behind
 //!
-//! A throwaway cluster lives in `<temp dir>/sqlx-resilience-pg-<pid>-<random>`. A watchdog
-//! process, holding the only other end of a pipe from the test process, launches the
-//! postmaster; when the pipe closes — the [`PgServer`] was dropped, or the test process
-//! exited, panicked or was killed with SIGKILL — it stops the server and removes the
-//! directory. Each start also removes directories left by test processes that no longer
-//! exist. Failures are [`Error::TestKit`](sqlx_resilience_runtime::Error::TestKit) errors that
+//! A throwaway cluster lives in `<temp dir>/sqlx-resilience-pg-<pid>-<random>`, and so does
+//! every other engine the kit runs (PgBouncer, ...). A watchdog process, holding the only other
+//! end of a pipe from the test process, launches the postmaster or the engine; when the pipe
+//! closes — the owner was dropped, or the test process exited, panicked or was killed with
+//! SIGKILL — it stops everything working in the directory and removes it. Each start also
+//! removes directories left by test processes that no longer exist. Failures are [`Error::TestKit`](sqlx_resilience_runtime::Error::TestKit) errors that
 //! say what failed and what to do, with the end of the server log where there is one.
 //!
 //! Linux is the target: process checks read `/proc`.
@@ -59,16 +63,23 @@ mod database;
 pub mod drill;
 mod error;
 mod options;
+mod pgbouncer;
 mod proxy;
 mod scratch;
 mod server;
+mod service;
+mod tools;
 mod url;
 
 pub use self::binaries::BINDIR_ENV;
 pub use self::database::TestDb;
 pub use self::options::{RestartMode, ServerOptions, ShutdownMode};
+pub use self::pgbouncer::{
+    BouncerPoolRow, BouncerStatsRow, ConsoleRow, PgBouncer, PgBouncerOptions, PoolMode,
+};
 pub use self::proxy::{Direction, FaultProxy, ProxyStats};
 pub use self::server::PgServer;
+pub use self::tools::PGBOUNCER_ENV;
 
 /// `Result` with the project's one error type; test-kit failures are
 /// [`Error::TestKit`](sqlx_resilience_runtime::Error::TestKit).

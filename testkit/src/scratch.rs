@@ -89,3 +89,20 @@ pub(crate) fn io_failure(action: &str, what: &str, path: &Path, e: std::io::Erro
         "check the temp directory (TMPDIR): it must exist, be writable and have free space",
     )
 }
+
+/// `value` quoted for `sh`: a single-quoted word.
+pub(crate) fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_shell_words() {
+        assert_eq!(shell_quote("plain"), "'plain'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,4 +1,5 @@
-//! Rewriting the parts of a `postgres://` URL the test kit changes: database, host and port.
+//! Rewriting the parts of a `postgres://` URL the test kit changes: database, host and port;
+//! the user and password of a URL.
 
 /// The pieces of `scheme://userinfo@host:port/database?query`, borrowed from the URL text.
 struct Parts<'a> {
@@ -41,6 +42,37 @@ pub(crate) fn rewrite(url: &str, database: &str, host_port: Option<&str>) -> Opt
     ))
 }
 
+/// The user and password of `url`, percent-decoded. `None` for text that is not a URL or has
+/// no user.
+pub(crate) fn credentials(url: &str) -> Option<(String, Option<String>)> {
+    let userinfo = split(url)?.userinfo?;
+    let (user, password) = match userinfo.split_once(':') {
+        Some((user, password)) => (user, Some(percent_decode(password))),
+        None => (userinfo, None),
+    };
+    Some((percent_decode(user), password))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +108,23 @@ mod tests {
         assert_eq!(
             rewrite("postgres://app@[::1]:5432", "y", Some("[::1]:1")).unwrap(),
             "postgres://app@[::1]:1/y"
+        );
+    }
+
+    #[test]
+    fn reads_user_and_password() {
+        assert_eq!(
+            credentials("postgres://app:p%40w@h/db"),
+            Some(("app".to_owned(), Some("p@w".to_owned())))
+        );
+        assert_eq!(
+            credentials("postgres://app@h/db"),
+            Some(("app".to_owned(), None))
+        );
+        assert_eq!(credentials("postgres://h/db"), None);
+        assert_eq!(
+            credentials("postgres://a:%4@h"),
+            Some(("a".to_owned(), Some("%4".to_owned())))
         );
     }
 
