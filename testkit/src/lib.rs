@@ -17,6 +17,10 @@
 //!   names another program) in front of a server: transaction or session pooling, SCRAM
 //!   authentication, its admin console (`SHOW POOLS`, `SHOW STATS` as typed rows) and controls
 //!   (`PAUSE`/`RESUME`, `RECONNECT`, kill -9 and start again on the same port).
+//! - [`ReplicaSet::start`] starts a primary with streaming replicas (`pg_basebackup -R`,
+//!   replication slots): pause and resume replay for lag on demand, measured lag, promotion;
+//!   the primary is a [`PgServer`] with its stop and kill -9. [`multi_host_url`] writes the
+//!   libpq-style multi-host URL of several nodes.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -42,7 +46,7 @@
 //! # Nothing is left behind
 //!
 //! A throwaway cluster lives in `<temp dir>/sqlx-resilience-pg-<pid>-<random>`, and so does
-//! every other engine the kit runs (PgBouncer, ...). A watchdog process, holding the only other
+//! every other node or engine the kit runs (replicas, PgBouncer, ...). A watchdog process, holding the only other
 //! end of a pipe from the test process, launches the postmaster or the engine; when the pipe
 //! closes — the owner was dropped, or the test process exited, panicked or was killed with
 //! SIGKILL — it stops everything working in the directory and removes it. Each start also
@@ -65,6 +69,7 @@ mod error;
 mod options;
 mod pgbouncer;
 mod proxy;
+mod replicas;
 mod scratch;
 mod server;
 mod service;
@@ -78,8 +83,10 @@ pub use self::pgbouncer::{
     BouncerPoolRow, BouncerStatsRow, ConsoleRow, PgBouncer, PgBouncerOptions, PoolMode,
 };
 pub use self::proxy::{Direction, FaultProxy, ProxyStats};
+pub use self::replicas::{Lsn, ReplicaSet, ReplicationLag};
 pub use self::server::PgServer;
 pub use self::tools::PGBOUNCER_ENV;
+pub use self::url::multi_host_url;
 
 /// `Result` with the project's one error type; test-kit failures are
 /// [`Error::TestKit`](sqlx_resilience_runtime::Error::TestKit).
