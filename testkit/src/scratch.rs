@@ -66,9 +66,25 @@ pub(crate) fn write_file(
     Ok(())
 }
 
-/// A loopback port nobody listens on right now. Another process may take it before the
-/// engine binds it; callers that can tell retry with a fresh one.
+/// A loopback port nobody listens on right now, below the kernel's ephemeral range.
+///
+/// Outgoing connections take their local ports from the ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`), so a port handed out by `bind(0)` can be taken
+/// by some client's connection in the seconds before the engine binds it; with many tests
+/// connecting at once that happens. Ports below the range are taken only by other listeners.
+/// Another process may still take the port first; callers that can tell retry with a fresh one.
 pub(crate) fn free_port(action: &str) -> Result<u16> {
+    use rand::RngExt;
+    let low = ephemeral_low().unwrap_or(32768);
+    if low > 12_000 {
+        let mut rng = rand::rng();
+        for _ in 0..50 {
+            let port = rng.random_range(10_000..low);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -79,6 +95,16 @@ pub(crate) fn free_port(action: &str) -> Result<u16> {
                 "check that the loopback interface is up",
             )
         })
+}
+
+/// The first port of the kernel's ephemeral range.
+fn ephemeral_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A failed file operation in the temp directory.
@@ -98,6 +124,15 @@ pub(crate) fn shell_quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_can_be_bound_and_avoid_the_ephemeral_range() {
+        let port = free_port("test").unwrap();
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        if let Some(low) = ephemeral_low().filter(|low| *low > 12_000) {
+            assert!(port < low, "{port} is in the ephemeral range from {low}");
+        }
+    }
 
     #[test]
     fn quotes_shell_words() {
