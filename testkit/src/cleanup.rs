@@ -338,6 +338,49 @@ pub(crate) fn become_subreaper() {
     }
 }
 
+/// Collects orphaned `postgres` processes handed to this process every 100 ms while it lives.
+///
+/// Patroni starts each postmaster through a helper that exits at once, so the postmaster is an
+/// orphan from the start; with this process as subreaper it becomes a child of the test
+/// process. When Patroni stops it, Patroni waits until the PID is gone, which a zombie never
+/// is: without prompt collection Patroni would wait forever. Init, when it is the one that
+/// adopts, collects them itself; a container's PID 1 may not.
+#[derive(Debug)]
+pub(crate) struct Reaper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Reaper {
+    /// Makes this process the subreaper of its descendants and starts collecting.
+    pub(crate) fn start() -> Reaper {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        become_subreaper();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let spawned = thread::Builder::new()
+            .name("sqlx-resilience-reaper".to_owned())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    reap_orphans();
+                    thread::sleep(Duration::from_millis(100));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(
+                "cannot start the thread that collects orphaned postgres processes: {e}"
+            );
+        }
+        Reaper { stop }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reap_orphans();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

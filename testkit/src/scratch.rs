@@ -46,6 +46,20 @@ pub(crate) fn make_dir(temp: &Path, run_as: Option<&RunAs>, action: &str) -> Res
     ))
 }
 
+/// Creates the directory `path` (mode 0700, owned by `run_as` when given).
+pub(crate) fn make_subdir(path: &Path, run_as: Option<&RunAs>) -> std::io::Result<()> {
+    match std::fs::create_dir(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    if let Some(user) = run_as {
+        user.chown(path)?;
+    }
+    Ok(())
+}
+
 /// Writes `contents` to `path` with `mode`, owned by `run_as` when given.
 pub(crate) fn write_file(
     path: &Path,

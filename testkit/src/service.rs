@@ -22,7 +22,7 @@ use crate::cleanup::{Watchdog, is_alive, reap_orphans, remove_stale_dirs};
 use crate::cluster::{signal_pid, wait_until, watchdog_failed};
 use crate::command::RunAs;
 use crate::error::SERVER_HINT;
-use crate::scratch::{io_failure, make_dir, shell_quote, write_file};
+use crate::scratch::{io_failure, make_dir, make_subdir, shell_quote, write_file};
 
 /// How long the watchdog may take to launch a program.
 const LAUNCH_LIMIT: Duration = Duration::from_secs(10);
@@ -81,6 +81,14 @@ impl Services {
 
     fn lock(&self) -> MutexGuard<'_, Watchdog> {
         self.watchdog.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates `<dir>/<name>` for the server user and returns its path.
+    pub(crate) fn subdir(&self, name: &str) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        make_subdir(&path, self.run_as.as_ref())
+            .map_err(|e| io_failure(self.action, "create a directory", &path, e))?;
+        Ok(path)
     }
 
     /// Writes a file readable only by the server user.

@@ -1,4 +1,4 @@
-//! Finding the programs of the engines beside PostgreSQL, such as PgBouncer.
+//! Finding the programs of the engines beside PostgreSQL: PgBouncer, Patroni and etcd.
 //!
 //! Each is looked up like the server binaries: an environment variable naming the program
 //! wins; otherwise `PATH`, then the paths Debian's packages install to (`/usr/sbin` is often
@@ -13,6 +13,12 @@ use crate::Result;
 
 /// The environment variable naming the `pgbouncer` program to use.
 pub const PGBOUNCER_ENV: &str = "SQLX_RESILIENCE_PGBOUNCER";
+
+/// The environment variable naming the `patroni` program to use.
+pub const PATRONI_ENV: &str = "SQLX_RESILIENCE_PATRONI";
+
+/// The environment variable naming the `etcd` program to use.
+pub const ETCD_ENV: &str = "SQLX_RESILIENCE_ETCD";
 
 /// One program the test kit runs, and where to find it.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +42,24 @@ pub(crate) const PGBOUNCER: Tool = Tool {
     package: "pgbouncer",
     known: &["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"],
     action: "start PgBouncer",
+};
+
+/// Patroni, from Debian's `patroni` package.
+pub(crate) const PATRONI: Tool = Tool {
+    program: "patroni",
+    env: PATRONI_ENV,
+    package: "patroni",
+    known: &["/usr/bin/patroni"],
+    action: "start a Patroni cluster",
+};
+
+/// etcd, from Debian's `etcd-server` package.
+pub(crate) const ETCD: Tool = Tool {
+    program: "etcd",
+    env: ETCD_ENV,
+    package: "etcd-server",
+    known: &["/usr/bin/etcd"],
+    action: "start a Patroni cluster",
 };
 
 impl Tool {
