@@ -6,10 +6,12 @@
 //! turns, and each begins by waiting until the cluster is whole again. Conditions are polled
 //! with generous limits; nothing asserts how long a failover took.
 
+mod support;
+
 use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
-use sqlx_resilience_testkit::{MemberRole, PatroniCluster};
+use sqlx_resilience_testkit::{MemberRole, PatroniCluster, PatroniOptions};
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -206,6 +208,38 @@ async fn killing_the_leaders_patroni_makes_another_member_leader() -> TestResult
     assert!(
         sees(&cluster.url(&old, &db), 1).await,
         "the old leader never caught up"
+    );
+    Ok(())
+}
+
+/// A test process killed with SIGKILL leaves no etcd, Patroni or postgres and no directory
+/// behind (its own cluster, not the file's).
+#[tokio::test]
+async fn a_killed_test_process_leaves_no_patroni_cluster_behind() -> TestResult {
+    if support::is_victim() {
+        let cluster = PatroniCluster::start_with(PatroniOptions::new().nodes(2)).await?;
+        return support::report_and_wait(cluster.dir()).await;
+    }
+    let (dir, before) = support::kill_victim(
+        "a_killed_test_process_leaves_no_patroni_cluster_behind",
+        LIMIT,
+    )?;
+    let dir = std::path::PathBuf::from(dir);
+    // etcd, two Patronis, two postmasters and their children, the watchdog.
+    assert!(
+        before.len() >= 6,
+        "too little ran in {}: {before:?}",
+        dir.display()
+    );
+    let gone = support::eventually(LIMIT, || async {
+        support::processes_of(&dir).is_empty() && !dir.exists()
+    })
+    .await;
+    assert!(
+        gone,
+        "{:?} or {} outlived the killed test process",
+        support::processes_of(&dir),
+        dir.display()
     );
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! and every control. Each test starts its own PgBouncer, so controls never cross tests.
 //! Conditions are polled with generous limits; nothing asserts how long anything took.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
 use sqlx_resilience_testkit::{PgBouncer, PgBouncerOptions, PgServer, PoolMode};
@@ -15,21 +16,12 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// Polls `check` every 100 ms until it holds or `LIMIT` passes; returns whether it held.
-async fn eventually<F, Fut>(mut check: F) -> bool
+async fn eventually<F, Fut>(check: F) -> bool
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
+    Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::eventually(LIMIT, check).await
 }
 
 /// The backend serving `conn`'s next statement. Unnamed statements only: named ones would
@@ -312,5 +304,30 @@ async fn no_password_in_debug_or_console_errors() -> TestResult {
         assert!(!text.contains(&secret), "a password leaked: {text}");
         assert!(!text.contains(&app_secret), "a password leaked: {text}");
     }
+    Ok(())
+}
+
+/// A test process killed with SIGKILL leaves no PgBouncer and no directory behind.
+#[tokio::test]
+async fn a_killed_test_process_leaves_no_pgbouncer_behind() -> TestResult {
+    if support::is_victim() {
+        let server = PgServer::shared().await?;
+        let bouncer = PgBouncer::start(server).await?;
+        return support::report_and_wait(bouncer.dir()).await;
+    }
+    let (dir, before) = support::kill_victim(
+        "a_killed_test_process_leaves_no_pgbouncer_behind",
+        Duration::from_secs(120),
+    )?;
+    let dir = std::path::PathBuf::from(dir);
+    assert!(!before.is_empty(), "nothing ran in {}", dir.display());
+    let gone =
+        eventually(|| async { support::processes_of(&dir).is_empty() && !dir.exists() }).await;
+    assert!(
+        gone,
+        "{:?} or {} outlived the killed test process",
+        support::processes_of(&dir),
+        dir.display()
+    );
     Ok(())
 }
