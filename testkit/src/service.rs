@@ -204,10 +204,13 @@ impl Services {
     }
 
     /// The last lines of the log of `name`, formatted to follow a detail, secrets removed.
+    /// Patroni's heartbeat line (`no action. I am ...`, once per loop) is left out: it would
+    /// fill the tail and hide what happened.
     pub(crate) fn log_tail(&self, name: &str) -> String {
         self.scrub(&crate::error::named_log_tail(
             &self.log(name),
             &format!("the {name} log"),
+            &["INFO: no action. "],
         ))
     }
 

@@ -105,7 +105,10 @@ impl PatroniCluster {
             if Instant::now() >= deadline {
                 return Err(Error::test_kit(
                     ACTION,
-                    format!("not done after {limit:?}; last seen: {last}"),
+                    format!(
+                        "not done after {limit:?}; last seen: {last}{}",
+                        self.log_tails()
+                    ),
                     LOG_HINT,
                 ));
             }
@@ -183,12 +186,24 @@ impl PatroniCluster {
             if Instant::now() >= deadline {
                 return Err(Error::test_kit(
                     action,
-                    format!("not done after {limit:?}; last seen: {last}"),
+                    format!(
+                        "not done after {limit:?}; last seen: {last}{}",
+                        self.log_tails()
+                    ),
                     LOG_HINT,
                 ));
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// The end of every node's log, to follow an error's detail.
+    fn log_tails(&self) -> String {
+        self.inner
+            .nodes
+            .iter()
+            .map(|n| self.inner.services.log_tail(&n.name))
+            .collect()
     }
 
     /// Whether `node`'s PostgreSQL is out of recovery.
@@ -229,19 +244,8 @@ impl PatroniCluster {
                 .await
             {
                 Ok(leader) => return Ok(leader),
-                Err(e) if Instant::now() >= deadline => {
-                    let logs: String = self
-                        .inner
-                        .nodes
-                        .iter()
-                        .map(|n| self.inner.services.log_tail(&n.name))
-                        .collect();
-                    return Err(Error::test_kit(
-                        super::START,
-                        format!("{e}{logs}"),
-                        LOG_HINT,
-                    ));
-                }
+                // The leader wait's error carries every node's log.
+                Err(e) if Instant::now() >= deadline => return Err(e),
                 Err(_) => {}
             }
         }
