@@ -108,6 +108,17 @@ async fn a_leader_is_elected_and_every_replica_streams() -> TestResult {
         assert_eq!(sqlstate(&refused).as_deref(), Some("25006"), "{refused}");
     }
 
+    // The multi-host URL names every node.
+    let multi = cluster.multi_host_url(&db);
+    for node in cluster.nodes() {
+        assert!(
+            multi.contains(&node.pg_addr().to_string()),
+            "{}",
+            node.name()
+        );
+    }
+    assert!(multi.ends_with(&format!("/{db}?sslmode=disable")));
+
     // No password in Debug output.
     let url = cluster.admin_url(&leader, "postgres");
     let password = url
@@ -133,6 +144,7 @@ async fn switchover_moves_the_leader_to_the_candidate() -> TestResult {
 
     let new = cluster.switchover(Some(&candidate)).await?;
     assert_eq!(new, candidate);
+    cluster.wait_for_leader_named(&candidate, LIMIT).await?;
     assert_eq!(cluster.leader().await?.as_deref(), Some(candidate.as_str()));
     execute(
         &cluster.url(&new, &db),

@@ -63,6 +63,15 @@ async fn transaction_mode_shares_one_server_connection_between_clients() -> Test
     assert_eq!(pool.pool_mode, "transaction");
     assert_eq!(pool.server_connections(), 1, "{pool:?}");
     assert_eq!(pool.cl_active, 2, "{pool:?}");
+    // The superuser gets through too, to the same database.
+    let mut admin = PgConnection::connect(&bouncer.admin_url(&db)).await?;
+    let (user, database): (String, String) =
+        sqlx::query_as("SELECT current_user::text, current_database()::text")
+            .persistent(false)
+            .fetch_one(&mut admin)
+            .await?;
+    assert_eq!((user.as_str(), database.as_str()), ("postgres", db.name()));
+    assert_eq!(bouncer.url_for(db.name()), bouncer.url(&db));
     Ok(())
 }
 
