@@ -85,8 +85,11 @@ impl Cluster {
             literal(&cluster.app_password)
         );
         let url = cluster.superuser_url("postgres");
-        block_on(crate::admin::execute(&url, create_app))
-            .map_err(|e| start_failed(e, &cluster.log, SERVER_HINT))?;
+        // The failed statement is quoted in the error: without the password.
+        block_on(crate::admin::execute(&url, create_app)).map_err(|e| {
+            let detail = crate::service::scrub(&e, std::slice::from_ref(&cluster.app_password));
+            start_failed(detail, &cluster.log, SERVER_HINT)
+        })?;
         Ok(cluster)
     }
 
