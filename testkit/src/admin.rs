@@ -68,9 +68,20 @@ where
 
 /// Connects with `url`, bounded by [`CONNECT_LIMIT`]. The error text never shows a password.
 pub(crate) async fn connect(url: &str) -> std::result::Result<PgConnection, String> {
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|e| redact(&e.to_string()))?
-        .disable_statement_logging();
+    connect_tuned(url, |options| options).await
+}
+
+/// [`connect`] with the options changed by `tune` first (PgBouncer's console refuses sqlx's
+/// default `extra_float_digits`).
+pub(crate) async fn connect_tuned(
+    url: &str,
+    tune: impl FnOnce(PgConnectOptions) -> PgConnectOptions,
+) -> std::result::Result<PgConnection, String> {
+    let options = tune(
+        PgConnectOptions::from_str(url)
+            .map_err(|e| redact(&e.to_string()))?
+            .disable_statement_logging(),
+    );
     match tokio::time::timeout(CONNECT_LIMIT, options.connect()).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(format!(

@@ -1,13 +1,14 @@
 //! Nothing outlives the test process: the watchdog, stale-directory cleanup and process checks.
 //!
-//! Every throwaway cluster has a watchdog: a small `sh` script whose standard input is a pipe
-//! held only by the test process (Rust opens pipes close-on-exec, so no other child inherits
-//! it). The watchdog launches the postmaster (so it is the postmaster's parent and reaps it),
-//! and blocks reading commands. When the pipe reaches end-of-file — the cluster was dropped,
-//! or the test process ended in any way, SIGKILL included — it shuts the postmaster down
-//! (SIGQUIT, then SIGKILL), kills any process still working in the data directory, and removes
-//! the cluster's directory. The same script, run with no input, removes stale directories of
-//! earlier runs.
+//! Every temp directory the test kit runs engines in (a throwaway cluster, a PgBouncer, a
+//! Patroni cluster with its etcd) has a watchdog: a small `sh` script whose standard input is
+//! a pipe held only by the test process (Rust opens pipes close-on-exec, so no other child
+//! inherits it). The watchdog launches the engines (so it is their parent and reaps them), and
+//! blocks reading commands. When the pipe reaches end-of-file — the owner was dropped, or the
+//! test process ended in any way, SIGKILL included — it stops what it launched, shuts down
+//! every postmaster of the directory (SIGQUIT, then SIGKILL), kills any process still working
+//! inside the directory, and removes it. The same script, run with no input, removes stale
+//! directories of earlier runs.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -28,68 +29,102 @@ pub(crate) const DIR_PREFIX: &str = "sqlx-resilience-pg-";
 /// How long dropping a cluster waits for its watchdog to finish.
 const FINISH_LIMIT: Duration = Duration::from_secs(30);
 
-/// The watchdog. `$1` is the cluster directory, `$2` the `postgres` binary. Commands on
-/// standard input: `start` launches the postmaster, `reap` collects a postmaster that has
-/// exited. End-of-file stops everything and removes the directory. Every wait is bounded.
+/// The watchdog. `$1` is the directory, `$2` the `postgres` binary of a throwaway cluster
+/// (unused by other engines). Commands on standard input:
+///
+/// - `start` launches the postmaster of `$1/data` (a throwaway cluster);
+/// - `run NAME SIGNAL` launches the service `NAME` from its script `$1/NAME.sh`, logging to
+///   `$1/NAME.log`, and records `PID SIGNAL` in `$1/NAME.launched`; at the end it is stopped
+///   with `SIGNAL`;
+/// - `reap` collects launched processes that have exited.
+///
+/// End-of-file stops everything and removes the directory: services first (a supervisor such
+/// as Patroni would start again the postgres it runs), then every postmaster of a data
+/// directory inside (SIGQUIT, which ends its children and frees its shared memory), then any
+/// process still working inside the directory (SIGKILL). Every wait is bounded. Processes are
+/// signalled only when their working directory is inside the directory, so a PID reused by an
+/// unrelated process is left alone.
 const SCRIPT: &str = r#"
 dir=$1
 postgres=$2
 data=$dir/data
 pm=
+launched=
 alive() {
     kill -0 "$1" 2>/dev/null || return 1
     [ -r /proc/self/stat ] || return 0
     read -r st < "/proc/$1/stat" || return 1
     case $st in *") Z "*|*") X "*) return 1 ;; esac
 }
-in_data() { [ "$(readlink "/proc/$1/cwd" 2>/dev/null)" = "$data" ]; }
+cwd_of() { readlink "/proc/$1/cwd" 2>/dev/null; }
+in_dir() { case $(cwd_of "$1") in "$dir"|"$dir"/*) return 0 ;; esac; return 1; }
 pause() { sleep 0.05 2>/dev/null || sleep 1; }
 reap() {
     if [ -n "$pm" ] && ! alive "$pm"; then wait "$pm" 2>/dev/null; pm=; fi
+    keep=
+    for p in $launched; do
+        if alive "$p"; then keep="$keep $p"; else wait "$p" 2>/dev/null; fi
+    done
+    launched=$keep
 }
-stop_all() {
-    targets=$pm
-    if [ -r "$data/postmaster.pid" ]; then
-        read -r recorded < "$data/postmaster.pid"
-        case $recorded in
-            ''|*[!0-9]*) ;;
-            *) if [ "$recorded" != "$pm" ] && in_data "$recorded"; then targets="$targets $recorded"; fi ;;
-        esac
-    fi
-    for p in $targets; do alive "$p" && kill -QUIT "$p" 2>/dev/null; done
+wait_gone() {
+    rounds=$1
+    shift
     n=0
-    while [ $n -lt 200 ]; do
+    while [ $n -lt "$rounds" ]; do
         left=
-        for p in $targets; do alive "$p" && left=1; done
-        [ -z "$left" ] && break
+        for p in "$@"; do alive "$p" && left=1; done
+        [ -z "$left" ] && return 0
         pause
         n=$((n + 1))
     done
-    # A postmaster that exits on SIGQUIT has ended its children first. Look for processes
-    # left in the data directory only when it had to be killed or was already gone.
-    scan=
-    for p in $targets; do alive "$p" && { kill -KILL "$p" 2>/dev/null; scan=1; }; done
-    [ -e "$data/postmaster.pid" ] && scan=1
+    return 1
+}
+stop_all() {
+    targets=
+    for f in "$dir"/*.launched; do
+        [ -r "$f" ] || continue
+        read -r p sig < "$f" || continue
+        case $p in ''|*[!0-9]*) continue ;; esac
+        case $sig in ''|*[!A-Z0-9]*) sig=KILL ;; esac
+        if alive "$p" && in_dir "$p"; then kill "-$sig" "$p" 2>/dev/null; targets="$targets $p"; fi
+    done
+    wait_gone 100 $targets
+    for p in $targets; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+    targets=$pm
+    for f in $(find "$dir" -maxdepth 3 -name postmaster.pid 2>/dev/null); do
+        read -r p < "$f" || continue
+        case $p in ''|*[!0-9]*) continue ;; esac
+        if [ "$p" != "$pm" ] && [ "$(cwd_of "$p")" = "${f%/postmaster.pid}" ]; then targets="$targets $p"; fi
+    done
+    for p in $targets; do alive "$p" && kill -QUIT "$p" 2>/dev/null; done
+    wait_gone 200 $targets
+    for p in $targets; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
     n=0
-    while [ -n "$scan" ] && [ $n -lt 100 ]; do
-        left=
-        for d in /proc/[0-9]*; do
-            p=${d#/proc/}
-            if in_data "$p" && alive "$p"; then kill -KILL "$p" 2>/dev/null; left=1; fi
-        done
+    while [ $n -lt 100 ]; do
+        left=$(find /proc -mindepth 2 -maxdepth 2 -name cwd \( -lname "$dir" -o -lname "$dir/*" \) 2>/dev/null)
         [ -z "$left" ] && break
+        for c in $left; do p=${c#/proc/}; kill -KILL "${p%/cwd}" 2>/dev/null; done
         pause
         n=$((n + 1))
     done
     reap
 }
-while read -r cmd; do
+while read -r cmd name sig; do
     case $cmd in
         start)
             reap
             "$postgres" -D "$data" >>"$dir/log" 2>&1 </dev/null &
             pm=$!
             echo "$pm" > "$dir/launched.tmp" && mv "$dir/launched.tmp" "$dir/launched"
+            ;;
+        run)
+            reap
+            case $name in ''|*[!a-z0-9_-]*) continue ;; esac
+            sh "$dir/$name.sh" >>"$dir/$name.log" 2>&1 </dev/null &
+            p=$!
+            launched="$launched $p"
+            echo "$p $sig" > "$dir/$name.tmp" && mv "$dir/$name.tmp" "$dir/$name.launched"
             ;;
         reap) reap ;;
     esac
@@ -98,7 +133,8 @@ stop_all
 rm -rf "$dir"
 "#;
 
-/// The watchdog of one cluster. Dropping it stops the cluster and removes its directory.
+/// The watchdog of one temp directory. Dropping it stops everything it launched and removes
+/// the directory.
 #[derive(Debug)]
 pub(crate) struct Watchdog {
     child: Child,
@@ -132,7 +168,7 @@ impl Watchdog {
         })
     }
 
-    /// Sends one command (`start` or `reap`).
+    /// Sends one command (`start`, `run NAME SIGNAL` or `reap`).
     pub(crate) fn send(&mut self, command: &str) -> std::io::Result<()> {
         let stdin = self.stdin.as_mut().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the watchdog has finished")
@@ -181,9 +217,9 @@ fn script_command(dir: &Path, postgres: &Path) -> Command {
     cmd
 }
 
-/// Removes the cluster directories of test processes that are gone (killed before their
-/// watchdog could run, or whose watchdog was killed too), stopping any server still running in
-/// them. Returns how many were removed. Directories it may not touch are left alone.
+/// Removes the temp directories of test processes that are gone (killed before their watchdog
+/// could run, or whose watchdog was killed too), stopping any engine still running in them.
+/// Returns how many were removed. Directories it may not touch are left alone.
 pub(crate) fn remove_stale_dirs(temp: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(temp) else {
         return 0;
@@ -302,6 +338,49 @@ pub(crate) fn become_subreaper() {
     }
 }
 
+/// Collects orphaned `postgres` processes handed to this process every 100 ms while it lives.
+///
+/// Patroni starts each postmaster through a helper that exits at once, so the postmaster is an
+/// orphan from the start; with this process as subreaper it becomes a child of the test
+/// process. When Patroni stops it, Patroni waits until the PID is gone, which a zombie never
+/// is: without prompt collection Patroni would wait forever. Init, when it is the one that
+/// adopts, collects them itself; a container's PID 1 may not.
+#[derive(Debug)]
+pub(crate) struct Reaper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Reaper {
+    /// Makes this process the subreaper of its descendants and starts collecting.
+    pub(crate) fn start() -> Reaper {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        become_subreaper();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let spawned = thread::Builder::new()
+            .name("sqlx-resilience-reaper".to_owned())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    reap_orphans();
+                    thread::sleep(Duration::from_millis(100));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(
+                "cannot start the thread that collects orphaned postgres processes: {e}"
+            );
+        }
+        Reaper { stop }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reap_orphans();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,5 +474,68 @@ mod tests {
         );
         assert!(unrelated_alive, "an unrelated process was signalled");
         assert!(live_kept, "the directory of a live owner was removed");
+    }
+
+    /// A stale directory of services: launched programs are stopped with their signal, any
+    /// other process working inside is killed, and a recorded PID that now belongs to an
+    /// unrelated process is spared.
+    #[test]
+    fn stale_dirs_of_services_stop_everything_working_inside() {
+        let temp = std::env::temp_dir().join(format!(
+            "sqlx-resilience-stale-services-test-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&temp).unwrap();
+        let mut gone = Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+
+        let stale = temp.join(format!("{DIR_PREFIX}{dead}-svc"));
+        let work = stale.join("node1");
+        std::fs::create_dir_all(&work).unwrap();
+        let work = work.canonicalize().unwrap();
+        let spawn_in = |dir: &Path| {
+            Command::new("sleep")
+                .arg("60")
+                .current_dir(dir)
+                .spawn()
+                .unwrap()
+        };
+        let mut service = spawn_in(&work);
+        let mut helper = spawn_in(&work);
+        let mut unrelated = Command::new("sleep").arg("60").spawn().unwrap();
+        std::fs::write(
+            stale.join("svc.launched"),
+            format!("{} TERM\n", service.id()),
+        )
+        .unwrap();
+        std::fs::write(
+            stale.join("other.launched"),
+            format!("{} KILL\n", unrelated.id()),
+        )
+        .unwrap();
+
+        let removed = remove_stale_dirs(&temp);
+
+        let service_status = service.try_wait().unwrap();
+        let helper_status = helper.try_wait().unwrap();
+        let unrelated_alive = is_alive(unrelated.id());
+        for child in [&mut service, &mut helper, &mut unrelated] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::fs::remove_dir_all(&temp).unwrap();
+
+        assert_eq!(removed, 1);
+        assert!(!stale.exists());
+        assert!(
+            service_status.is_some(),
+            "the launched program was not stopped"
+        );
+        assert!(
+            helper_status.is_some(),
+            "a process working inside was not stopped"
+        );
+        assert!(unrelated_alive, "an unrelated process was signalled");
     }
 }

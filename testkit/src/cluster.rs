@@ -4,7 +4,6 @@
 //! staying alive; callers run it on a thread of its own.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
@@ -18,11 +17,12 @@ use crate::Result;
 use crate::admin::{block_on, connect, literal, random_token};
 use crate::binaries::{Binaries, Search};
 use crate::cleanup::{
-    DIR_PREFIX, Watchdog, become_subreaper, is_alive, processes_in, reap_orphans, remove_stale_dirs,
+    Watchdog, become_subreaper, is_alive, processes_in, reap_orphans, remove_stale_dirs,
 };
 use crate::command::{RunAs, run_bounded, server_command};
 use crate::error::{SERVER_HINT, START, log_tail, start_failed};
 use crate::options::{ServerOptions, ShutdownMode};
+use crate::scratch::{free_port, io_failure, make_dir, write_file};
 
 /// How long a postmaster may take to accept connections (crash recovery included).
 const READY_LIMIT: Duration = Duration::from_secs(60);
@@ -40,7 +40,11 @@ pub(crate) struct Cluster {
     pub(crate) port: u16,
     pub(crate) superuser_password: String,
     pub(crate) app_password: String,
-    log: PathBuf,
+    pub(crate) binaries: Binaries,
+    pub(crate) run_as: Option<RunAs>,
+    /// Whether `pg_stat_statements` is preloaded (a replica preloads what its primary does).
+    pub(crate) preload: bool,
+    pub(crate) log: PathBuf,
     /// Also serialises the controls: one start, stop or restart at a time.
     watchdog: Mutex<Watchdog>,
 }
@@ -63,36 +67,67 @@ impl Cluster {
             run_as = run_as.as_ref().map(|u| u.name.as_str()),
             "starting a throwaway PostgreSQL"
         );
+        let preload = options
+            .preload_pg_stat_statements
+            .unwrap_or_else(|| binaries.has_pg_stat_statements());
+        let mut cluster = Cluster::prepare(
+            binaries,
+            run_as,
+            random_token(24),
+            random_token(24),
+            preload,
+        )?;
+        cluster.initdb()?;
+        cluster.include_testkit_conf()?;
+        cluster.configure_and_launch(options)?;
+        let create_app = format!(
+            "CREATE ROLE app LOGIN PASSWORD {}",
+            literal(&cluster.app_password)
+        );
+        let url = cluster.superuser_url("postgres");
+        // The failed statement is quoted in the error: without the password.
+        block_on(crate::admin::execute(&url, create_app)).map_err(|e| {
+            let detail = crate::service::scrub(&e, std::slice::from_ref(&cluster.app_password));
+            start_failed(detail, &cluster.log, SERVER_HINT)
+        })?;
+        Ok(cluster)
+    }
+
+    /// A cluster with its directory and watchdog, and nothing in it yet. From here on the
+    /// watchdog owns the directory: any later failure, or the end of the test process,
+    /// removes it.
+    pub(crate) fn prepare(
+        binaries: Binaries,
+        run_as: Option<RunAs>,
+        superuser_password: String,
+        app_password: String,
+        preload: bool,
+    ) -> Result<Cluster> {
         let temp = std::env::temp_dir();
         remove_stale_dirs(&temp);
-        let dir = make_dir(&temp, run_as.as_ref())?;
-        // From here on the watchdog owns the directory: any failure below, or the end of the
-        // test process, removes it.
-        let watchdog = Watchdog::spawn(&dir, &binaries.postgres, run_as.as_ref()).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&dir);
-            Error::test_kit(
-                START,
-                format!("cannot run /bin/sh for the cluster's watchdog: {e}"),
-                "the test kit needs a POSIX shell at /bin/sh",
-            )
-        })?;
-        let cluster = Cluster {
+        let dir = make_dir(&temp, run_as.as_ref(), START)?;
+        let watchdog = Watchdog::spawn(&dir, &binaries.postgres, run_as.as_ref())
+            .map_err(|e| watchdog_failed(&dir, START, e))?;
+        Ok(Cluster {
             data: dir.join("data"),
             log: dir.join("log"),
             port: 0,
-            superuser_password: random_token(24),
-            app_password: random_token(24),
+            superuser_password,
+            app_password,
+            binaries,
+            run_as,
+            preload,
             watchdog: Mutex::new(watchdog),
             dir,
-        };
-        cluster.initdb(&binaries, run_as.as_ref())?;
-        cluster.finish_setup(&binaries, options, run_as.as_ref())
+        })
     }
 
-    fn initdb(&self, binaries: &Binaries, run_as: Option<&RunAs>) -> Result<()> {
+    fn initdb(&self) -> Result<()> {
+        let run_as = self.run_as.as_ref();
+        let binaries = &self.binaries;
         let pwfile = self.dir.join("pwfile");
         write_file(&pwfile, &self.superuser_password, 0o600, run_as)
-            .map_err(|e| io_failure("write the superuser password file", &pwfile, e))?;
+            .map_err(|e| io_failure(START, "write the superuser password file", &pwfile, e))?;
         // SCRAM needs password_encryption = scram-sha-256, the default from PostgreSQL 14 on.
         let host_auth = if binaries.major >= 14 || binaries.major == 0 {
             "scram-sha-256"
@@ -118,14 +153,6 @@ impl Cluster {
             )
         })?;
         if !output.status.success() {
-            let reach = match run_as {
-                Some(user) => format!(
-                    "; check that the `{}` user can write to {} (set TMPDIR to a directory it can reach)",
-                    user.name,
-                    self.dir.display()
-                ),
-                None => String::new(),
-            };
             return Err(Error::test_kit(
                 START,
                 format!(
@@ -133,63 +160,61 @@ impl Cluster {
                     output.status,
                     output.tail()
                 ),
-                format!("fix what initdb reports{reach}"),
+                format!("fix what initdb reports{}", self.reach_hint()),
             ));
         }
         tracing::debug!(elapsed = ?started.elapsed(), dir = %self.dir.display(), "initdb done");
         Ok(())
     }
 
-    fn finish_setup(
-        mut self,
-        binaries: &Binaries,
-        options: &ServerOptions,
-        run_as: Option<&RunAs>,
-    ) -> Result<Cluster> {
+    /// A hint that the server user must reach the temp directory, when there is one.
+    pub(crate) fn reach_hint(&self) -> String {
+        match &self.run_as {
+            Some(user) => format!(
+                "; check that the `{}` user can write to {} (set TMPDIR to a directory it can reach)",
+                user.name,
+                self.dir.display()
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// Makes postgresql.conf include `testkit.conf`, which holds the test kit's settings.
+    fn include_testkit_conf(&self) -> Result<()> {
         let conf = self.data.join("postgresql.conf");
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .open(&conf)
-            .map_err(|e| io_failure("open postgresql.conf", &conf, e))?;
+            .map_err(|e| io_failure(START, "open postgresql.conf", &conf, e))?;
         file.write_all(b"\n# sqlx-resilience-testkit\ninclude 'testkit.conf'\n")
-            .map_err(|e| io_failure("write postgresql.conf", &conf, e))?;
-        let preload = options
-            .preload_pg_stat_statements
-            .unwrap_or_else(|| binaries.has_pg_stat_statements());
+            .map_err(|e| io_failure(START, "write postgresql.conf", &conf, e))
+    }
+
+    /// Writes `testkit.conf` with a free port and starts the server, with a fresh port each
+    /// time another process takes the chosen one first.
+    pub(crate) fn configure_and_launch(&mut self, options: &ServerOptions) -> Result<()> {
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
-            self.port = free_port()?;
-            let settings = self.settings(options, preload);
+            self.port = free_port(START)?;
+            let settings = self.settings(options, self.preload);
             let path = self.data.join("testkit.conf");
-            write_file(&path, &settings, 0o600, run_as)
-                .map_err(|e| io_failure("write the server settings", &path, e))?;
+            write_file(&path, &settings, 0o600, self.run_as.as_ref())
+                .map_err(|e| io_failure(START, "write the server settings", &path, e))?;
             match self.launch(&mut self.lock()) {
-                Ok(()) => {
-                    last = None;
-                    break;
-                }
+                Ok(()) => return Ok(()),
                 Err(LaunchError::PortTaken) => last = Some(self.port),
                 Err(LaunchError::Failed(e)) => return Err(e),
             }
         }
-        if let Some(port) = last {
-            return Err(start_failed(
-                format!(
-                    "port {port} and {} others were taken by other processes as the server started",
-                    PORT_ATTEMPTS - 1
-                ),
-                &self.log,
-                "free some loopback ports, or run fewer test processes at once",
-            ));
-        }
-        let create_app = format!(
-            "CREATE ROLE app LOGIN PASSWORD {}",
-            literal(&self.app_password)
-        );
-        let url = self.superuser_url("postgres");
-        block_on(crate::admin::execute(&url, create_app))
-            .map_err(|e| start_failed(e, &self.log, SERVER_HINT))?;
-        Ok(self)
+        Err(start_failed(
+            format!(
+                "port {} and {} others were taken by other processes as the server started",
+                last.unwrap_or(0),
+                PORT_ATTEMPTS - 1
+            ),
+            &self.log,
+            "free some loopback ports, or run fewer test processes at once",
+        ))
     }
 
     fn settings(&self, options: &ServerOptions, preload: bool) -> String {
@@ -319,7 +344,10 @@ impl Cluster {
         lines
             .first()
             .is_some_and(|l| l.trim() == launched.to_string())
-            && lines.get(7).is_some_and(|l| l.trim() == "ready")
+            // A hot standby reports `standby` once it accepts read-only connections.
+            && lines
+                .get(7)
+                .is_some_and(|l| matches!(l.trim(), "ready" | "standby"))
     }
 
     fn new_log_text(&self, from: u64) -> String {
@@ -394,6 +422,20 @@ impl Cluster {
     /// and starts the server again: it runs crash recovery.
     pub(crate) fn kill9_and_start(&self) -> Result<()> {
         let mut watchdog = self.lock();
+        self.kill9_locked(&mut watchdog)?;
+        let result = self.start_locked(&mut watchdog);
+        reap_orphans();
+        result
+    }
+
+    /// SIGKILLs the postmaster and waits until every process of the server is gone; the
+    /// server stays down until [`Cluster::start`].
+    pub(crate) fn kill9(&self) -> Result<()> {
+        let mut watchdog = self.lock();
+        self.kill9_locked(&mut watchdog)
+    }
+
+    fn kill9_locked(&self, watchdog: &mut Watchdog) -> Result<()> {
         // Backends orphaned by the killed postmaster are handed to this process, which
         // collects them, instead of to init.
         become_subreaper();
@@ -401,32 +443,34 @@ impl Cluster {
             signal_pid(pid, Signal::SIGKILL);
             let _ = wait_until(Duration::from_secs(10), || !is_alive(pid));
         }
-        let gone = wait_until(Duration::from_secs(10), || {
-            processes_in(&self.data).is_empty()
-        });
-        if !gone {
-            for pid in processes_in(&self.data) {
-                signal_pid(pid, Signal::SIGKILL);
-            }
-            if !wait_until(Duration::from_secs(10), || {
-                processes_in(&self.data).is_empty()
-            }) {
-                return Err(Error::test_kit(
-                    "kill the server with SIGKILL",
-                    format!(
-                        "processes {:?} still run in {}",
-                        processes_in(&self.data),
-                        self.data.display()
-                    ),
-                    "they ignore SIGKILL (uninterruptible I/O?); check `ps` for them",
-                ));
-            }
-        }
+        kill_processes_in(&self.data, "kill the server with SIGKILL")?;
+        let _ = watchdog.send("reap");
         reap_orphans();
-        let result = self.start_locked(&mut watchdog);
-        reap_orphans();
-        result
+        Ok(())
     }
+}
+
+/// Waits (10 s) for the processes working in `data` to exit, then SIGKILLs those left and
+/// waits again; an error naming `action` if some still run.
+pub(crate) fn kill_processes_in(data: &Path, action: &str) -> Result<()> {
+    if wait_until(Duration::from_secs(10), || processes_in(data).is_empty()) {
+        return Ok(());
+    }
+    for pid in processes_in(data) {
+        signal_pid(pid, Signal::SIGKILL);
+    }
+    if wait_until(Duration::from_secs(10), || processes_in(data).is_empty()) {
+        return Ok(());
+    }
+    Err(Error::test_kit(
+        action,
+        format!(
+            "processes {:?} still run in {}",
+            processes_in(data),
+            data.display()
+        ),
+        "they ignore SIGKILL (uninterruptible I/O?); check `ps` for them",
+    ))
 }
 
 impl std::fmt::Debug for Cluster {
@@ -448,7 +492,7 @@ impl Drop for Cluster {
     }
 }
 
-fn signal_pid(pid: u32, signal: Signal) {
+pub(crate) fn signal_pid(pid: u32, signal: Signal) {
     if let Ok(raw) = i32::try_from(pid) {
         let _ = kill(Pid::from_raw(raw), signal);
     }
@@ -468,76 +512,15 @@ pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> boo
     }
 }
 
-/// Creates `<temp>/sqlx-resilience-pg-<pid>-<random>`, owned by `run_as` when given.
-fn make_dir(temp: &Path, run_as: Option<&RunAs>) -> Result<PathBuf> {
-    for _ in 0..10 {
-        let dir = temp.join(format!(
-            "{DIR_PREFIX}{}-{}",
-            std::process::id(),
-            random_token(8)
-        ));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_failure("create the cluster directory", &dir, e)),
-        }
-        let setup = || -> std::io::Result<PathBuf> {
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-            if let Some(user) = run_as {
-                user.chown(&dir)?;
-            }
-            // The watchdog compares processes' working directories with the canonical path.
-            dir.canonicalize()
-        };
-        return setup().map_err(|e| {
-            let _ = std::fs::remove_dir_all(&dir);
-            io_failure("prepare the cluster directory", &dir, e)
-        });
-    }
-    Err(Error::test_kit(
-        START,
-        format!("cannot find a free directory name in {}", temp.display()),
-        "remove old sqlx-resilience-pg-* directories from the temp directory",
-    ))
-}
-
-fn write_file(
-    path: &Path,
-    contents: &str,
-    mode: u32,
-    run_as: Option<&RunAs>,
-) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)?;
-    file.write_all(contents.as_bytes())?;
-    if let Some(user) = run_as {
-        user.chown(path)?;
-    }
-    Ok(())
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> Result<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| {
-            Error::test_kit(
-                START,
-                format!("cannot bind a loopback port: {e}"),
-                "check that the loopback interface is up",
-            )
-        })
-}
-
-fn io_failure(what: &str, path: &Path, e: std::io::Error) -> Error {
+/// The watchdog of a new temp directory could not be started; the directory is removed.
+pub(crate) fn watchdog_failed(dir: &Path, action: &str, e: std::io::Error) -> Error {
+    let _ = std::fs::remove_dir_all(dir);
     Error::test_kit(
-        START,
-        format!("cannot {what} ({}): {e}", path.display()),
-        "check the temp directory (TMPDIR): it must exist, be writable and have free space",
+        action,
+        format!(
+            "cannot run /bin/sh for the watchdog of {}: {e}",
+            dir.display()
+        ),
+        "the test kit needs a POSIX shell at /bin/sh",
     )
 }

@@ -58,13 +58,22 @@ impl PgServer {
         .await
     }
 
+    /// Kills the postmaster with SIGKILL and waits until all its processes are gone (killing
+    /// any that linger); the server stays down until [`PgServer::start_again`], which runs
+    /// crash recovery. Clients see their connections drop, and new ones are refused. Throwaway
+    /// servers only.
+    pub async fn kill9(&self) -> Result<()> {
+        self.control("kill the server with SIGKILL", Cluster::kill9)
+            .await
+    }
+
     /// Shuts the server down in `mode` and waits until it has exited; it stays down until
     /// [`PgServer::start_again`]. Throwaway servers only.
     pub async fn stop(&self, mode: ShutdownMode) -> Result<()> {
         self.control("stop the server", move |c| c.stop(mode)).await
     }
 
-    /// Starts a server stopped with [`PgServer::stop`] on the same port; returns once it
+    /// Starts a server stopped with [`PgServer::stop`] (or [`PgServer::kill9`]) on the same port; returns once it
     /// accepts connections. Does nothing if it is running. Throwaway servers only.
     pub async fn start_again(&self) -> Result<()> {
         self.control("start the server again", Cluster::start).await

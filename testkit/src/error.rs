@@ -26,16 +26,25 @@ pub(crate) fn start_failed(detail: impl fmt::Display, log: &Path, hint: &str) ->
 
 /// The last lines of a server log, formatted to follow a detail, or nothing when it is empty.
 pub(crate) fn log_tail(log: &Path) -> String {
+    named_log_tail(log, "the server log", &[])
+}
+
+/// The last lines of the log `name` at `log`, without lines containing any of `skip`,
+/// formatted to follow a detail, or nothing when it is empty.
+pub(crate) fn named_log_tail(log: &Path, name: &str, skip: &[&str]) -> String {
     let Ok(text) = std::fs::read_to_string(log) else {
         return String::new();
     };
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !skip.iter().any(|s| l.contains(s)))
+        .collect();
     if lines.is_empty() {
         return String::new();
     }
     let tail = &lines[lines.len().saturating_sub(15)..];
     format!(
-        "; last lines of the server log {}:\n    {}\n",
+        "; last lines of {name} {}:\n    {}\n",
         log.display(),
         tail.join("\n    ")
     )
@@ -44,3 +53,34 @@ pub(crate) fn log_tail(log: &Path) -> String {
 /// The hint for an unexpected failure of a server the test kit runs.
 pub(crate) const SERVER_HINT: &str = "the server's own messages, where there are any, are \
     quoted above; if they do not explain the failure, report it with them";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tails_keep_the_last_lines_and_leave_out_noise() {
+        let path = std::env::temp_dir().join(format!(
+            "sqlx-resilience-log-tail-test-{}",
+            std::process::id()
+        ));
+        let mut text = String::from("first\n");
+        for i in 0..20 {
+            text.push_str(&format!("line {i}\nINFO: no action. I am (node1)\n\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        let tail = named_log_tail(&path, "the test log", &["INFO: no action. "]);
+        std::fs::remove_file(&path).unwrap();
+        assert!(tail.starts_with("; last lines of the test log"), "{tail}");
+        assert!(
+            tail.contains("line 19") && tail.contains("line 5"),
+            "{tail}"
+        );
+        assert!(
+            !tail.contains("line 4") && !tail.contains("first"),
+            "{tail}"
+        );
+        assert!(!tail.contains("no action"), "{tail}");
+        assert_eq!(named_log_tail(Path::new("/nonexistent/log"), "x", &[]), "");
+    }
+}

@@ -13,6 +13,18 @@
 //!   every server can end backends or refuse connections to one database.
 //! - [`FaultProxy`] sits between client and server and adds latency, resets, blackholes,
 //!   refusals and bandwidth caps at run time.
+//! - [`PgBouncer::start`] puts a real PgBouncer (Debian's `pgbouncer`; `SQLX_RESILIENCE_PGBOUNCER`
+//!   names another program) in front of a server: transaction or session pooling, SCRAM
+//!   authentication, its admin console (`SHOW POOLS`, `SHOW STATS` as typed rows) and controls
+//!   (`PAUSE`/`RESUME`, `RECONNECT`, kill -9 and start again on the same port).
+//! - [`ReplicaSet::start`] starts a primary with streaming replicas (`pg_basebackup -R`,
+//!   replication slots): pause and resume replay for lag on demand, measured lag, promotion;
+//!   the primary is a [`PgServer`] with its stop and kill -9. [`multi_host_url`] writes the
+//!   libpq-style multi-host URL of several nodes.
+//! - [`PatroniCluster::start`] runs one etcd and 1 to 5 Patroni nodes (Debian's `etcd-server`
+//!   and `patroni`; `SQLX_RESILIENCE_ETCD` and `SQLX_RESILIENCE_PATRONI` name other programs):
+//!   the leader from Patroni's REST API, switchover, failover by kill -9 of the leader's
+//!   postgres or of its Patroni, and waits for a leader, a given leader or streaming replicas.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -37,12 +49,14 @@
 //!
 //! # Nothing is left behind
 //!
-//! A throwaway cluster lives in `<temp dir>/sqlx-resilience-pg-<pid>-<random>`. A watchdog
-//! process, holding the only other end of a pipe from the test process, launches the
-//! postmaster; when the pipe closes — the [`PgServer`] was dropped, or the test process
-//! exited, panicked or was killed with SIGKILL — it stops the server and removes the
-//! directory. Each start also removes directories left by test processes that no longer
-//! exist. Failures are [`Error::TestKit`](sqlx_resilience_runtime::Error::TestKit) errors that
+//! A throwaway cluster lives in `<temp dir>/sqlx-resilience-pg-<pid>-<random>`, and so does
+//! every other node or engine the kit runs (replicas, PgBouncer, a Patroni cluster with its
+//! etcd). A watchdog process, holding the only other end of a pipe from the test process,
+//! launches the postmaster or the engine; when the pipe closes — the owner was dropped, or the
+//! test process exited, panicked or was killed with SIGKILL — it stops everything working in
+//! the directory and removes it. Each start also removes directories left by test processes
+//! that no longer exist. Failures are
+//! [`Error::TestKit`](sqlx_resilience_runtime::Error::TestKit) errors that
 //! say what failed and what to do, with the end of the server log where there is one.
 //!
 //! Linux is the target: process checks read `/proc`.
@@ -58,16 +72,32 @@ mod controls;
 mod database;
 pub mod drill;
 mod error;
+mod http;
 mod options;
+mod patroni;
+mod pgbouncer;
 mod proxy;
+mod replicas;
+mod scratch;
 mod server;
+mod service;
+mod tools;
 mod url;
 
 pub use self::binaries::BINDIR_ENV;
 pub use self::database::TestDb;
 pub use self::options::{RestartMode, ServerOptions, ShutdownMode};
+pub use self::patroni::{
+    ClusterStatus, MemberRole, MemberStatus, PatroniCluster, PatroniNode, PatroniOptions,
+};
+pub use self::pgbouncer::{
+    BouncerPoolRow, BouncerStatsRow, ConsoleRow, PgBouncer, PgBouncerOptions, PoolMode,
+};
 pub use self::proxy::{Direction, FaultProxy, ProxyStats};
+pub use self::replicas::{Lsn, ReplicaSet, ReplicationLag};
 pub use self::server::PgServer;
+pub use self::tools::{ETCD_ENV, PATRONI_ENV, PGBOUNCER_ENV};
+pub use self::url::multi_host_url;
 
 /// `Result` with the project's one error type; test-kit failures are
 /// [`Error::TestKit`](sqlx_resilience_runtime::Error::TestKit).

@@ -121,25 +121,26 @@ impl PgServer {
 
     fn throwaway(options: &ServerOptions) -> Result<PgServer> {
         let started = std::time::Instant::now();
-        let cluster = Cluster::create(options)?;
+        let server =
+            PgServer::from_cluster(Cluster::create(options)?, "start a throwaway PostgreSQL")?;
+        tracing::info!(
+            elapsed = ?started.elapsed(),
+            port = server.port(),
+            dir = ?server.data_dir(),
+            "started a throwaway PostgreSQL"
+        );
+        Ok(server)
+    }
+
+    /// A server for a running cluster (a fresh one, or a replica cloned from another).
+    pub(crate) fn from_cluster(cluster: Cluster, action: &str) -> Result<PgServer> {
         let admin_url = cluster.superuser_url("postgres");
-        let version_num = block_on(server_version_num(&admin_url)).map_err(|detail| {
-            Error::test_kit(
-                "start a throwaway PostgreSQL",
-                detail,
-                crate::error::SERVER_HINT,
-            )
-        })?;
+        let version_num = block_on(server_version_num(&admin_url))
+            .map_err(|detail| Error::test_kit(action, detail, crate::error::SERVER_HINT))?;
         let port = cluster.port;
         let app_url = format!(
             "postgres://app:{}@127.0.0.1:{port}/postgres?sslmode=disable",
             cluster.app_password
-        );
-        tracing::info!(
-            elapsed = ?started.elapsed(),
-            port,
-            dir = %cluster.dir.display(),
-            "started a throwaway PostgreSQL"
         );
         Ok(PgServer {
             inner: Arc::new(Inner {

@@ -1,4 +1,7 @@
-//! Rewriting the parts of a `postgres://` URL the test kit changes: database, host and port.
+//! Rewriting the parts of a `postgres://` URL the test kit changes: database, host and port;
+//! libpq-style multi-host URLs; the user and password of a URL.
+
+use std::net::SocketAddr;
 
 /// The pieces of `scheme://userinfo@host:port/database?query`, borrowed from the URL text.
 struct Parts<'a> {
@@ -41,6 +44,71 @@ pub(crate) fn rewrite(url: &str, database: &str, host_port: Option<&str>) -> Opt
     ))
 }
 
+/// `url` with its single `host:port` replaced by every address of `hosts`, in order:
+/// `postgres://u:p@127.0.0.1:5432,127.0.0.1:5433/db?sslmode=disable`, the multi-host form
+/// libpq and pgjdbc accept (add `target_session_attrs` to the query to choose among them).
+/// Userinfo, database and query are kept as written; text that is not a URL comes back
+/// unchanged.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use sqlx_resilience_testkit::multi_host_url;
+///
+/// let hosts: [SocketAddr; 2] = ["127.0.0.1:5432".parse().unwrap(), "127.0.0.1:5433".parse().unwrap()];
+/// assert_eq!(
+///     multi_host_url("postgres://app:pw@127.0.0.1:5432/t_1?sslmode=disable", &hosts),
+///     "postgres://app:pw@127.0.0.1:5432,127.0.0.1:5433/t_1?sslmode=disable"
+/// );
+/// ```
+pub fn multi_host_url(url: &str, hosts: &[SocketAddr]) -> String {
+    let Some(parts) = split(url) else {
+        return url.to_owned();
+    };
+    let userinfo = parts.userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    let hosts = hosts
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let rest = url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let path_and_query = rest.find(['/', '?']).map_or("", |i| &rest[i..]);
+    format!("{}://{userinfo}{hosts}{path_and_query}", parts.scheme)
+}
+
+/// The user and password of `url`, percent-decoded. `None` for text that is not a URL or has
+/// no user.
+pub(crate) fn credentials(url: &str) -> Option<(String, Option<String>)> {
+    let userinfo = split(url)?.userinfo?;
+    let (user, password) = match userinfo.split_once(':') {
+        Some((user, password)) => (user, Some(percent_decode(password))),
+        None => (userinfo, None),
+    };
+    Some((percent_decode(user), password))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +144,41 @@ mod tests {
         assert_eq!(
             rewrite("postgres://app@[::1]:5432", "y", Some("[::1]:1")).unwrap(),
             "postgres://app@[::1]:1/y"
+        );
+    }
+
+    #[test]
+    fn lists_every_host_and_keeps_the_rest() {
+        let hosts: Vec<SocketAddr> = vec![
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            "[::1]:3".parse().unwrap(),
+        ];
+        assert_eq!(
+            multi_host_url("postgres://u:p@h:5432/db?sslmode=disable", &hosts),
+            "postgres://u:p@127.0.0.1:1,127.0.0.1:2,[::1]:3/db?sslmode=disable"
+        );
+        assert_eq!(
+            multi_host_url("postgres://h:5432", &hosts[..1]),
+            "postgres://127.0.0.1:1"
+        );
+        assert_eq!(multi_host_url("host=a", &hosts), "host=a");
+    }
+
+    #[test]
+    fn reads_user_and_password() {
+        assert_eq!(
+            credentials("postgres://app:p%40w@h/db"),
+            Some(("app".to_owned(), Some("p@w".to_owned())))
+        );
+        assert_eq!(
+            credentials("postgres://app@h/db"),
+            Some(("app".to_owned(), None))
+        );
+        assert_eq!(credentials("postgres://h/db"), None);
+        assert_eq!(
+            credentials("postgres://a:%4@h"),
+            Some(("a".to_owned(), Some("%4".to_owned())))
         );
     }
 

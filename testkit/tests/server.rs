@@ -201,6 +201,41 @@ async fn kill9_then_start_recovers_committed_data() -> TestResult {
 }
 
 #[tokio::test]
+async fn kill9_keeps_the_server_down_until_started_again() -> TestResult {
+    let server = PgServer::start().await?;
+    let db = server.create_database().await?;
+    let mut conn = PgConnection::connect(db.url()).await?;
+    sqlx::query("SELECT 1").execute(&mut conn).await?;
+    let data = server.data_dir().unwrap().canonicalize()?;
+    let postmaster = server.postmaster_pid().unwrap();
+
+    server.kill9().await?;
+
+    assert!(is_gone(postmaster));
+    assert!(server.postmaster_pid().is_none());
+    let left: Vec<_> = std::fs::read_dir("/proc")?
+        .filter_map(|e| e.ok())
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == data))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes still run in the data directory: {left:?}"
+    );
+    assert!(sqlx::query("SELECT 1").execute(&mut conn).await.is_err());
+    assert!(PgConnection::connect(db.url()).await.is_err());
+
+    server.start_again().await?;
+    PgConnection::connect(db.url()).await?.close().await?;
+    let log = std::fs::read_to_string(data.parent().unwrap().join("log"))?;
+    assert!(
+        log.contains("database system was interrupted") || log.contains("not properly shut down"),
+        "the server did not run crash recovery"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn stop_keeps_the_server_down_until_started_again_and_options_apply() -> TestResult {
     let options = ServerOptions::new()
         .max_connections(40)
