@@ -518,7 +518,7 @@ async fn breaker_permit<'a>(
     let Some(_ticket) = server.ticket(pool.max_outage_waiters()) else {
         return Err(unavailable(WaitEnd::TooManyWaiting));
     };
-    let until = match server.wait_limit(own, pool.outage_wait) {
+    let mut until = match server.wait_limit(own, pool.outage_wait) {
         Ok(until) => until,
         // Before failing fast, the next probe's word: if the server is back, the breaker is
         // half-open now, and the call waits for its half-open call within its own limits.
@@ -535,6 +535,11 @@ async fn breaker_permit<'a>(
             Err(r) => return Err(breaker_open(op, breaker, r)),
         }
         if tokio::time::timeout_at(until, changed).await.is_err() {
+            // The outage grew too old while this call waited: the next probe's word first.
+            if until < own && server.fresh_verdict(own).await {
+                until = own;
+                continue;
+            }
             return Err(unavailable(WaitEnd::WaitedOut));
         }
     }

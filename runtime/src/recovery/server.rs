@@ -429,14 +429,18 @@ impl Server {
         let Some(_ticket) = self.ticket(max_waiting) else {
             return Waited::Ended(WaitEnd::TooManyWaiting);
         };
-        let until = match self.wait_limit(until, outage_wait) {
+        let own = until;
+        let until = match self.wait_limit(own, outage_wait) {
             Ok(until) => until,
             // Before failing fast, the next probe's word: the server may be back already.
-            Err(WaitEnd::OutageTooOld) if self.fresh_verdict(until).await => return Waited::Up,
+            Err(WaitEnd::OutageTooOld) if self.fresh_verdict(own).await => return Waited::Up,
             Err(end) => return Waited::Ended(end),
         };
         match tokio::time::timeout_at(until, notified).await {
             Ok(()) if !self.closed.load(Ordering::Acquire) => Waited::Up,
+            // The outage grew too old while this caller waited: as above, the next probe's
+            // word before failing (the server may have come back a moment ago).
+            Err(_) if until < own && self.fresh_verdict(own).await => Waited::Up,
             _ => Waited::Ended(WaitEnd::WaitedOut),
         }
     }

@@ -105,10 +105,14 @@ pub struct OutageCase {
     pub down_ms: f64,
     /// Our requests, all told.
     pub ours_requests: u64,
-    /// Our requests that failed and returned before the server was ready again.
+    /// Our requests made before the server was ready again that failed.
     pub ours_errors_during: u64,
-    /// Our requests that failed and returned after the server was ready again (goal: 0).
+    /// Our requests made after the server was ready again that failed (goal: 0).
     pub ours_errors_after_ready: u64,
+    /// Of [`OutageCase::ours_errors_during`], those that returned after the server was ready
+    /// again: requests that spent their whole deadline in the outage and ran out just after
+    /// its end, before anything could notice the server was back.
+    pub ours_errors_ended_after_ready: u64,
     /// From the server being ready to the end of our first request that succeeded after it.
     pub ours_ready_to_first_ok_ms: Option<f64>,
     /// 99th percentile of our requests' latency (failed ones included).
@@ -125,10 +129,12 @@ pub struct OutageCase {
     pub ours_breaker_opens: u64,
     /// Plain sqlx's requests.
     pub sqlx_requests: u64,
-    /// Plain sqlx's requests that failed before the server was ready again.
+    /// Plain sqlx's requests made before the server was ready again that failed.
     pub sqlx_errors_during: u64,
-    /// Plain sqlx's requests that failed after the server was ready again.
+    /// Plain sqlx's requests made after the server was ready again that failed.
     pub sqlx_errors_after_ready: u64,
+    /// Of [`OutageCase::sqlx_errors_during`], those that returned after the server was ready.
+    pub sqlx_errors_ended_after_ready: u64,
     /// From the server being ready to plain sqlx's first success after it.
     pub sqlx_ready_to_first_ok_ms: Option<f64>,
     /// 99th percentile of plain sqlx's requests' latency.
@@ -326,6 +332,7 @@ async fn run_case(
         ours_requests: o.requests,
         ours_errors_during: o.errors_during,
         ours_errors_after_ready: o.errors_after_ready,
+        ours_errors_ended_after_ready: o.errors_ended_after_ready,
         ours_ready_to_first_ok_ms: o.ready_to_first_ok_ms,
         ours_p99_ms: o.p99_ms,
         ours_fail_p50_ms: o.fail_p50_ms,
@@ -336,6 +343,7 @@ async fn run_case(
         sqlx_requests: p.requests,
         sqlx_errors_during: p.errors_during,
         sqlx_errors_after_ready: p.errors_after_ready,
+        sqlx_errors_ended_after_ready: p.errors_ended_after_ready,
         sqlx_ready_to_first_ok_ms: p.ready_to_first_ok_ms,
         sqlx_p99_ms: p.p99_ms,
         sqlx_fail_p50_ms: p.fail_p50_ms,
@@ -500,6 +508,9 @@ where
         let result = request(n, key).await;
         let end = Instant::now();
         let insert = (n % 4 == 3).then_some((key, result.is_ok()));
+        if let Err(e) = &result {
+            tracing::debug!(caller = index, took_ms = ms(end - start), error = %e, "request failed");
+        }
         samples.push(Sample {
             end,
             took: end - start,
@@ -520,6 +531,7 @@ struct Side {
     requests: u64,
     errors_during: u64,
     errors_after_ready: u64,
+    errors_ended_after_ready: u64,
     ready_to_first_ok_ms: Option<f64>,
     p99_ms: f64,
     fail_p50_ms: Option<f64>,
@@ -547,16 +559,17 @@ impl Side {
             .map(|s| s.end)
             .min();
         let pct = |v: &[Duration], q: f64| (!v.is_empty()).then(|| round1(ms(percentile(v, q))));
+        let failures = |f: &dyn Fn(&Sample) -> bool| {
+            samples
+                .iter()
+                .filter(|s| s.failure.is_some() && f(s))
+                .count() as u64
+        };
         Side {
             requests: samples.len() as u64,
-            errors_during: samples
-                .iter()
-                .filter(|s| s.failure.is_some() && s.end < ready)
-                .count() as u64,
-            errors_after_ready: samples
-                .iter()
-                .filter(|s| s.failure.is_some() && s.end >= ready)
-                .count() as u64,
+            errors_during: failures(&|s| s.end - s.took < ready),
+            errors_after_ready: failures(&|s| s.end - s.took >= ready),
+            errors_ended_after_ready: failures(&|s| s.end - s.took < ready && s.end >= ready),
             ready_to_first_ok_ms: first_ok.map(|t| round1(ms(t - ready))),
             p99_ms: pct(&all, 0.99).unwrap_or(0.0),
             fail_p50_ms: pct(&failed, 0.5),
