@@ -49,14 +49,9 @@ breaker_interval = "200ms"
 health_interval = "400ms"
 "#;
 
+#[derive(HasRuntime)]
 struct HarvestRepo {
     rt: Runtime,
-}
-
-impl HasRuntime for HarvestRepo {
-    fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
 }
 
 impl HarvestRepo {
@@ -129,7 +124,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = server.create_database().await?;
     let rt = Runtime::builder()
         .url(db.url())
-        .policies(policies::declared())
         .set("monitor.pool_interval", "15s")
         .set("monitor.breaker_interval", "10s")
         .set("monitor.health_interval", "30s")

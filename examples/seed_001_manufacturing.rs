@@ -48,14 +48,9 @@ acquire_timeout = "30s"
 idle_timeout = "10s"
 "#;
 
+#[derive(HasRuntime)]
 struct Plant {
     rt: Runtime,
-}
-
-impl HasRuntime for Plant {
-    fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
 }
 
 impl Plant {
@@ -153,7 +148,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = server.create_database().await?;
     let rt = Runtime::builder()
         .url(db.url())
-        .policies(policies::declared())
         .config_toml(PROFILES, "the plant profiles")
         .env_prefix("DB")
         .build()

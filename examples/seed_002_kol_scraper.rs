@@ -50,14 +50,9 @@ breaker_interval = "200ms"
 health_interval = "400ms"
 "#;
 
+#[derive(HasRuntime)]
 struct KolRepo {
     rt: Runtime,
-}
-
-impl HasRuntime for KolRepo {
-    fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
 }
 
 impl KolRepo {
@@ -191,7 +186,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     admin.close().await?;
     let rt = Runtime::builder()
         .url(db.url())
-        .policies(policies::declared())
         .set("monitor.utilization", 80u32)
         .set("monitor.slow_op", "1s")
         .set("monitor.health_interval", "30s")

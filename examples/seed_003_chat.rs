@@ -55,14 +55,9 @@ acquire_timeout = "300ms"
 open_for = "1s"
 "#;
 
+#[derive(HasRuntime)]
 struct ChatRepo {
     rt: Runtime,
-}
-
-impl HasRuntime for ChatRepo {
-    fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
 }
 
 impl ChatRepo {
@@ -184,7 +179,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proxy = FaultProxy::start(server.tcp_addr()).await?;
     let rt = Runtime::builder()
         .url(db.url_via(proxy.addr()))
-        .policies(policies::declared())
         .config_toml(PROFILES, "the chat profiles")
         .profile("drill")
         .env_prefix("DB")

@@ -55,14 +55,9 @@ acquire_timeout = "300ms"
 open_for = "1s"
 "#;
 
+#[derive(HasRuntime)]
 struct Store {
     rt: Runtime,
-}
-
-impl HasRuntime for Store {
-    fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
 }
 
 impl Store {
@@ -136,7 +131,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = db.url_via(proxy.addr());
     let builder = Runtime::builder()
         .url(&url)
-        .policies(policies::declared())
         .config_toml(DRILL, "the drill profile")
         .profile("drill")
         .env_prefix("DB");

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx_resilience::http::{Endpoints, install_prometheus};
 use sqlx_resilience::monitor::{Alert, Monitor, TracingSink};
 use sqlx_resilience::{Error, PolicyKind, Runtime};
+use sqlx_resilience_runtime::http::{Endpoints, install_prometheus};
 use sqlx_resilience_testkit::{PgServer, ServerOptions};
 
 struct Args {

@@ -47,6 +47,11 @@ impl<E: From<Error>> FromDbError for E {}
 #[inline(always)]
 pub fn op_error<E: FromDbError>() {}
 
+/// Checks that the error type of an op with a retry policy or a circuit breaker is
+/// [`OpError`], so they can classify its failures (see `OpError`'s diagnostic).
+#[inline(always)]
+pub fn classified<E: OpError>() {}
+
 /// By-value arguments of an op whose body runs again on retry.
 #[diagnostic::on_unimplemented(
     message = "an argument of type `{Self}` is passed by value to a #[db_op] whose body runs again on retry, and `{Self}` is not `Clone`",

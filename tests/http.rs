@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use sqlx_resilience::http::{Endpoints, PrometheusHandle, install_prometheus};
 use sqlx_resilience::{Error, PolicyKind, Runtime};
+use sqlx_resilience_runtime::http::{Endpoints, PrometheusHandle, install_prometheus};
 use sqlx_resilience_testkit::{FaultProxy, PgServer, TestDb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -163,14 +163,9 @@ sqlx_resilience::policies! {
     retry transient { attempts = 3 }
 }
 
+#[derive(HasRuntime)]
 struct Repo {
     rt: Runtime,
-}
-
-impl HasRuntime for Repo {
-    fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
 }
 
 impl Repo {
@@ -194,7 +189,7 @@ async fn transfer(rt: &Runtime, tx: &mut Tx<'_>, cents: i64) -> Result<(), DbErr
 }
 
 fn registered(name: &str) -> &'static OpSpec {
-    sqlx_resilience::op::registered()
+    sqlx_resilience::op::declared_ops()
         .into_iter()
         .find(|spec| spec.name == name)
         .unwrap_or_else(|| panic!("{name} is not registered"))
@@ -203,8 +198,16 @@ fn registered(name: &str) -> &'static OpSpec {
 #[test]
 fn every_annotated_function_is_registered_with_its_spec() {
     let spec = registered(concat!(module_path!(), "::statistics"));
-    assert_eq!(spec.pool, Some("http"));
-    assert_eq!(spec.retry, Some("transient"));
+    assert_eq!(spec.pool.map(|n| n.as_str()), Some("http"));
+    assert_eq!(spec.retry.map(|n| n.as_str()), Some("transient"));
+    // A typed reference to the declaration, with its settings.
+    match spec.pool {
+        Some(sqlx_resilience::op::Name::Declared(p)) => {
+            assert!(std::ptr::eq(p, &policies::pool::http));
+            assert_eq!(p.kind(), PolicyKind::Pool);
+        }
+        other => panic!("a reference to policies::pool::http, not {other:?}"),
+    }
     assert_eq!(spec.timeout, Some(Duration::from_secs(5)));
     assert_eq!(spec.deadline, Some(Duration::from_secs(20)));
     assert_eq!(spec.slow, Some(Duration::from_secs(1)));

@@ -6,6 +6,7 @@
 use proc_macro::TokenStream;
 
 mod db_op;
+mod has_runtime;
 mod kv;
 mod policies;
 
@@ -25,6 +26,18 @@ pub fn db_op(args: TokenStream, item: TokenStream) -> TokenStream {
             out.extend(db_op::recover(args, item));
             out.into()
         }
+    }
+}
+
+/// Lets `#[db_op]` methods on `&self` find the runtime in a field: the one of type `Runtime`
+/// (or `Arc<Runtime>`, `&Runtime`), or the one marked `#[runtime]`.
+///
+/// The full reference is on the re-export `sqlx_resilience::HasRuntime`.
+#[proc_macro_derive(HasRuntime, attributes(runtime))]
+pub fn derive_has_runtime(input: TokenStream) -> TokenStream {
+    match has_runtime::expand(input.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error.to_compile_error().into(),
     }
 }
 

@@ -587,6 +587,11 @@ impl Error {
 ///
 /// A failure without an [`Error`] inside is the application's own: it is returned at once,
 /// never retried, and does not count against a circuit breaker.
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` hides database failures from the op's retry policy and circuit breaker",
+    label = "`{Self}` does not implement `OpError`",
+    note = "a retry policy and a breaker must tell a lost connection from a constraint violation or an application error: return `Result<T, DbError>` (sqlx errors convert with `?`), or implement `sqlx_resilience::OpError` for `{Self}` so the runtime finds the `DbError` inside"
+)]
 pub trait OpError: From<Error> + Send {
     /// The database failure inside this error, if it is one. Mutable so the runtime can add
     /// the op, pool and attempt count to it.

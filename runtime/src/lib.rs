@@ -12,6 +12,7 @@ pub mod health;
 #[cfg(feature = "axum")]
 pub mod http;
 pub mod limiter;
+mod location;
 pub mod monitor;
 pub mod op;
 pub mod pgstats;

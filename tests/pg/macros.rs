@@ -13,33 +13,22 @@ use tokio::sync::Barrier;
 
 use crate::support;
 
-sqlx_resilience::policies! {
-    pool main { max = 6 }
-    retry contention { attempts = 5, base = "10ms", max_delay = "100ms" }
-    breaker forced_open { mode = "forced_open" }
-    limiter once_a_minute { per_second = 0.016, burst = 1, wait = false }
-}
-
+/// A runtime with every name `policies!` declares in this test binary (in `main.rs`, at the
+/// crate root where `#[db_op]` looks by default), found by the builder without being told.
 async fn runtime() -> (sqlx_resilience_testkit::TestDb, Runtime) {
     let db = support::db().await;
     let rt = Runtime::builder()
         .url(db.url())
         .env_vars(Vec::<(String, String)>::new())
-        .policies(policies::declared())
         .build()
         .await
         .expect("runtime");
     (db, rt)
 }
 
+#[derive(HasRuntime)]
 struct Repo {
     rt: Runtime,
-}
-
-impl HasRuntime for Repo {
-    fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
 }
 
 impl Repo {

@@ -4,6 +4,16 @@
 // Helpers are `pub` inside this test binary's modules; nothing is exported from it.
 #![allow(unreachable_pub)]
 
+// The names `#[db_op]` functions of this binary use (tests/pg/macros.rs), at the crate root,
+// where `#[db_op]` finds them without a `use`. Runtimes built with their own declarations
+// (`.pool()`, `.declare()`) do not see them.
+sqlx_resilience::policies! {
+    pool main { max = 6 }
+    retry contention { attempts = 5, base = "10ms", max_delay = "100ms" }
+    breaker forced_open { mode = "forced_open" }
+    limiter once_a_minute { per_second = 0.016, burst = 1, wait = false }
+}
+
 mod breaker;
 mod budget;
 mod classify;

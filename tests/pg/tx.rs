@@ -263,3 +263,37 @@ async fn pg_stat_activity_shows_which_op_holds_a_transaction() {
     // After the transaction the session's own name is back.
     assert_eq!(support::show(&rt, "application_name").await, "main");
 }
+
+/// A read-only op's transaction begins `READ ONLY` whichever way it is run: the op builder's
+/// `run_tx`, a prebuilt `Op`'s `run_tx` (these two disagreed when the op also had an
+/// isolation), and generated code.
+#[tokio::test]
+async fn a_read_only_ops_transaction_is_read_only_however_it_is_run() {
+    let db = support::db().await;
+    let rt = setup(&db).await;
+    fn write<'c>(
+        tx: &'c mut sqlx_resilience::Tx<'_>,
+    ) -> sqlx_resilience::BoxFuture<'c, Result<(), Error>> {
+        Box::pin(async move {
+            sqlx::query("insert into log values ('written by a read-only op')")
+                .execute(tx.as_mut())
+                .await?;
+            Ok(())
+        })
+    }
+    let builder = || {
+        rt.op("tx::read_only")
+            .read_only(true)
+            .isolation(Isolation::RepeatableRead)
+    };
+    let via_builder = builder().run_tx(write).await.unwrap_err();
+    let via_op = builder().build().unwrap().run_tx(write).await.unwrap_err();
+    for e in [via_builder, via_op] {
+        assert_eq!(
+            e.sqlstate().as_deref(),
+            Some("25006"),
+            "cannot execute INSERT in a read-only transaction: {e}"
+        );
+    }
+    assert_eq!(notes(&rt).await, 0, "nothing was written");
+}

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! async fn statistics(&self, estate: i64) -> Result<Stats, DbError> {
-//!     const _: () = { let _ = policies::pool::http; ... };          // name checks
-//!     static __SQLX_RESILIENCE_OP: OpSpec = OpSpec { .. };          // the op's settings
+//!     static __SQLX_RESILIENCE_OP: StaticOp = StaticOp::new(OpSpec {  // the op's settings,
+//!         pool: Some(Name::Declared(&crate::policies::pool::http)),  // a reference: the
+//!         ..                                                         // name check
+//!     });
 //!     inventory::submit! { OpRegistration(&__SQLX_RESILIENCE_OP) } // the registry
 //!     let classify = ..;                                   // &mut E -> Option<&mut DbError>
 //!     let rt = runtime_of(self);
@@ -23,7 +25,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::{Ident, Path};
 
-use super::parse::{Args, Retry};
+use super::parse::{Args, Kind, PolicyName, Retry};
 use super::validate::{Capture, Form, Op, RuntimeSource};
 
 /// `::sqlx_resilience::__private`, or `<crate = path>::__private`.
@@ -36,7 +38,6 @@ pub(crate) fn private_path(krate: Option<&Path>) -> TokenStream {
 
 pub(crate) fn expand_op(op: &Op) -> TokenStream {
     let p = private_path(op.args.krate.as_ref());
-    let checks = name_checks(&op.args);
     let spec_ident = Ident::new("__SQLX_RESILIENCE_OP", Span::call_site());
     let spec = spec(op, &p);
     let ret = &op.ret;
@@ -111,6 +112,17 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
     let error_check = quote_spanned! {ret_span=>
         #p::op_error::<<#ret as #p::ResultParts>::Err>();
     };
+    // A retry policy or a breaker must tell the database's failures from the application's:
+    // the error type must show the `DbError` inside (`OpError`).
+    let classifies = matches!(op.args.retry, Some(Retry::Named(_))) || op.args.breaker.is_some();
+    let error_check = if classifies {
+        quote_spanned! {ret_span=>
+            #error_check
+            #p::classified::<<#ret as #p::ResultParts>::Err>();
+        }
+    } else {
+        error_check
+    };
     let call = quote! {
         #error_check
         let #classify: for<'__e> fn(&'__e mut <#ret as #p::ResultParts>::Err)
@@ -133,8 +145,7 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
     };
 
     let items = quote! {
-        #checks
-        static #spec_ident: #p::OpSpec = #spec;
+        static #spec_ident: #p::StaticOp = #p::StaticOp::new(#spec);
         #p::inventory::submit! { #p::OpRegistration(&#spec_ident) }
     };
     let body = match op.form {
@@ -164,29 +175,25 @@ fn span_of(tokens: &impl ToTokens) -> Span {
         .map_or(Span::call_site(), |t| t.span())
 }
 
-/// `const _: () = { let _ = policies::pool::http; .. };`: each name a use of the unit struct
-/// `policies!` generated, spanned on the name so rustc reports an unknown one there, with its
-/// "a unit struct with a similar name exists" hint.
-fn name_checks(args: &Args) -> TokenStream {
-    let names = args.names();
-    if names.is_empty() {
-        return TokenStream::new();
-    }
-    let alias = Ident::new("policies", Span::call_site());
-    let root = match &args.policies {
-        Some(path) => quote!(use #path as #alias;),
-        None => quote!(use self::#alias;),
+/// `Some(Name::Declared(&crate::policies::pool::http))`: a reference to the `static`
+/// `policies!` generated, spanned on the name, so rustc reports an unknown one there with its
+/// "a static with a similar name exists" hint. The root is `policies = path` or, by default,
+/// `crate::policies`: no `use` needed in any module.
+fn name_ref(args: &Args, kind: Kind, name: Option<&PolicyName>, p: &TokenStream) -> TokenStream {
+    let Some(name) = name else {
+        return quote!(::core::option::Option::None);
     };
-    let uses = names.iter().map(|(kind, name)| {
-        let module = Ident::new(kind.module(), name.span);
-        let ident = Ident::new(&name.name, name.span);
-        quote_spanned!(name.span=> let _ = #alias::#module::#ident;)
-    });
-    quote! {
-        const _: () = {
-            #root
-            #(#uses)*
-        };
+    // The root and the kind's module point at the name too, but with the macro's hygiene, so
+    // a missing root is reported there without rustc proposing to rewrite the literal.
+    let at = Span::mixed_site().located_at(name.span);
+    let root = match &args.policies {
+        Some(path) => quote!(#path),
+        None => quote_spanned!(at=> crate::policies),
+    };
+    let module = Ident::new(kind.module(), at);
+    let ident = Ident::new(&name.name, name.span);
+    quote_spanned! {name.span=>
+        ::core::option::Option::Some(#p::Name::Declared(&#root::#module::#ident))
     }
 }
 
@@ -198,10 +205,6 @@ fn spec(op: &Op, p: &TokenStream) -> TokenStream {
         Some(lit) => lit.to_token_stream(),
         None => quote_spanned!(fn_span=> ::core::concat!(::core::module_path!(), "::", #fn_name)),
     };
-    let some_str = |s: Option<&str>| match s {
-        Some(s) => quote!(::core::option::Option::Some(#s)),
-        None => quote!(::core::option::Option::None),
-    };
     let some_duration = |d: Option<Duration>| match d {
         Some(d) => {
             let secs = d.as_secs();
@@ -210,14 +213,19 @@ fn spec(op: &Op, p: &TokenStream) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
-    let pool = some_str(args.pool.as_ref().map(|n| n.name.as_str()));
-    let retry = some_str(match &args.retry {
-        Some(Retry::Named(n)) => Some(n.name.as_str()),
-        _ => None,
-    });
-    let breaker = some_str(args.breaker.as_ref().map(|n| n.name.as_str()));
-    let limiter = some_str(args.limiter.as_ref().map(|n| n.name.as_str()));
-    let bulkhead = some_str(args.bulkhead.as_ref().map(|n| n.name.as_str()));
+    let pool = name_ref(args, Kind::Pool, args.pool.as_ref(), p);
+    let retry = name_ref(
+        args,
+        Kind::Retry,
+        match &args.retry {
+            Some(Retry::Named(n)) => Some(n),
+            _ => None,
+        },
+        p,
+    );
+    let breaker = name_ref(args, Kind::Breaker, args.breaker.as_ref(), p);
+    let limiter = name_ref(args, Kind::Limiter, args.limiter.as_ref(), p);
+    let bulkhead = name_ref(args, Kind::Bulkhead, args.bulkhead.as_ref(), p);
     let timeout = some_duration(args.timeout.as_ref().map(|d| d.value));
     let deadline = some_duration(args.deadline.as_ref().map(|d| d.value));
     let slow = some_duration(args.slow.as_ref().map(|d| d.value));

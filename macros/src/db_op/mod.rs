@@ -135,13 +135,13 @@ mod tests {
         ));
         for fragment in [
             "name:\"harvest.statistics\"",
-            "pool:::core::option::Option::Some(\"http\")",
+            "pool:::core::option::Option::Some(::sqlx_resilience::__private::Name::Declared(&crate::policies::pool::http))",
             "timeout:::core::option::Option::Some(::core::time::Duration::new(1u64,500000000u32))",
             "deadline:::core::option::Option::Some(::core::time::Duration::new(5u64,0u32))",
-            "retry:::core::option::Option::Some(\"transient\")",
-            "breaker:::core::option::Option::Some(\"stats\")",
-            "limiter:::core::option::Option::Some(\"api\")",
-            "bulkhead:::core::option::Option::Some(\"reports\")",
+            "retry:::core::option::Option::Some(::sqlx_resilience::__private::Name::Declared(&crate::policies::retry::transient))",
+            "breaker:::core::option::Option::Some(::sqlx_resilience::__private::Name::Declared(&crate::policies::breaker::stats))",
+            "limiter:::core::option::Option::Some(::sqlx_resilience::__private::Name::Declared(&crate::policies::limiter::api))",
+            "bulkhead:::core::option::Option::Some(::sqlx_resilience::__private::Name::Declared(&crate::policies::bulkhead::reports))",
             "idempotent:true",
             "read_only:false",
             "tx:::core::option::Option::None",
@@ -162,21 +162,23 @@ mod tests {
     }
 
     #[test]
-    fn names_are_checked_against_the_policies_module() {
+    fn names_are_references_to_the_policies_statics() {
+        // The crate-level module by default: no `use` in the op's module.
         let out = squash(&ok(quote!(pool = "http", retry = "transient"), method()));
         assert!(
-            out.contains("const_:()={useself::policies;let_=policies::pool::http;let_=policies::retry::transient;};"),
+            out.contains("pool:::core::option::Option::Some(::sqlx_resilience::__private::Name::Declared(&crate::policies::pool::http))"),
+            "{out}"
+        );
+        assert!(
+            out.contains("retry:::core::option::Option::Some(::sqlx_resilience::__private::Name::Declared(&crate::policies::retry::transient))"),
             "{out}"
         );
         let out = squash(&ok(
             quote!(pool = http, policies = crate::db::db_policies),
             method(),
         ));
-        assert!(
-            out.contains("usecrate::db::db_policiesaspolicies;"),
-            "{out}"
-        );
-        // No names, no check: the op does not need a policies module.
+        assert!(out.contains("&crate::db::db_policies::pool::http"), "{out}");
+        // No names, no reference: the op does not need a policies module.
         assert!(!squash(&ok(quote!(timeout = "1s"), method())).contains("policies"));
     }
 
@@ -327,7 +329,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("pool:::core::option::Option::Some(\"http\")"),
+            out.contains("pool:::core::option::Option::Some(::sqlx_resilience::__private::Name::Declared(&crate::policies::pool::http))"),
             "{out}"
         );
     }

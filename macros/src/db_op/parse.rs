@@ -125,27 +125,6 @@ pub(crate) struct Args {
 }
 
 impl Args {
-    /// The names this op uses, for the compile-time check against `policies!`.
-    pub(crate) fn names(&self) -> Vec<(Kind, &PolicyName)> {
-        let mut names = Vec::new();
-        if let Some(n) = &self.pool {
-            names.push((Kind::Pool, n));
-        }
-        if let Some(Retry::Named(n)) = &self.retry {
-            names.push((Kind::Retry, n));
-        }
-        if let Some(n) = &self.breaker {
-            names.push((Kind::Breaker, n));
-        }
-        if let Some(n) = &self.limiter {
-            names.push((Kind::Limiter, n));
-        }
-        if let Some(n) = &self.bulkhead {
-            names.push((Kind::Bulkhead, n));
-        }
-        names
-    }
-
     pub(crate) fn is_tx(&self) -> bool {
         self.tx.as_ref().is_some_and(|t| t.value)
     }

@@ -196,7 +196,18 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
     };
 
     let ret = match ret {
-        Some(ty) if is_result(&ty) => Some(ty),
+        Some(ty) if is_result(&ty) => {
+            if let Some(error) = sqlx_error_in(&ty) {
+                errs.push(syn::Error::new_spanned(
+                    error,
+                    "#[db_op] functions return `Result<T, DbError>`, not `sqlx::Error`: the op's \
+                     own failures (a timeout, an open breaker, an unreachable database) are \
+                     `DbError`s, and sqlx errors convert into `DbError` with `?`; write \
+                     `-> Result<T, DbError>` (`use sqlx_resilience::DbError;`)",
+                ));
+            }
+            Some(ty)
+        }
         Some(ty) => {
             errs.push(syn::Error::new_spanned(
                 &ty,
@@ -636,6 +647,31 @@ fn classify_type(ty: &Type) -> TypeClass {
             TypeClass::Other
         }
     }
+}
+
+/// The error type of `Result<T, sqlx::Error>` or `sqlx::Result<T>`, when the op returns one:
+/// it cannot carry the runtime's failures (rustc would only say that `DbError` is not a
+/// `sqlx::error::DatabaseError`).
+fn sqlx_error_in(ret: &Type) -> Option<&dyn quote::ToTokens> {
+    let Type::Path(path) = ret else { return None };
+    let segments: Vec<&PathSegment> = path.path.segments.iter().collect();
+    let last = segments.last()?;
+    let from_sqlx = |segs: &[&PathSegment]| segs.len() >= 2 && segs[0].ident == "sqlx";
+    if last.ident == "Result" && from_sqlx(&segments) {
+        // `sqlx::Result<T>`: its error is sqlx's.
+        return Some(*last);
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let Some(syn::GenericArgument::Type(Type::Path(error))) = args.args.iter().nth(1) else {
+        return None;
+    };
+    let error_segments: Vec<&PathSegment> = error.path.segments.iter().collect();
+    (error_segments.len() == 2
+        && error_segments[0].ident == "sqlx"
+        && error_segments[1].ident == "Error")
+        .then_some(error as &dyn quote::ToTokens)
 }
 
 fn is_runtime_segment(segment: &PathSegment) -> bool {

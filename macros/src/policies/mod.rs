@@ -59,7 +59,7 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_gets_a_module_of_unit_structs() {
+    fn every_kind_gets_a_module_of_registered_statics() {
         let out = squash(
             &expand(quote! {
                 pool http { max = 150 }
@@ -84,12 +84,20 @@ mod tests {
                 out.contains(&format!("pubmod{module}{{")),
                 "{module}: {out}"
             );
-            assert!(out.contains(&format!("pubstruct{name};")), "{name}: {out}");
+            assert!(
+                out.contains(&format!(
+                    "pubstatic{name}:::sqlx_resilience::__private::Policy="
+                )),
+                "{name}: {out}"
+            );
+            assert!(
+                out.contains(&format!(
+                    "inventory::submit!{{::sqlx_resilience::__private::PolicyRegistration(&{name})}}"
+                )),
+                "{name} is registered: {out}"
+            );
         }
-        assert!(
-            out.contains("#[allow(non_camel_case_types,dead_code)]"),
-            "{out}"
-        );
+        assert!(out.contains("#[allow(non_upper_case_globals)]"), "{out}");
         assert!(
             out.contains("pubfndeclared()->::sqlx_resilience::__private::PolicySet"),
             "{out}"
@@ -97,7 +105,7 @@ mod tests {
     }
 
     #[test]
-    fn declared_passes_every_setting_as_a_value() {
+    fn declared_passes_every_setting_as_a_literal() {
         let out = squash(
             &expand(quote! {
                 pool http { max = 150, acquire_timeout = "2s", application_name = "app" }
@@ -107,13 +115,13 @@ mod tests {
             .unwrap(),
         );
         for fragment in [
-            "::sqlx_resilience::__private::PolicyKind::Pool,\"http\",&[(\"max\",::sqlx_resilience::__private::Value::Int(150i64)),(\"acquire_timeout\",::sqlx_resilience::__private::Value::Str(::std::string::String::from(\"2s\"))),",
-            "(\"per_second\",::sqlx_resilience::__private::Value::Float(0.5f64))",
-            "(\"wait\",::sqlx_resilience::__private::Value::Bool(true))",
-            "(\"on.connection_lost.attempts\",::sqlx_resilience::__private::Value::Int(5i64))",
-            "(\"on.connection_lost.base\",::sqlx_resilience::__private::Value::Str(::std::string::String::from(\"500ms\")))",
-            "(\"on.connection_lost.factor\",::sqlx_resilience::__private::Value::Float(1.5f64))",
-            "::core::option::Option::Some(::sqlx_resilience::__private::Location{file:::core::file!()",
+            "::sqlx_resilience::__private::PolicyKind::Pool,\"http\",&[(\"max\",::sqlx_resilience::__private::Literal::Int(150i64)),(\"acquire_timeout\",::sqlx_resilience::__private::Literal::Str(\"2s\")),",
+            "(\"per_second\",::sqlx_resilience::__private::Literal::Float(0.5f64))",
+            "(\"wait\",::sqlx_resilience::__private::Literal::Bool(true))",
+            "(\"on.connection_lost.attempts\",::sqlx_resilience::__private::Literal::Int(5i64))",
+            "(\"on.connection_lost.base\",::sqlx_resilience::__private::Literal::Str(\"500ms\"))",
+            "(\"on.connection_lost.factor\",::sqlx_resilience::__private::Literal::Float(1.5f64))",
+            "::sqlx_resilience::__private::Location{file:::core::file!()",
         ] {
             assert!(out.contains(fragment), "missing {fragment} in {out}");
         }
@@ -266,14 +274,14 @@ mod tests {
             pools typo {}
         };
         let out = squash(&recover(input));
-        assert!(out.contains("pubstructhttp;"), "{out}");
+        assert!(out.contains("pubstatichttp:"), "{out}");
         assert!(
-            out.contains("pubstructws;"),
+            out.contains("pubstaticws:"),
             "a bad setting keeps its name: {out}"
         );
         assert!(!out.contains("typo"), "{out}");
         assert!(
-            !out.contains("(\"max\",::sqlx_resilience::__private::Value::Int(0i64))"),
+            !out.contains("(\"max\",::sqlx_resilience::__private::Literal::Int(0i64))"),
             "{out}"
         );
     }

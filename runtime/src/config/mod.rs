@@ -13,7 +13,7 @@ mod section;
 mod settings;
 mod value;
 
-pub use self::declare::{Declaration, PolicySet};
+pub use self::declare::{Declaration, Literal, Policy, PolicyRegistration, PolicySet};
 pub use self::load::RuntimeConfig;
 pub(crate) use self::load::{FileSource, Sources};
 pub use self::section::{Invalid, KeySpec, Section, parse};

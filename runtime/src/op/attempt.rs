@@ -10,6 +10,7 @@ use sqlx_core::transaction::TransactionManager;
 use tokio::time::Instant;
 
 use super::conn::{BoxFuture, Conn, EnvMarker, Tx};
+use super::resolve::Resolved;
 use super::spec::TxSpec;
 use crate::error::Error;
 use crate::pool::PooledConn;
@@ -34,10 +35,11 @@ pub(crate) enum Ended<T, E> {
     TimedOut(Phase),
 }
 
-/// Runs a body once on a connection.
+/// Runs a body once on a connection: the one thing that differs between a plain op and a
+/// transactional one. How a transaction begins is data of the op ([`Resolved::tx`]).
 pub(crate) trait Attempt<T, E>: Send {
     /// Whether the body runs in a transaction.
-    fn tx(&self) -> Option<TxSpec>;
+    fn is_tx(&self) -> bool;
 
     /// Runs the body once; gives the connection back so the runner can evict it.
     ///
@@ -46,6 +48,7 @@ pub(crate) trait Attempt<T, E>: Send {
     /// lifetime) defeats that proof ("implementation is not general enough").
     fn run<'a>(
         &'a mut self,
+        op: &'a Resolved,
         conn: PooledConn,
         until: Option<Instant>,
     ) -> BoxFuture<'a, (Ended<T, E>, PooledConn)>
@@ -64,18 +67,35 @@ async fn within<F: Future>(until: Option<Instant>, f: F) -> Option<F::Output> {
 /// A body on a plain connection.
 pub(crate) struct Plain<F>(pub(crate) F);
 
+/// A plain body, with the lifetime of what it borrows.
+pub(crate) fn plain<'env, T, E, F>(body: F) -> (Plain<F>, EnvMarker<'env>)
+where
+    F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+{
+    (Plain(body), EnvMarker::default())
+}
+
+/// A transactional body, with the lifetime of what it borrows.
+pub(crate) fn in_tx<'env, T, E, G>(body: G) -> (InTx<G>, EnvMarker<'env>)
+where
+    G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
+{
+    (InTx(body), EnvMarker::default())
+}
+
 impl<'env, T, E, F> Attempt<T, E> for (Plain<F>, EnvMarker<'env>)
 where
     F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send,
     T: Send,
     E: Send,
 {
-    fn tx(&self) -> Option<TxSpec> {
-        None
+    fn is_tx(&self) -> bool {
+        false
     }
 
     fn run<'a>(
         &'a mut self,
+        _op: &'a Resolved,
         conn: PooledConn,
         until: Option<Instant>,
     ) -> BoxFuture<'a, (Ended<T, E>, PooledConn)>
@@ -102,13 +122,9 @@ where
 /// limit, `SET LOCAL statement_timeout` from the time left (one round trip with `BEGIN`);
 /// committed when the body succeeds, rolled back otherwise (also on panic and cancellation,
 /// by the transaction's guard). The transaction goes through sqlx's transaction manager, so
-/// sqlx knows it is in one: a nested `begin` in the body opens a savepoint.
-pub(crate) struct InTx<G> {
-    pub(crate) body: G,
-    pub(crate) spec: TxSpec,
-    /// The op's name, shown as the transaction's `application_name`.
-    pub(crate) name: &'static str,
-}
+/// sqlx knows it is in one: a nested `begin` in the body opens a savepoint. The op's name is
+/// the transaction's `application_name`.
+pub(crate) struct InTx<G>(pub(crate) G);
 
 impl<'env, T, E, G> Attempt<T, E> for (InTx<G>, EnvMarker<'env>)
 where
@@ -116,12 +132,13 @@ where
     T: Send,
     E: From<Error> + Send,
 {
-    fn tx(&self) -> Option<TxSpec> {
-        Some(self.0.spec)
+    fn is_tx(&self) -> bool {
+        true
     }
 
     fn run<'a>(
         &'a mut self,
+        op: &'a Resolved,
         conn: PooledConn,
         until: Option<Instant>,
     ) -> BoxFuture<'a, (Ended<T, E>, PooledConn)>
@@ -129,13 +146,22 @@ where
         T: 'a,
         E: 'a,
     {
-        Box::pin(run_tx(&mut self.0, self.1, conn, until))
+        Box::pin(run_tx(
+            &mut self.0.0,
+            self.1,
+            op.tx,
+            op.spec.name,
+            conn,
+            until,
+        ))
     }
 }
 
 async fn run_tx<'env, T, E, G>(
-    this: &mut InTx<G>,
+    body: &mut G,
     env: EnvMarker<'env>,
+    spec: TxSpec,
+    name: &str,
     conn: PooledConn,
     until: Option<Instant>,
 ) -> (Ended<T, E>, PooledConn)
@@ -150,14 +176,14 @@ where
         open: false,
         _env: env,
     };
-    let begin = begin_sql(this.spec, this.name, until);
+    let begin = begin_sql(spec, name, until);
     let ended = 'attempt: {
         match within(until, Manager::begin(tx.conn(), Some(begin))).await {
             Some(Ok(())) => tx.open = true,
             Some(Err(e)) => break 'attempt Ended::Failed(E::from(Error::from(e)), Phase::Begin),
             None => break 'attempt Ended::TimedOut(Phase::Begin),
         }
-        match within(until, (this.body)(&mut tx)).await {
+        match within(until, body(&mut tx)).await {
             Some(Ok(v)) => {
                 let committed = within(until, Manager::commit(tx.conn())).await;
                 match committed {

@@ -1,12 +1,11 @@
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::attempt::{InTx, Plain};
+use super::attempt::{in_tx, plain};
 use super::conn::{BoxFuture, Conn, Tx};
 use super::resolve::Resolved;
 use super::run::execute;
-use super::spec::{Isolation, Location, OpSpec, TxSpec};
+use super::spec::{Isolation, Location, Name, OpSpec, StaticOp, TxSpec};
 use crate::error::{Error, OpError, Result};
 use crate::runtime::Runtime;
 
@@ -66,9 +65,10 @@ impl Runtime {
 }
 
 impl<'rt> OpBuilder<'rt> {
-    /// The pool to run on (default: the runtime's default pool).
-    pub fn pool(mut self, name: &'static str) -> Self {
-        self.spec.pool = Some(name);
+    /// The pool to run on (default: the runtime's default pool): a name, or a pool declared
+    /// with `policies!` (`&policies::pool::http`).
+    pub fn pool(mut self, name: impl Into<Name>) -> Self {
+        self.spec.pool = Some(name.into());
         self
     }
 
@@ -85,21 +85,21 @@ impl<'rt> OpBuilder<'rt> {
         self
     }
 
-    /// The retry policy.
-    pub fn retry(mut self, name: &'static str) -> Self {
-        self.spec.retry = Some(name);
+    /// The retry policy: a name, or one declared with `policies!`.
+    pub fn retry(mut self, name: impl Into<Name>) -> Self {
+        self.spec.retry = Some(name.into());
         self
     }
 
-    /// The circuit breaker.
-    pub fn breaker(mut self, name: &'static str) -> Self {
-        self.spec.breaker = Some(name);
+    /// The circuit breaker: a name, or one declared with `policies!`.
+    pub fn breaker(mut self, name: impl Into<Name>) -> Self {
+        self.spec.breaker = Some(name.into());
         self
     }
 
-    /// The rate limiter.
-    pub fn limiter(mut self, name: &'static str) -> Self {
-        self.spec.limiter = Some(name);
+    /// The rate limiter: a name, or one declared with `policies!`.
+    pub fn limiter(mut self, name: impl Into<Name>) -> Self {
+        self.spec.limiter = Some(name.into());
         self
     }
 
@@ -109,9 +109,9 @@ impl<'rt> OpBuilder<'rt> {
         self
     }
 
-    /// The bulkhead.
-    pub fn bulkhead(mut self, name: &'static str) -> Self {
-        self.spec.bulkhead = Some(name);
+    /// The bulkhead: a name, or one declared with `policies!`.
+    pub fn bulkhead(mut self, name: impl Into<Name>) -> Self {
+        self.spec.bulkhead = Some(name.into());
         self
     }
 
@@ -122,7 +122,7 @@ impl<'rt> OpBuilder<'rt> {
         self
     }
 
-    /// Declares that the body only reads.
+    /// Declares that the body only reads (its transactions begin `READ ONLY`).
     pub fn read_only(mut self, yes: bool) -> Self {
         self.spec.read_only = yes;
         self
@@ -163,47 +163,22 @@ impl<'rt> OpBuilder<'rt> {
         T: Send + 'env,
         E: OpError,
     {
-        let resolved = Resolved::new(self.rt, self.spec).map_err(E::from)?;
-        execute(
-            self.rt,
-            &resolved,
-            self.key.as_deref(),
-            E::db_error,
-            (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
-        )
-        .await
+        let op = Resolved::new(self.rt, self.spec).map_err(E::from)?;
+        execute(self.rt, &op, self.key.as_deref(), E::db_error, plain(body)).await
     }
 
     /// Runs `body` in a transaction: committed when it succeeds, rolled back when it fails,
     /// panics or is cancelled, and run again whole after a serialization failure or deadlock
-    /// when a retry policy allows.
-    pub async fn run_tx<'env, T, E, G>(mut self, body: G) -> Result<T, E>
+    /// when a retry policy allows. It begins with the op's isolation, and `READ ONLY` when the
+    /// op is read-only ([`OpSpec::tx_options`]).
+    pub async fn run_tx<'env, T, E, G>(self, body: G) -> Result<T, E>
     where
         G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
         T: Send + 'env,
         E: OpError,
     {
-        let tx = *self.spec.tx.get_or_insert_with(TxSpec::default);
-        if self.spec.read_only {
-            self.spec.tx = Some(TxSpec {
-                read_only: true,
-                ..tx
-            });
-        }
-        let spec = self.spec.tx.unwrap_or_default();
-        let name = self.spec.name;
-        let resolved = Resolved::new(self.rt, self.spec).map_err(E::from)?;
-        execute(
-            self.rt,
-            &resolved,
-            self.key.as_deref(),
-            E::db_error,
-            (
-                InTx { body, spec, name },
-                PhantomData::<fn(&'env ()) -> &'env ()>,
-            ),
-        )
-        .await
+        let op = Resolved::new(self.rt, self.spec).map_err(E::from)?;
+        execute(self.rt, &op, self.key.as_deref(), E::db_error, in_tx(body)).await
     }
 }
 
@@ -227,14 +202,7 @@ impl Op {
         T: Send + 'env,
         E: OpError,
     {
-        execute(
-            &self.rt,
-            &self.resolved,
-            None,
-            E::db_error,
-            (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
-        )
-        .await
+        execute(&self.rt, &self.resolved, None, E::db_error, plain(body)).await
     }
 
     /// Runs `body` with `key` for a per-key (tenant) rate limiter.
@@ -249,7 +217,7 @@ impl Op {
             &self.resolved,
             Some(key),
             E::db_error,
-            (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
+            plain(body),
         )
         .await
     }
@@ -261,32 +229,16 @@ impl Op {
         T: Send + 'env,
         E: OpError,
     {
-        let spec = self.resolved.spec.tx.unwrap_or(TxSpec {
-            isolation: None,
-            read_only: self.resolved.spec.read_only,
-        });
-        execute(
-            &self.rt,
-            &self.resolved,
-            None,
-            E::db_error,
-            (
-                InTx {
-                    body,
-                    spec,
-                    name: self.resolved.spec.name,
-                },
-                PhantomData::<fn(&'env ()) -> &'env ()>,
-            ),
-        )
-        .await
+        execute(&self.rt, &self.resolved, None, E::db_error, in_tx(body)).await
     }
 }
 
-/// Runs a `#[db_op]` body: the spec is a `static`, its names are looked up once per runtime.
+/// Runs a `#[db_op]` body: its op was resolved when the runtime was built, and is found by
+/// index. Not public API: generated code calls it.
+#[doc(hidden)]
 pub async fn run_static<'env, T, E, F>(
     rt: &'env Runtime,
-    spec: &'static OpSpec,
+    op: &'static StaticOp,
     access: fn(&mut E) -> Option<&mut Error>,
     body: F,
 ) -> Result<T, E>
@@ -295,21 +247,15 @@ where
     T: Send + 'env,
     E: From<Error> + Send + 'env,
 {
-    let resolved = rt.resolve_static(spec).map_err(E::from)?;
-    execute(
-        rt,
-        &resolved,
-        None,
-        access,
-        (Plain(body), PhantomData::<fn(&'env ()) -> &'env ()>),
-    )
-    .await
+    let resolved = rt.resolved(op).map_err(E::from)?;
+    execute(rt, &resolved, None, access, plain(body)).await
 }
 
-/// Runs a transactional `#[db_op]` body.
+/// Runs a transactional `#[db_op]` body (see [`run_static`]). Not public API.
+#[doc(hidden)]
 pub async fn run_tx_static<'env, T, E, G>(
     rt: &'env Runtime,
-    spec: &'static OpSpec,
+    op: &'static StaticOp,
     access: fn(&mut E) -> Option<&mut Error>,
     body: G,
 ) -> Result<T, E>
@@ -318,24 +264,6 @@ where
     T: Send + 'env,
     E: From<Error> + Send + 'env,
 {
-    let resolved = rt.resolve_static(spec).map_err(E::from)?;
-    let tx = spec.tx.unwrap_or(TxSpec {
-        isolation: None,
-        read_only: spec.read_only,
-    });
-    execute(
-        rt,
-        &resolved,
-        None,
-        access,
-        (
-            InTx {
-                body,
-                spec: tx,
-                name: spec.name,
-            },
-            PhantomData::<fn(&'env ()) -> &'env ()>,
-        ),
-    )
-    .await
+    let resolved = rt.resolved(op).map_err(E::from)?;
+    execute(rt, &resolved, None, access, in_tx(body)).await
 }

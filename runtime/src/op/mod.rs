@@ -8,8 +8,15 @@ mod resolve;
 mod run;
 mod spec;
 
-pub use self::builder::{Op, OpBuilder, run_static, run_tx_static};
+pub use self::builder::{Op, OpBuilder};
+#[doc(hidden)]
+pub use self::builder::{run_static, run_tx_static};
 pub use self::conn::{BoxFuture, Conn, Tx};
-pub use self::registry::{OpInfo, OpRegistration, OpsCheck, registered};
+#[doc(hidden)]
+pub use self::registry::OpRegistration;
+pub(crate) use self::registry::resolve_all;
+pub use self::registry::{OpInfo, OpsCheck, declared_ops};
 pub(crate) use self::resolve::Resolved;
-pub use self::spec::{Isolation, Location, OpSpec, TxSpec};
+#[doc(hidden)]
+pub use self::spec::StaticOp;
+pub use self::spec::{Isolation, Location, Name, OpSpec, TxSpec};

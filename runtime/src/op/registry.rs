@@ -1,29 +1,54 @@
 //! Every op declared with `#[db_op]`, collected when the program links, so the runtime can
 //! list them and check each against its configuration at start-up.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::spec::OpSpec;
+use super::resolve::Resolved;
+use super::spec::{OpSpec, StaticOp};
 use crate::error::{Error, PolicyKind, Result};
 use crate::runtime::Runtime;
 
-/// One op declared with `#[db_op]`; `#[db_op]` submits it with `inventory`.
+/// One op declared with `#[db_op]`; `#[db_op]` submits it with `inventory`. Not public API.
+#[doc(hidden)]
 #[derive(Debug)]
-pub struct OpRegistration(pub &'static OpSpec);
+pub struct OpRegistration(pub &'static StaticOp);
 
 inventory::collect!(OpRegistration);
 
 /// Every op declared with `#[db_op]` in the program, in name order.
-pub fn registered() -> Vec<&'static OpSpec> {
-    let mut ops: Vec<&'static OpSpec> = inventory::iter::<OpRegistration>().map(|r| r.0).collect();
+pub(crate) fn registered() -> Vec<&'static StaticOp> {
+    let mut ops: Vec<&'static StaticOp> =
+        inventory::iter::<OpRegistration>().map(|r| r.0).collect();
     ops.sort_by(|a, b| {
-        a.name
-            .cmp(b.name)
-            .then(a.location.line.cmp(&b.location.line))
+        a.spec
+            .name
+            .cmp(b.spec.name)
+            .then(a.spec.location.line.cmp(&b.spec.location.line))
     });
     ops
+}
+
+/// Every op declared with `#[db_op]` in the program, with its spec, in name order.
+pub fn declared_ops() -> Vec<&'static OpSpec> {
+    registered().into_iter().map(|op| &op.spec).collect()
+}
+
+/// Every registered op resolved against `rt`, by index: what a call finds with one index and
+/// no lookup. An op that does not fit this runtime (a pool it does not declare) has no entry;
+/// calling it resolves it again to report why.
+pub(crate) fn resolve_all(rt: &Runtime) -> Vec<Option<Arc<Resolved>>> {
+    let mut table: Vec<Option<Arc<Resolved>>> = Vec::new();
+    for op in inventory::iter::<OpRegistration>().map(|r| r.0) {
+        let index = op.index();
+        if table.len() <= index {
+            table.resize(index + 1, None);
+        }
+        table[index] = Resolved::new(rt, op.spec.clone()).ok().map(Arc::new);
+    }
+    table
 }
 
 /// What to do at start-up when a declared op does not fit the runtime's configuration.
@@ -77,7 +102,7 @@ impl Runtime {
     pub fn ops(&self) -> Vec<OpInfo> {
         registered()
             .into_iter()
-            .map(|spec| self.op_info(spec))
+            .map(|op| self.op_info(&op.spec))
             .collect()
     }
 
@@ -85,13 +110,13 @@ impl Runtime {
     pub fn op_info(&self, spec: &OpSpec) -> OpInfo {
         let mut problems = Vec::new();
         let pool_name = match spec.pool {
-            Some(name) => Some(name.to_owned()),
+            Some(name) => Some(name.as_str().to_owned()),
             None => self.default_pool().map(|p| p.name().to_owned()),
         };
         let pool = pool_name.as_deref().and_then(|n| self.pool(n));
         match (spec.pool, pool) {
             (Some(name), None) => problems.push(
-                self.undeclared(PolicyKind::Pool, name, spec.name)
+                self.undeclared(PolicyKind::Pool, name.as_str(), spec.name)
                     .to_string(),
             ),
             (None, None) => problems.push(
@@ -106,7 +131,7 @@ impl Runtime {
             (PolicyKind::Limiter, spec.limiter),
             (PolicyKind::Bulkhead, spec.bulkhead),
         ] {
-            if let Some(name) = name.filter(|n| *n != "none")
+            if let Some(name) = name.map(|n| n.as_str())
                 && !self.declares(kind, name)
             {
                 problems.push(self.undeclared(kind, name, spec.name).to_string());
@@ -125,7 +150,7 @@ impl Runtime {
                 timeout
             ));
         }
-        if spec.retry.is_some_and(|r| r != "none") && !spec.safe_to_rerun() && spec.tx.is_none() {
+        if spec.retry.is_some() && !spec.safe_to_rerun() && spec.tx.is_none() {
             problems.push(
                 "has a retry policy but may write and is not idempotent: only failures before a \
                  statement is sent are retried; declare it idempotent or read_only, or make it a \
@@ -133,7 +158,7 @@ impl Runtime {
                     .to_owned(),
             );
         }
-        if let Some(limiter) = spec.limiter.and_then(|n| self.limiter(n))
+        if let Some(limiter) = spec.limiter.and_then(|n| self.limiter(n.as_str()))
             && limiter.config().per_key
         {
             problems.push(format!(
@@ -148,10 +173,10 @@ impl Runtime {
             pool: pool_name,
             timeout: spec.timeout,
             deadline: spec.deadline,
-            retry: spec.retry,
-            breaker: spec.breaker,
-            limiter: spec.limiter,
-            bulkhead: spec.bulkhead,
+            retry: spec.retry.map(|n| n.as_str()),
+            breaker: spec.breaker.map(|n| n.as_str()),
+            limiter: spec.limiter.map(|n| n.as_str()),
+            bulkhead: spec.bulkhead.map(|n| n.as_str()),
             idempotent: spec.idempotent,
             read_only: spec.read_only,
             tx: spec.tx.is_some(),

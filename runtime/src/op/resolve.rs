@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use super::spec::OpSpec;
+use super::spec::{Name, OpSpec, TxSpec};
 use crate::breaker::CircuitBreaker;
 use crate::bulkhead::Bulkhead;
 use crate::error::{PolicyKind, Result, Site};
@@ -14,6 +14,8 @@ use crate::runtime::Runtime;
 pub(crate) struct Resolved {
     pub(crate) spec: OpSpec,
     pub(crate) name: Arc<str>,
+    /// How its transactions begin, whichever way it is run in one.
+    pub(crate) tx: TxSpec,
     pub(crate) pool: Pool,
     pub(crate) breaker: Option<Arc<CircuitBreaker>>,
     pub(crate) retry: Option<Arc<RetryPolicy>>,
@@ -27,16 +29,23 @@ pub(crate) struct Resolved {
 
 impl Resolved {
     pub(crate) fn new(rt: &Runtime, spec: OpSpec) -> Result<Resolved> {
-        let pool = rt.resolve_pool(spec.pool, spec.name)?.clone();
-        let lookup =
-            |kind: PolicyKind, name: Option<&'static str>| -> Result<Option<&'static str>> {
-                Ok(name)
-                    .map(|n| n.filter(|n| *n != "none"))
-                    .and_then(|n| match n {
-                        Some(n) if !rt.declares(kind, n) => Err(rt.undeclared(kind, n, spec.name)),
-                        other => Ok(other),
-                    })
-            };
+        let pool = rt
+            .resolve_pool(spec.pool.map(|n| n.as_str()), spec.name)?
+            .clone();
+        let lookup = |kind: PolicyKind, name: Option<Name>| -> Result<Option<&'static str>> {
+            let Some(name) = name else { return Ok(None) };
+            if let Name::Declared(p) = name
+                && p.kind() != kind
+            {
+                return Err(rt.undeclared(kind, p.name(), spec.name));
+            }
+            let name = name.as_str();
+            if rt.declares(kind, name) {
+                Ok(Some(name))
+            } else {
+                Err(rt.undeclared(kind, name, spec.name))
+            }
+        };
         let breaker =
             lookup(PolicyKind::Breaker, spec.breaker)?.map(|n| rt.shared.breakers[n].clone());
         let retry = lookup(PolicyKind::Retry, spec.retry)?.map(|n| rt.shared.retries[n].clone());
@@ -52,6 +61,7 @@ impl Resolved {
         let telemetry = rt.shared.telemetry.op(spec.name, &pool);
         Ok(Resolved {
             telemetry,
+            tx: spec.tx_options(),
             spec,
             name,
             pool,

@@ -298,7 +298,7 @@ where
     A: Attempt<T, E>,
     E: From<Error>,
 {
-    let is_tx = body.tx().is_some();
+    let is_tx = body.is_tx();
     // An op that may write and cannot run again gets a checked connection: a connection that
     // died while idle must fail before its body runs, not in the middle.
     let check_reused = (!op.spec.safe_to_rerun() && !is_tx) || after_dead_conn;
@@ -318,7 +318,7 @@ where
         until,
         started,
     } = ready;
-    let (ended, conn) = body.run(conn, until).await;
+    let (ended, conn) = body.run(op, conn, until).await;
     let now = Instant::now();
     let elapsed = now.saturating_duration_since(started);
     drop(slot);

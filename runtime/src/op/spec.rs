@@ -1,35 +1,9 @@
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Where an op or a policy is declared in source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Location {
-    /// Source file.
-    pub file: &'static str,
-    /// Line.
-    pub line: u32,
-    /// Column.
-    pub column: u32,
-}
-
-impl Location {
-    /// The caller's location.
-    #[track_caller]
-    pub fn caller() -> Self {
-        let l = std::panic::Location::caller();
-        Location {
-            file: l.file(),
-            line: l.line(),
-            column: l.column(),
-        }
-    }
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
-}
+use crate::config::Policy;
+pub use crate::location::Location;
 
 /// Transaction isolation levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +36,51 @@ pub struct TxSpec {
     pub read_only: bool,
 }
 
+/// A pool or policy an op names: a typed reference to what `policies!` declared (what
+/// `#[db_op]` generates, checked when the code compiles), or a name given at run time to the
+/// op builder (checked when the op is built).
+#[derive(Debug, Clone, Copy)]
+pub enum Name {
+    /// Declared with `policies!`.
+    Declared(&'static Policy),
+    /// A name, looked up when the op is built.
+    Text(&'static str),
+}
+
+impl Name {
+    /// The name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Name::Declared(p) => p.name(),
+            Name::Text(n) => n,
+        }
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&'static str> for Name {
+    fn from(name: &'static str) -> Name {
+        Name::Text(name)
+    }
+}
+
+impl From<&'static Policy> for Name {
+    fn from(policy: &'static Policy) -> Name {
+        Name::Declared(policy)
+    }
+}
+
 /// Everything an op declares: its name and the policies it runs under. `#[db_op]` builds one
 /// as a `static`; the op builder builds one at run time.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,19 +88,19 @@ pub struct OpSpec {
     /// The op's name, as seen in errors, telemetry and `pg_stat_activity`.
     pub name: &'static str,
     /// The pool (the runtime's default pool when `None`).
-    pub pool: Option<&'static str>,
+    pub pool: Option<Name>,
     /// Timeout of each attempt.
     pub timeout: Option<Duration>,
     /// Deadline of the whole call, across attempts, waits and retry delays.
     pub deadline: Option<Duration>,
     /// Retry policy.
-    pub retry: Option<&'static str>,
+    pub retry: Option<Name>,
     /// Circuit breaker.
-    pub breaker: Option<&'static str>,
+    pub breaker: Option<Name>,
     /// Rate limiter.
-    pub limiter: Option<&'static str>,
+    pub limiter: Option<Name>,
     /// Bulkhead.
-    pub bulkhead: Option<&'static str>,
+    pub bulkhead: Option<Name>,
     /// Running it twice has the effect of running it once.
     pub idempotent: bool,
     /// It only reads.
@@ -117,5 +136,60 @@ impl OpSpec {
     /// Whether running again after a lost connection cannot apply a write twice.
     pub fn safe_to_rerun(&self) -> bool {
         self.idempotent || self.read_only || self.tx.is_some_and(|t| t.read_only)
+    }
+
+    /// How a transaction of this op begins: its isolation, and `READ ONLY` when the op is
+    /// declared read-only (in `tx` or on the op: either makes the transaction read-only).
+    /// Every way of running the op in a transaction begins it this way.
+    pub fn tx_options(&self) -> TxSpec {
+        let tx = self.tx.unwrap_or_default();
+        TxSpec {
+            isolation: tx.isolation,
+            read_only: tx.read_only || self.read_only,
+        }
+    }
+}
+
+/// An op declared with `#[db_op]`: its spec in a `static`, registered when the program links,
+/// with an index into every runtime's table of resolved ops, so a call finds its pool and
+/// policies with one index and no lookup. Not public API: generated code builds it.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct StaticOp {
+    /// The op's spec.
+    pub spec: OpSpec,
+    index: AtomicUsize,
+}
+
+/// Indexes of static ops, handed out in order of first use (every registered op gets one when
+/// the first runtime is built).
+static NEXT_INDEX: AtomicUsize = AtomicUsize::new(0);
+
+const UNINDEXED: usize = usize::MAX;
+
+impl StaticOp {
+    /// A static op.
+    pub const fn new(spec: OpSpec) -> StaticOp {
+        StaticOp {
+            spec,
+            index: AtomicUsize::new(UNINDEXED),
+        }
+    }
+
+    /// This op's index in every runtime's table of resolved ops.
+    #[inline]
+    pub(crate) fn index(&self) -> usize {
+        let index = self.index.load(Ordering::Acquire);
+        if index != UNINDEXED {
+            return index;
+        }
+        let fresh = NEXT_INDEX.fetch_add(1, Ordering::AcqRel);
+        match self
+            .index
+            .compare_exchange(UNINDEXED, fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => fresh,
+            Err(taken) => taken,
+        }
     }
 }

@@ -17,6 +17,13 @@ use crate::retry::RetryPolicy;
 
 /// Builds a [`Runtime`]: declarations from code, then a configuration file, its profile and
 /// environment variables, checked as a whole before anything connects.
+///
+/// The names come from every `policies!` in the program, found without being told; code that
+/// declares names itself ([`policies`](Self::policies), [`declare`](Self::declare),
+/// [`pool`](Self::pool)) uses exactly those instead (a test building a runtime of its own, or a
+/// program with several runtimes over different names). Every `#[db_op]` in the program is
+/// resolved against the runtime when it is built: a call then finds its pool and policies by
+/// index, with no lookup.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeBuilder {
     sources: Sources,
@@ -36,7 +43,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Declares every name in `set` with its default settings (what `policies!` generates).
+    /// Declares every name in `set` with its default settings, instead of every `policies!`
+    /// declaration in the program (see [`RuntimeBuilder`]).
     pub fn policies(mut self, set: PolicySet) -> Self {
         self.sources.declared.merge(&set);
         self
@@ -116,13 +124,25 @@ impl RuntimeBuilder {
 
     /// Resolves and checks the configuration without connecting.
     pub fn resolve(&self) -> Result<RuntimeConfig> {
-        self.sources.resolve()
+        self.with_declarations().resolve()
+    }
+
+    /// The sources, with every `policies!` declaration of the program when code declared
+    /// nothing itself.
+    fn with_declarations(&self) -> std::borrow::Cow<'_, Sources> {
+        if self.sources.declared.is_empty() {
+            let mut sources = self.sources.clone();
+            sources.declared = PolicySet::registered();
+            std::borrow::Cow::Owned(sources)
+        } else {
+            std::borrow::Cow::Borrowed(&self.sources)
+        }
     }
 
     /// Resolves the configuration, checks the connection budget against the server, builds
     /// the pools (opening eager ones) and the policies.
     pub async fn build(self) -> Result<Runtime> {
-        let mut config = self.sources.resolve()?;
+        let mut config = self.with_declarations().resolve()?;
         if config.pools.is_empty() {
             return Err(Error::Config {
                 key: "pools".into(),
@@ -182,11 +202,12 @@ impl RuntimeBuilder {
                 closing: AtomicBool::new(false),
                 in_flight: AtomicUsize::new(0),
                 drained: Notify::new(),
-                resolved: Default::default(),
+                ops: Default::default(),
                 telemetry: Default::default(),
                 servers,
             }),
         };
+        let _ = rt.shared.ops.set(crate::op::resolve_all(&rt));
         rt.check_ops_at_start()?;
         Ok(rt)
     }

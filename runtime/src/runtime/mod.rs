@@ -3,6 +3,7 @@
 mod builder;
 mod shutdown;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +17,7 @@ use crate::bulkhead::Bulkhead;
 use crate::config::RuntimeConfig;
 use crate::error::{Error, PolicyKind, Result, Site};
 use crate::limiter::RateLimiter;
-use crate::op::{OpSpec, Resolved};
+use crate::op::{Resolved, StaticOp};
 use crate::pool::{BudgetCheck, Pool, PoolStats, SizingReport};
 use crate::retry::RetryPolicy;
 
@@ -41,8 +42,9 @@ pub(crate) struct Shared {
     pub(crate) closing: AtomicBool,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) drained: Notify,
-    /// `#[db_op]` specs with their names looked up, by the spec's address.
-    pub(crate) resolved: std::sync::RwLock<HashMap<usize, Arc<Resolved>>>,
+    /// Every `#[db_op]` op resolved against this runtime, by the op's index: set once, right
+    /// after the runtime is built; a call reads it with one index, no lock, no lookup.
+    pub(crate) ops: std::sync::OnceLock<Vec<Option<Arc<Resolved>>>>,
     /// Op telemetry, pool samples and alert history (`crate::telemetry`).
     pub(crate) telemetry: crate::telemetry::Telemetry,
     /// One health watch per database server the pools point at (`crate::recovery`).
@@ -263,25 +265,15 @@ impl Runtime {
         }
     }
 
-    /// The resolved form of a static spec, looked up once per runtime.
-    pub(crate) fn resolve_static(&self, spec: &'static OpSpec) -> Result<Arc<Resolved>> {
-        let key = spec as *const OpSpec as usize;
-        if let Some(r) = self
-            .shared
-            .resolved
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(r.clone());
+    /// A `#[db_op]` op resolved against this runtime: from the table built with the runtime,
+    /// or, for an op that does not fit it, resolved again to say why.
+    #[inline]
+    pub(crate) fn resolved(&self, op: &'static StaticOp) -> Result<Cow<'_, Resolved>> {
+        let index = op.index();
+        if let Some(Some(resolved)) = self.shared.ops.get().and_then(|ops| ops.get(index)) {
+            return Ok(Cow::Borrowed(&**resolved));
         }
-        let r = Arc::new(Resolved::new(self, spec.clone())?);
-        self.shared
-            .resolved
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, r.clone());
-        Ok(r)
+        Resolved::new(self, op.spec.clone()).map(Cow::Owned)
     }
 
     /// Registers an op in flight, or refuses when shutting down.

@@ -12,15 +12,11 @@ pub trait Harvests: Send + Sync {
     async fn record(&self, estate: i64, tons: i64) -> Result<(), DbError>;
 }
 
+#[derive(HasRuntime)]
 pub struct PgHarvests {
     rt: Runtime,
 }
 
-impl HasRuntime for PgHarvests {
-    fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
-}
 
 #[async_trait]
 impl Harvests for PgHarvests {

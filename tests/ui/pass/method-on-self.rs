@@ -13,15 +13,11 @@ sqlx_resilience::policies! {
     bulkhead reports { max_concurrent = 8, max_queue = 32 }
 }
 
+#[derive(HasRuntime)]
 pub struct HarvestRepo {
     rt: Runtime,
 }
 
-impl HasRuntime for HarvestRepo {
-    fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
-}
 
 impl HarvestRepo {
     #[db_op(pool = "http", timeout = "5s", deadline = "20s", retry = "transient",

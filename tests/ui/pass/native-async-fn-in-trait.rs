@@ -10,15 +10,11 @@ pub trait Accounts {
     async fn rename(&self, id: i64, name: String) -> Result<(), DbError>;
 }
 
+#[derive(HasRuntime)]
 pub struct PgAccounts {
     rt: Runtime,
 }
 
-impl HasRuntime for PgAccounts {
-    fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
-}
 
 impl Accounts for PgAccounts {
     #[db_op(read_only, timeout = "2s")]

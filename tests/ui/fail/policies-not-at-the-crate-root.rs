@@ -1,4 +1,5 @@
-//! Names are checked against a `policies` module, which must be in scope.
+//! Names are found under `crate::policies` unless `policies = path` says where: a `policies!`
+//! in a module is not found by default.
 
 mod db {
     sqlx_resilience::policies! {
