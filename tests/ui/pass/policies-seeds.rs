@@ -68,5 +68,5 @@ fn main() {
     let _ = seed_004::policies::declared();
     let _ = seed_003::policies::declared();
     let _ = everything::policies::declared();
-    let _ = (seed_000::policies::pool::http, everything::policies::limiter::l);
+    let _ = (&seed_000::policies::pool::http, &everything::policies::limiter::l);
 }
