@@ -67,9 +67,10 @@ impl Stack {
         // As the runner does: one reading for the body's start and its time limit, one at
         // its end, given to the breaker.
         let started = tokio::time::Instant::now();
-        let v = tokio::time::timeout_at(started + Duration::from_secs(5), ready(1u64))
-            .await
-            .expect("ready");
+        let v =
+            sqlx_resilience::timeout::within(Some(started + Duration::from_secs(5)), ready(1u64))
+                .await
+                .expect("ready");
         let now = tokio::time::Instant::now();
         permit.success_at(now - started, now);
         drop(slot);
@@ -104,7 +105,8 @@ fn stack(c: &mut Criterion) {
     });
     g.bench_function("timeout", |b| {
         b.to_async(&rt).iter(|| async {
-            tokio::time::timeout(Duration::from_secs(5), ready(1u64))
+            let until = tokio::time::Instant::now() + Duration::from_secs(5);
+            sqlx_resilience::timeout::within(Some(until), ready(1u64))
                 .await
                 .expect("ready")
         })

@@ -78,6 +78,7 @@ pub use sqlx_resilience_runtime::{
 pub use sqlx_resilience_runtime::http;
 pub use sqlx_resilience_runtime::{
     breaker, bulkhead, config, health, limiter, monitor, pgstats, pool, recovery, retry, telemetry,
+    timeout,
 };
 
 /// Ops: the op builder, what an op declares, and every op declared with `#[db_op]`.

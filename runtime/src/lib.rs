@@ -22,6 +22,7 @@ pub mod retry;
 mod runtime;
 mod secret;
 pub mod telemetry;
+pub mod timeout;
 
 pub use self::classify::{Classification, FailureKind, Reach, classify};
 pub use self::config::{PolicySet, RuntimeConfig, Value};

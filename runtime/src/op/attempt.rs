@@ -1,7 +1,6 @@
 //! One attempt: run the body on a pooled connection (plain or in a transaction), within the
 //! attempt's time limit, and report what happened in a form the runner can judge.
 
-use std::future::Future;
 use std::time::Duration;
 
 use sqlx::postgres::PgTransactionManager;
@@ -14,6 +13,7 @@ use super::resolve::Resolved;
 use super::spec::TxSpec;
 use crate::error::Error;
 use crate::pool::PooledConn;
+use crate::timeout::within;
 
 /// Where in an attempt a failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,13 +55,6 @@ pub(crate) trait Attempt<T, E>: Send {
     where
         T: 'a,
         E: 'a;
-}
-
-async fn within<F: Future>(until: Option<Instant>, f: F) -> Option<F::Output> {
-    match until {
-        Some(at) => tokio::time::timeout_at(at, f).await.ok(),
-        None => Some(f.await),
-    }
 }
 
 /// A body on a plain connection.
