@@ -586,7 +586,10 @@ impl Pool {
             } else {
                 FailureKind::Backpressure
             },
-            message: format!("acquire timed out after {waited:?}"),
+            message: format!(
+                "acquire timed out after {:?}",
+                crate::error::rounded(waited)
+            ),
         });
         Error::AcquireTimeout {
             site: site.clone(),
