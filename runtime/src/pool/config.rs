@@ -124,8 +124,10 @@ impl Section for PoolConfig {
 mod tests {
     use super::*;
 
+    /// Realistic values of many keys together; every key at its bounds is in
+    /// `config::schema_test`.
     #[test]
-    fn every_key_is_accepted() {
+    fn a_realistic_pool_is_accepted() {
         let mut c = PoolConfig::default();
         let good: &[(&str, Value)] = &[
             ("url", "postgres://a:b@h/d".into()),
@@ -152,11 +154,6 @@ mod tests {
         for (k, v) in good {
             c.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
         }
-        assert_eq!(
-            PoolConfig::SCHEMA.keys.len(),
-            good.len(),
-            "a key is missing from the test"
-        );
         assert_eq!(c.max, 150);
         assert_eq!(c.startup, Startup::Lazy);
         assert_eq!(c.validation, Validation::Always);
