@@ -151,13 +151,14 @@ fn full_keys_are_found_through_their_groups() {
         Some(("on", Some("contention")))
     );
 
-    assert_eq!(
-        POOL.find("maximum").unwrap_err(),
-        "one of the pool keys: url, max, min, acquire_timeout, idle_timeout, max_lifetime, \
-         connect_timeout, startup, startup_timeout, validation, validation_window, \
-         leak_threshold, statement_timeout, lock_timeout, idle_in_transaction_session_timeout, \
-         application_name, search_path, client_connection_check_interval, outage_wait, \
-         outage_waiters; did you mean `max`?"
+    let unknown = POOL.find("maximum").unwrap_err();
+    assert!(
+        unknown.starts_with("one of the pool keys: url, max, min, acquire_timeout, "),
+        "{unknown}"
+    );
+    assert!(
+        unknown.ends_with(", outage_waiters; did you mean `max`?"),
+        "{unknown}"
     );
     assert!(
         RETRY
