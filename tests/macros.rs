@@ -20,7 +20,7 @@ mod everything {
             leak_threshold = "30s", statement_timeout = "10s", lock_timeout = "2s",
             idle_in_transaction_session_timeout = "1m", application_name = "harvest",
             search_path = "app, public", client_connection_check_interval = "5s",
-            outage_wait = "3s", outage_waiters = 200,
+            outage_wait = "3s", outage_waiters = 200, probe_timeout = "1s",
         }
         breaker windowed {
             failures = 5, within = "1m", consecutive_failures = 3, failure_rate = 50,
@@ -84,6 +84,7 @@ fn every_setting_policies_accepts_the_runtime_accepts() {
     let main = &config.pools["main"];
     assert_eq!((main.max, main.min), (50, 5));
     assert_eq!(main.acquire_timeout, Duration::from_secs(2));
+    assert_eq!(main.probe_timeout, Duration::from_secs(1));
     assert!(config.breakers.contains_key("windowed") && config.breakers.contains_key("counted"));
     assert!(config.retries.contains_key("r"));
     assert!(config.limiters.contains_key("l"));

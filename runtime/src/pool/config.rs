@@ -82,6 +82,8 @@ crate::config::fields::settings! {
         /// younger than this (and within their deadline and `acquire_timeout`); afterwards they
         /// fail at once with `Error::Unavailable` until a probe reaches the server.
         pub outage_wait: Duration = "outage_wait",
+        /// The longest one probe of a down server may take (at most `connect_timeout`).
+        pub probe_timeout: Duration = "probe_timeout",
         /// The most callers that may wait for the server at once (default: ten per connection,
         /// at least 100); beyond it, callers fail at once with `Error::Unavailable`.
         pub outage_waiters: Option<u32> = "outage_waiters",

@@ -1,4 +1,4 @@
-use super::{DAY, MONTH, ms, secs};
+use super::{DAY, HOUR, MONTH, ms, secs};
 use crate::Constraint::Order;
 use crate::DefaultIs::{Absent, Derived, Value};
 use crate::Rule::{Ascii, Choice, SchemaList, Url};
@@ -129,6 +129,12 @@ pub const POOL: Schema = Schema {
             Value(Duration(secs(5))),
             "while the server is down, callers wait for it only while the outage is younger \
              than this",
+        ),
+        Key::new(
+            "probe_timeout",
+            Rule::duration_to(HOUR),
+            Value(Duration(secs(2))),
+            "the longest one probe of a down server may take (at most `connect_timeout`)",
         ),
         Key::new(
             "outage_waiters",
