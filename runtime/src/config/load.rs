@@ -362,7 +362,6 @@ fn apply(config: &mut RuntimeConfig, a: &Assignment) -> Result<()> {
             .all_keys()
             .into_iter()
             .map(|(name, _)| name)
-            .filter(|name| name != "profile")
             .collect();
         let closest = {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
