@@ -20,7 +20,7 @@ mod everything {
             leak_threshold = "30s", statement_timeout = "10s", lock_timeout = "2s",
             idle_in_transaction_session_timeout = "1m", application_name = "harvest",
             search_path = "app, public", client_connection_check_interval = "5s",
-            outage_wait = "3s", outage_waiters = 200,
+            outage_wait = "3s", outage_waiters = 200, probe_timeout = "1s",
         }
         breaker windowed {
             failures = 5, within = "1m", consecutive_failures = 3, failure_rate = 50,
@@ -84,16 +84,19 @@ fn every_setting_policies_accepts_the_runtime_accepts() {
     let main = &config.pools["main"];
     assert_eq!((main.max, main.min), (50, 5));
     assert_eq!(main.acquire_timeout, Duration::from_secs(2));
+    assert_eq!(main.probe_timeout, Duration::from_secs(1));
     assert!(config.breakers.contains_key("windowed") && config.breakers.contains_key("counted"));
     assert!(config.retries.contains_key("r"));
     assert!(config.limiters.contains_key("l"));
     assert!(config.bulkheads.contains_key("h"));
 }
 
-/// The keys written above are every key of every runtime section: a key added to the runtime
-/// fails this test until `policies!` (and this test) learn it.
+/// The keys written above are every key of the schema that both `policies!` and the runtime
+/// read (`on.failover.base` standing for `on.<kind>.base`), so every key goes the whole way:
+/// literal, `policies::declared()`, the runtime's parser, its rules between keys. A key added
+/// to the schema fails this test until it is written above.
 #[test]
-fn policies_covers_every_runtime_key() {
+fn policies_covers_every_schema_key() {
     let declared = everything::policies::declared();
     let written = |kind: PolicyKind| -> BTreeSet<String> {
         declared
@@ -102,30 +105,30 @@ fn policies_covers_every_runtime_key() {
             .flat_map(|d| d.settings.iter().map(|(k, _)| generic_key(k)))
             .collect()
     };
-    let runtime = |keys: &[sqlx_resilience::config::KeySpec]| -> BTreeSet<String> {
-        keys.iter().map(|k| k.key.to_owned()).collect()
-    };
+    fn schema_keys<S: Section>() -> BTreeSet<String> {
+        S::SCHEMA.all_keys().into_iter().map(|(k, _)| k).collect()
+    }
     use sqlx_resilience::{breaker, bulkhead, limiter, pool, retry};
-    assert_eq!(written(PolicyKind::Pool), runtime(pool::PoolConfig::KEYS));
+    assert_eq!(written(PolicyKind::Pool), schema_keys::<pool::PoolConfig>());
     assert_eq!(
         written(PolicyKind::Breaker),
-        runtime(breaker::BreakerConfig::KEYS)
+        schema_keys::<breaker::BreakerConfig>()
     );
     assert_eq!(
         written(PolicyKind::Retry),
-        runtime(retry::RetryConfig::KEYS)
+        schema_keys::<retry::RetryConfig>()
     );
     assert_eq!(
         written(PolicyKind::Limiter),
-        runtime(limiter::LimiterConfig::KEYS)
+        schema_keys::<limiter::LimiterConfig>()
     );
     assert_eq!(
         written(PolicyKind::Bulkhead),
-        runtime(bulkhead::BulkheadConfig::KEYS)
+        schema_keys::<bulkhead::BulkheadConfig>()
     );
 }
 
-/// `on.failover.base` -> `on.<kind>.base`, as the runtime documents its keys.
+/// `on.failover.base` -> `on.<kind>.base`, as the schema documents its keys.
 fn generic_key(key: &str) -> String {
     match key
         .strip_prefix("on.")

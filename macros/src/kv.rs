@@ -221,47 +221,14 @@ pub(crate) fn unknown_key(name: &str, accepted: &[&str], what: &str) -> String {
     }
 }
 
-/// The accepted word closest to a typo, when it is close enough to be a likely fix.
+/// The accepted word closest to a typo, when it is close enough to be a likely fix (the
+/// schema's rule, so the runtime suggests the same word).
 pub(crate) fn closest<'a>(name: &str, accepted: &[&'a str]) -> Option<&'a str> {
-    let by_distance = accepted
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, k)| *d <= (k.len().max(name.len()) / 3).max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k);
-    // `maximum` for `max`, `acquire` for `acquire_timeout`.
-    by_distance.or_else(|| {
-        accepted
-            .iter()
-            .copied()
-            .filter(|k| {
-                k.len().min(name.len()) >= 3 && (name.starts_with(k) || k.starts_with(name))
-            })
-            .max_by_key(|k| k.len().min(name.len()))
-    })
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
+    sqlx_resilience_schema::closest(name, accepted)
 }
 
 /// What every duration message says is expected.
-pub(crate) const DURATION_EXPECTED: &str = "a duration such as \"250ms\" or \"5s\"";
+pub(crate) const DURATION_EXPECTED: &str = sqlx_resilience_schema::DURATION_EXAMPLE;
 
 /// A duration literal: `"250ms"`, `"5s"`, `"1m 30s"`.
 #[derive(Clone, Debug)]

@@ -181,7 +181,8 @@ pub enum Error {
 
     /// No connection became free within the pool's acquire timeout.
     #[error(
-        "{site}: no connection within {waited:?} ({in_use}/{max} in use, {waiting} waiting); {}",
+        "{site}: no connection within {:?} ({in_use}/{max} in use, {waiting} waiting); {}",
+        rounded(*.waited),
         if *.unreachable {
             "the pool could not open new connections: check that the server is reachable"
         } else {
@@ -214,8 +215,9 @@ pub enum Error {
 
     /// One attempt ran past its timeout; the server was told to stop it.
     #[error(
-        "{site}: attempt {attempt} timed out after {timeout:?}; the statement was stopped on the \
-         server; raise the op's timeout or make the query faster"
+        "{site}: attempt {attempt} timed out after {:?}; the statement was stopped on the \
+         server; raise the op's timeout or make the query faster",
+        rounded(*.timeout)
     )]
     Timeout {
         /// Where.
@@ -228,8 +230,9 @@ pub enum Error {
 
     /// The whole call ran out of time (its deadline), across attempts and waits.
     #[error(
-        "{site}: deadline of {deadline:?} exceeded after {attempts} attempt(s); \
+        "{site}: deadline of {:?} exceeded after {attempts} attempt(s); \
          raise the op's deadline or look at the last failure{}",
+        rounded(*.deadline),
         last_failure(.last)
     )]
     DeadlineExceeded {
@@ -360,7 +363,8 @@ pub enum Error {
 
     /// Shutdown's deadline passed with work still in flight.
     #[error(
-        "shutdown deadline of {deadline:?} passed with {in_flight} op(s) still running; they were abandoned"
+        "shutdown deadline of {:?} passed with {in_flight} op(s) still running; they were abandoned",
+        rounded(*.deadline)
     )]
     ShutdownTimeout {
         /// The deadline given to `shutdown`.
@@ -408,7 +412,7 @@ pub(crate) fn rounded(d: Duration) -> Duration {
 
 fn retry_after_text(retry_after: &Option<Duration>) -> String {
     match retry_after {
-        Some(d) => format!(" (retry after {d:?})"),
+        Some(d) => format!(" (retry after {:?})", rounded(*d)),
         None => String::new(),
     }
 }
@@ -633,6 +637,26 @@ mod tests {
         assert_eq!(e.site(), Some(&Site::new("a::b", "http")));
         let e = e.with_site(&Site::new("other", "ws"));
         assert_eq!(e.site(), Some(&Site::new("a::b", "http")));
+    }
+
+    #[test]
+    fn durations_in_messages_are_rounded_to_milliseconds() {
+        let e = Error::AcquireTimeout {
+            site: Site::pool("http"),
+            waited: Duration::from_nanos(494_401_977),
+            in_use: 1,
+            max: 1,
+            waiting: 0,
+            unreachable: false,
+        };
+        let text = e.to_string();
+        assert!(text.contains("no connection within 494ms ("), "{text}");
+        let e = Error::RateLimited {
+            site: Site::pool("http"),
+            limiter: "api".into(),
+            retry_after: Some(Duration::from_nanos(1_500_400_000)),
+        };
+        assert!(e.to_string().contains("(retry after 1.5s)"), "{e}");
     }
 
     #[test]

@@ -31,16 +31,29 @@ impl DatabaseUrl {
 
     /// sqlx connect options for this URL.
     pub fn connect_options(&self, origin: &str) -> Result<PgConnectOptions> {
-        PgConnectOptions::from_str(&self.0).map_err(|e| {
-            // sqlx's message may quote parts of the URL; keep only the redacted form.
-            let detail = redact(&e.to_string().replace(&self.0, &self.redacted()));
-            Error::config(
-                "url",
-                self.redacted(),
-                format!("a postgres:// URL the driver accepts ({detail})"),
-                origin,
-            )
-        })
+        PgConnectOptions::from_str(&self.0)
+            .map_err(|e| Error::config("url", self.redacted(), self.refused(&e), origin))
+    }
+
+    /// Whether the driver accepts this URL; otherwise what was expected, and why not. The
+    /// configuration checks it when the URL is set, so `resolve()` refuses what `build()`
+    /// would.
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        PgConnectOptions::from_str(&self.0)
+            .map(drop)
+            .map_err(|e| self.refused(&e))
+    }
+
+    fn refused(&self, e: &sqlx::Error) -> String {
+        // sqlx wraps its configuration errors in another one ("error with configuration:
+        // error with configuration: unknown value ..."): the innermost says what is wrong.
+        let mut inner: &dyn std::error::Error = e;
+        while let Some(next) = inner.source() {
+            inner = next;
+        }
+        // The message may quote parts of the URL; keep only the redacted form.
+        let detail = redact(&inner.to_string().replace(&self.0, &self.redacted()));
+        format!("a PostgreSQL URL the driver accepts ({detail})")
     }
 }
 

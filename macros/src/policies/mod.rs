@@ -205,7 +205,10 @@ mod tests {
                 quote!(breaker b { mode = "closed" }),
                 "one of \"normal\", \"disabled\", \"metrics_only\", \"forced_open\"",
             ),
-            (quote!(breaker b { failures = 5 }), "add `within`"),
+            (
+                quote!(breaker b { failures = 5 }),
+                "`failures` needs `within`",
+            ),
             (
                 quote!(breaker b { on connection_lost { attempts = 1 } }),
                 "blocks belong to retry policies",
@@ -223,18 +226,18 @@ mod tests {
                 quote!(retry r { on deadline { tries = 1 } }),
                 "unknown key `tries` in `on deadline` of retry `r`",
             ),
-            (quote!(retry r { factor = 11 }), "a number from 1.0 to 10.0"),
+            (quote!(retry r { factor = 11 }), "a number from 1 to 10"),
             (
                 quote!(retry r { jitter = "some" }),
                 "one of \"full\", \"equal\", \"none\"",
             ),
             (
                 quote!(retry r { base = "5s", max_delay = "1s" }),
-                "`base` is longer than `max_delay`",
+                "`base` of 5s is longer than `max_delay` of 1s",
             ),
             (
                 quote!(limiter l { burst = 1 }),
-                "needs a rate: add `per_second`",
+                "limiter `l`: `per_second` is missing: every limiter needs a rate",
             ),
             (
                 quote!(limiter l { per_second = 0 }),
@@ -247,6 +250,23 @@ mod tests {
             (
                 quote!(limiter l { per_second = 1, wait = false, max_wait = "1s" }),
                 "`wait = false` rejects calls at once",
+            ),
+            (
+                quote!(pool http { min = 20 }),
+                "`min` of 20 is above `max` of 10 (the default): a pool keeps at most `max` \
+                 connections; lower `min` or raise `max`",
+            ),
+            (
+                quote!(pool http { max_lifetime = "1m" }),
+                "`max_lifetime` of 1m is shorter than `idle_timeout` of 10m (the default)",
+            ),
+            (
+                quote!(retry r { on backpressure { base = "5s" } }),
+                "`on.backpressure.base` of 5s is longer than `max_delay` of 2s (from the policy)",
+            ),
+            (
+                quote!(limiter l { per_second = 1, max_wait = "1s" }),
+                "`max_wait` has no effect with `wait = false` (the default)",
             ),
             (
                 quote!(bulkhead b { max_concurrent = "4" }),
@@ -264,6 +284,15 @@ mod tests {
                 "{input}:\n{all}\nshould contain: {expected}"
             );
         }
+    }
+
+    #[test]
+    fn a_default_that_the_runtime_caps_is_no_contradiction() {
+        expand(quote! {
+            breaker b { failure_rate = 50, window_calls = 5 }
+            retry r { max_delay = "30s", on backpressure { base = "5s" } }
+        })
+        .expect("minimum_calls' default is capped at window_calls; the kind inherits max_delay");
     }
 
     #[test]

@@ -105,7 +105,6 @@ mod window;
 mod tests;
 
 pub use self::circuit::CircuitBreaker;
-pub(crate) use self::config::unknown_key;
 pub use self::config::{
     BreakerConfig, BreakerMode, DEFAULT_FAILURE_RATE, DEFAULT_OPEN_FOR_MAX, DEFAULT_RATE_WINDOW,
 };

@@ -51,7 +51,7 @@ impl fmt::Display for BreakerRejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "circuit breaker {}", self.state)?;
         if let Some(d) = self.retry_after {
-            write!(f, " (retry after {d:?})")?;
+            write!(f, " (retry after {:?})", crate::error::rounded(d))?;
         }
         Ok(())
     }

@@ -103,7 +103,7 @@ fn set_accepts_good_values_and_explains_bad_ones() {
         err(&mut c, "open_backoff", 0.5.into()),
         "a number from 1 to 10"
     );
-    assert!(err(&mut c, "open_for_max", "2d".into()).contains("to 1day"));
+    assert!(err(&mut c, "open_for_max", "2d".into()).contains("to 24h"));
     assert_eq!(
         err(&mut c, "mode", "off".into()),
         "one of \"normal\", \"disabled\", \"metrics_only\", \"forced_open\""
@@ -114,8 +114,11 @@ fn set_accepts_good_values_and_explains_bad_ones() {
         BreakerConfig::default(),
         "a rejected value changes nothing"
     );
-    for key in BreakerConfig::KEYS {
-        assert!(!key.doc.is_empty() && !key.expected.is_empty(), "{key:?}");
+    for key in BreakerConfig::SCHEMA.keys {
+        assert!(
+            !key.doc.is_empty() && !key.rule.expected().is_empty(),
+            "{key:?}"
+        );
     }
 }
 
@@ -139,12 +142,16 @@ fn validate_checks_keys_that_only_make_sense_together() {
     assert_eq!(invalid(&[("window", "60s".into())]).key, "window");
     let slow = invalid(&[("slow_rate", 50i64.into())]);
     assert_eq!(
-        (slow.key, slow.expected.contains("`slow_call`")),
+        (slow.key.as_str(), slow.expected.contains("`slow_call`")),
         ("slow_rate", true)
     );
     let max = invalid(&[("open_for", "60s".into()), ("open_for_max", "30s".into())]);
     assert_eq!(max.key, "open_for_max");
-    assert_eq!(max.expected, "a duration at least `open_for` (1m)");
+    assert_eq!(
+        max.expected,
+        "at least `open_for` (1m): the open time starts at `open_for` and grows up to \
+         `open_for_max`; raise `open_for_max`"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{KeySpec, PolicySet, RuntimeSettings, Section, Value};
+use super::{PolicySet, RuntimeSettings, Section, Value, schema};
 use crate::breaker::BreakerConfig;
 use crate::bulkhead::BulkheadConfig;
 use crate::error::{Error, PolicyKind, Result};
@@ -318,22 +318,6 @@ fn flatten(
     Ok(())
 }
 
-/// Whether `key` matches a spec key, where a `<...>` segment matches any one segment.
-pub(crate) fn key_matches(spec: &str, key: &str) -> bool {
-    let (mut s, mut k) = (spec.split('.'), key.split('.'));
-    loop {
-        match (s.next(), k.next()) {
-            (None, None) => return true,
-            (Some(a), Some(b)) if a == b || (a.starts_with('<') && a.ends_with('>')) => {}
-            _ => return false,
-        }
-    }
-}
-
-fn key_list(keys: &[KeySpec]) -> String {
-    keys.iter().map(|k| k.key).collect::<Vec<_>>().join(", ")
-}
-
 fn apply(config: &mut RuntimeConfig, a: &Assignment) -> Result<()> {
     let full = a.path.join(".");
     let first = a.path[0].as_str();
@@ -373,19 +357,24 @@ fn apply(config: &mut RuntimeConfig, a: &Assignment) -> Result<()> {
     if key == "profile" {
         return Ok(());
     }
-    if !RuntimeSettings::KEYS.iter().any(|k| k.key == key) {
-        let sections: Vec<String> = SECTIONS
-            .iter()
-            .map(|(s, _)| format!("{s}.NAME.KEY"))
+    if !RuntimeSettings::accepts(&key) {
+        let mut names: Vec<String> = schema::RUNTIME
+            .all_keys()
+            .into_iter()
+            .map(|(name, _)| name)
             .collect();
+        let closest = {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            schema::closest(&key, &refs).map(str::to_owned)
+        };
+        names.extend(SECTIONS.iter().map(|(s, _)| format!("{s}.NAME.KEY")));
+        let hint = closest
+            .map(|c| format!("; did you mean `{c}`?"))
+            .unwrap_or_default();
         return Err(Error::config(
             full,
             &a.value,
-            format!(
-                "one of {}, {}",
-                key_list(RuntimeSettings::KEYS),
-                sections.join(", ")
-            ),
+            format!("one of {}{hint}", names.join(", ")),
             a.origin.clone(),
         ));
     }
@@ -402,14 +391,6 @@ fn set_in<S: Section>(
     a: &Assignment,
 ) -> Result<()> {
     let full = a.path.join(".");
-    if !S::KEYS.iter().any(|k| key_matches(k.key, key)) {
-        return Err(Error::config(
-            full,
-            &a.value,
-            format!("one of the {} keys: {}", S::KIND, key_list(S::KEYS)),
-            a.origin.clone(),
-        ));
-    }
     let section = map.entry(name.to_owned()).or_default();
     section
         .set(key, &a.value)

@@ -226,7 +226,10 @@ fn cross_key_validation_reports_the_origin() {
     let (key, value, expected, origin) = config_error(e);
     assert_eq!(key, "pools.ws.min");
     assert_eq!(value, "31");
-    assert_eq!(expected, "at most max (30)");
+    assert_eq!(
+        expected,
+        "at most `max` (30): a pool keeps at most `max` connections; lower `min` or raise `max`"
+    );
     assert_eq!(origin, "db.toml");
 }
 
@@ -294,4 +297,73 @@ fn password_in_a_bad_value_stays_hidden() {
         .resolve()
         .unwrap_err();
     assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[test]
+fn a_url_the_driver_refuses_fails_resolve_as_it_would_fail_build() {
+    let e = builder()
+        .config_toml(
+            "url = \"postgres://app:pw@db.internal/app?sslmode=bogus\"\n",
+            "db.toml",
+        )
+        .resolve()
+        .unwrap_err();
+    let (key, value, expected, origin) = config_error(e);
+    assert_eq!((key.as_str(), origin.as_str()), ("url", "db.toml"));
+    assert!(!value.contains("pw@"), "{value}");
+    assert_eq!(
+        expected,
+        "a PostgreSQL URL the driver accepts (unknown value \"bogus\" for `ssl_mode`)"
+    );
+    let e = builder()
+        .env_prefix("DB")
+        .env_vars([("DB__POOLS__HTTP__URL", "postgres://h/d?sslmode=bogus")])
+        .resolve()
+        .unwrap_err();
+    let text = e.to_string();
+    assert_eq!(
+        text.matches("error with configuration").count(),
+        0,
+        "sqlx's doubled prefix is gone: {text}"
+    );
+    assert!(
+        text.starts_with("invalid configuration: `pools.http.url`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_keys_suggest_the_closest() {
+    let e = builder()
+        .config_toml("[pools.http]\nmaximum = 10\n", "db.toml")
+        .resolve()
+        .unwrap_err();
+    assert!(config_error(e).2.ends_with("; did you mean `max`?"));
+    let e = builder()
+        .config_toml("[budget]\ninstance = 2\n", "db.toml")
+        .resolve()
+        .unwrap_err();
+    assert!(
+        config_error(e)
+            .2
+            .ends_with("; did you mean `budget.instances`?"),
+        "a runtime key too"
+    );
+}
+
+#[test]
+fn a_rule_involving_a_default_blames_the_key_given() {
+    let e = builder()
+        .config_toml("[pools.ws]\nmax_lifetime = \"1m\"\n", "db.toml")
+        .resolve()
+        .unwrap_err();
+    let (key, value, expected, origin) = config_error(e);
+    assert_eq!(
+        (key.as_str(), value.as_str(), origin.as_str()),
+        ("pools.ws.max_lifetime", "1m", "db.toml")
+    );
+    assert!(
+        expected.starts_with("at least `idle_timeout` (10m, the default)"),
+        "{expected}"
+    );
 }

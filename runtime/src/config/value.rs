@@ -27,6 +27,17 @@ impl fmt::Display for Value {
 }
 
 impl Value {
+    /// The value as the schema's rules read it.
+    pub(crate) fn raw(&self) -> sqlx_resilience_schema::Raw<'_> {
+        use sqlx_resilience_schema::Raw;
+        match self {
+            Value::Bool(b) => Raw::Flag(*b),
+            Value::Int(i) => Raw::Whole(*i),
+            Value::Float(x) => Raw::Number(*x),
+            Value::Str(s) => Raw::Text(s),
+        }
+    }
+
     /// A duration in humantime form (`"250ms"`, `"5s"`, `"1m 30s"`).
     pub fn as_duration(&self) -> Option<Duration> {
         match self {

@@ -22,7 +22,11 @@ pub struct LimiterRejected {
 
 impl fmt::Display for LimiterRejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rate limited (retry after {:?})", self.retry_after)
+        write!(
+            f,
+            "rate limited (retry after {:?})",
+            crate::error::rounded(self.retry_after)
+        )
     }
 }
 

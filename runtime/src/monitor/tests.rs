@@ -182,19 +182,25 @@ async fn one_alert_per_cooldown() {
 
 #[test]
 fn every_monitor_key_is_a_runtime_key() {
-    for k in MonitorConfig::KEYS {
-        let full = format!("monitor.{}", k.key);
-        let spec = RuntimeSettings::KEYS
-            .iter()
-            .find(|s| s.key == full)
-            .unwrap_or_else(|| panic!("{full} missing from RuntimeSettings::KEYS"));
-        assert_eq!(spec.expected, k.expected, "{full}");
+    let mut s = RuntimeSettings::default();
+    for key in crate::config::schema::MONITOR.keys {
+        let full = format!("monitor.{}", key.name);
+        assert!(RuntimeSettings::accepts(&full), "{full}");
+        let default = key
+            .default
+            .value()
+            .expect("every monitor key has a default");
+        let value = match default {
+            crate::config::schema::Typed::Duration(d) => Value::from(d),
+            crate::config::schema::Typed::Whole(n) => Value::Int(n),
+            crate::config::schema::Typed::Number(x) => Value::Float(x),
+            crate::config::schema::Typed::Flag(b) => Value::Bool(b),
+            crate::config::schema::Typed::Text(t) => Value::from(t),
+        };
+        s.set(&full, &value)
+            .unwrap_or_else(|e| panic!("{full}: {e}"));
     }
-    let monitor_keys = RuntimeSettings::KEYS
-        .iter()
-        .filter(|s| s.key.starts_with("monitor."))
-        .count();
-    assert_eq!(monitor_keys, MonitorConfig::KEYS.len());
+    assert_eq!(s, RuntimeSettings::default(), "the defaults read back");
 }
 
 #[test]

@@ -15,6 +15,12 @@ pub enum BudgetMode {
     Scale,
 }
 
+crate::config::fields::choices!(BudgetMode {
+    Error = "error",
+    Warn = "warn",
+    Scale = "scale",
+});
+
 /// The server's connection budget against what the pools ask for.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BudgetCheck {

@@ -35,9 +35,6 @@ use crate::error::{Error, Result, Site};
 use crate::recovery::{Server, Servers, Waited};
 use crate::secret::DatabaseUrl;
 
-/// The longest a probe of a down server may take (its pool's `connect_timeout` when shorter).
-const SERVER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// The longest an acquire timeout waits to find out whether the server is reachable.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
@@ -159,7 +156,7 @@ impl Pool {
         let telemetry = crate::telemetry::PoolTelemetry::new(&name);
         let server = servers.watch(
             &sqlx.connect_options(),
-            config.connect_timeout.min(SERVER_PROBE_TIMEOUT),
+            config.connect_timeout.min(config.probe_timeout),
         );
         let shared = Arc::new(PoolShared {
             telemetry,
@@ -586,7 +583,10 @@ impl Pool {
             } else {
                 FailureKind::Backpressure
             },
-            message: format!("acquire timed out after {waited:?}"),
+            message: format!(
+                "acquire timed out after {:?}",
+                crate::error::rounded(waited)
+            ),
         });
         Error::AcquireTimeout {
             site: site.clone(),

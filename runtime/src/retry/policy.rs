@@ -88,7 +88,9 @@ impl fmt::Display for StopReason {
             StopReason::BudgetExhausted => f.write_str("the retry budget is spent"),
             StopReason::DeadlineTooClose { delay, remaining } => write!(
                 f,
-                "the next delay ({delay:?}) would end after the deadline ({remaining:?} left)"
+                "the next delay ({:?}) would end after the deadline ({:?} left)",
+                crate::error::rounded(*delay),
+                crate::error::rounded(*remaining)
             ),
         }
     }

@@ -1,0 +1,174 @@
+use super::{DAY, HOUR, MONTH, ms, secs};
+use crate::Constraint::Order;
+use crate::DefaultIs::{Absent, Derived, Value};
+use crate::Rule::{Ascii, Choice, SchemaList, Url};
+use crate::Typed::{Duration, Text, Whole};
+use crate::{Key, Rule, Schema, Side};
+
+/// A named connection pool: `pool NAME { .. }`, `[pools.NAME]`.
+pub const POOL: Schema = Schema {
+    kind: "pool",
+    one: "a connection pool",
+    keys: &[
+        Key::new(
+            "url",
+            Url,
+            Absent("the runtime's `url`"),
+            "server URL for this pool",
+        ),
+        Key::new(
+            "max",
+            Rule::whole(1, 10_000),
+            Value(Whole(10)),
+            "maximum connections",
+        )
+        .unit("connections"),
+        Key::new(
+            "min",
+            Rule::whole(0, 10_000),
+            Value(Whole(0)),
+            "connections kept open when idle",
+        )
+        .unit("connections"),
+        Key::new(
+            "acquire_timeout",
+            Rule::duration_to(DAY),
+            Value(Duration(secs(5))),
+            "how long a caller waits for a connection",
+        ),
+        Key::new(
+            "idle_timeout",
+            Rule::duration_to(DAY),
+            Value(Duration(secs(600))),
+            "idle connections above `min` close after this long",
+        ),
+        Key::new(
+            "max_lifetime",
+            Rule::duration_to(MONTH),
+            Value(Duration(secs(1800))),
+            "connections are replaced after this long",
+        ),
+        Key::new(
+            "connect_timeout",
+            Rule::duration_to(DAY),
+            Value(Duration(secs(10))),
+            "time allowed to open one connection",
+        ),
+        Key::new(
+            "startup",
+            Choice(&["eager", "lazy"]),
+            Value(Text("eager")),
+            "`\"eager\"`: open `min` connections (at least one) at start-up and fail fast; \
+             `\"lazy\"`: on first use",
+        ),
+        Key::new(
+            "startup_timeout",
+            Rule::duration_to(DAY),
+            Value(Duration(secs(10))),
+            "how long an eager start-up may take",
+        ),
+        Key::new(
+            "validation",
+            Choice(&["idle", "always", "never"]),
+            Value(Text("idle")),
+            "when a connection is pinged before use: `\"idle\"`: after `validation_window` \
+             idle; `\"always\"`; `\"never\"`",
+        ),
+        Key::new(
+            "validation_window",
+            Rule::duration_to(DAY),
+            Value(Duration(ms(500))),
+            "idle time after which a connection is pinged before use",
+        ),
+        Key::new(
+            "leak_threshold",
+            Rule::duration_to(DAY),
+            Absent("off"),
+            "warn when an op holds a connection longer, naming the op",
+        ),
+        Key::new(
+            "statement_timeout",
+            Rule::duration_to(DAY),
+            Absent("the server's"),
+            "`statement_timeout` of every session",
+        ),
+        Key::new(
+            "lock_timeout",
+            Rule::duration_to(DAY),
+            Absent("the server's"),
+            "`lock_timeout` of every session",
+        ),
+        Key::new(
+            "idle_in_transaction_session_timeout",
+            Rule::duration_to(DAY),
+            Absent("the server's"),
+            "`idle_in_transaction_session_timeout` of every session",
+        ),
+        Key::new(
+            "application_name",
+            Ascii { max_len: 63 },
+            Derived("the pool's name"),
+            "`application_name` of every session, visible in `pg_stat_activity`",
+        ),
+        Key::new(
+            "search_path",
+            SchemaList,
+            Absent("the server's"),
+            "`search_path` of every session",
+        ),
+        Key::new(
+            "client_connection_check_interval",
+            Rule::duration_to(DAY),
+            Value(Duration(ms(250))),
+            "PostgreSQL 14+: how often the server checks during a statement that the client \
+             is still there, so a statement the client gave up on stops",
+        ),
+        Key::new(
+            "outage_wait",
+            Rule::duration_to(DAY),
+            Value(Duration(secs(5))),
+            "while the server is down, callers wait for it only while the outage is younger \
+             than this",
+        ),
+        Key::new(
+            "probe_timeout",
+            Rule::duration_to(HOUR),
+            Value(Duration(secs(2))),
+            "the longest one probe of a down server may take (at most `connect_timeout`)",
+        ),
+        Key::new(
+            "outage_waiters",
+            Rule::whole(0, 1_000_000),
+            Derived("10 per connection, at least 100"),
+            "the most callers waiting for a down server at once; beyond, they fail at once \
+             with `Error::Unavailable`",
+        )
+        .unit("callers"),
+    ],
+    constraints: &[
+        Order {
+            small: "min",
+            large: "max",
+            blame: Side::Small,
+            default_capped: false,
+            why: "a pool keeps at most `max` connections; lower `min` or raise `max`",
+        },
+        Order {
+            small: "lock_timeout",
+            large: "statement_timeout",
+            blame: Side::Small,
+            default_capped: false,
+            why: "the lock wait is part of the statement, so it could never fire; lower \
+                  `lock_timeout`",
+        },
+        Order {
+            small: "idle_timeout",
+            large: "max_lifetime",
+            blame: Side::Small,
+            default_capped: false,
+            why: "a connection is closed at `max_lifetime` before it could idle that long; \
+                  lower `idle_timeout`",
+        },
+    ],
+    groups: &[],
+};
