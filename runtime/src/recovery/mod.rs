@@ -2,12 +2,12 @@
 //!
 //! A breaker in front of a database is not a breaker in front of an unknown remote service: the
 //! runtime can ask the server directly whether it is back. Every database server the pools
-//! point at (host, port and database) has one [`Server`] watch, shared by every pool and
+//! point at (host, port and database) has one `Server` watch, shared by every pool and
 //! breaker that uses it:
 //!
 //! - When an op finds the server unreachable (a lost connection, a refused connect, class 08,
 //!   57P0x, a database closed to connections, an acquire timeout judged "unreachable"), the
-//!   runner [reports](Server::report) it, naming the op's breaker. The watch starts **one
+//!   runner reports it, naming the op's breaker. The watch starts **one
 //!   prober** for the server, however many ops, pools and breakers report it: a connection
 //!   attempt and `select 1`, at once, then on a short schedule with jitter and backoff
 //!   (`PROBE_FIRST` growing to `PROBE_MAX`).
@@ -19,7 +19,7 @@
 //!   since when.
 //! - The moment a probe succeeds the server is **up**: waiting callers wake, and every breaker
 //!   that was opened because this server was unreachable moves to half-open
-//!   ([`CircuitBreaker::server_answered`]), whatever is left of its `open_for`.
+//!   ([`CircuitBreaker::server_answered`](crate::breaker::CircuitBreaker::server_answered)), whatever is left of its `open_for`.
 //!
 //! Breakers opened by the ops' own failures (timeouts, statement timeouts, server errors, slow
 //! calls) recover by their timer: a probe cannot tell whether those are over.
