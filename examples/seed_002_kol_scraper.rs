@@ -104,6 +104,7 @@ impl KolRepo {
         pool = "scraper",
         timeout = "5s",
         retry = "backoff",
+        retry_scope = "before_send",
         breaker = "db",
         slow = "1s"
     )]

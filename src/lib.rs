@@ -84,8 +84,8 @@ pub use sqlx_resilience_runtime::{
 /// Ops: the op builder, what an op declares, and every op declared with `#[db_op]`.
 pub mod op {
     pub use sqlx_resilience_runtime::op::{
-        BoxFuture, Conn, Isolation, Location, Name, Op, OpBuilder, OpInfo, OpSpec, OpsCheck, Tx,
-        TxSpec, declared_ops,
+        BoxFuture, Conn, Isolation, Location, Name, Op, OpBuilder, OpInfo, OpSpec, OpsCheck,
+        RetryScope, Tx, TxSpec, declared_ops,
     };
 }
 
@@ -103,7 +103,7 @@ pub mod __private {
     pub use inventory;
     pub use sqlx_resilience_runtime::config::{Literal, Policy, PolicyRegistration};
     pub use sqlx_resilience_runtime::op::{
-        Name, OpRegistration, StaticOp, run_static as run, run_tx_static as run_tx,
+        Name, OpRegistration, RetryScope, StaticOp, run_static as run, run_tx_static as run_tx,
     };
     pub use sqlx_resilience_runtime::{
         BoxFuture, Conn, Error, HasRuntime, Isolation, Location, OpError, OpSpec, PolicyKind,

@@ -220,6 +220,55 @@ async fn a_transaction_is_run_again_after_a_serialization_failure() {
     assert_eq!(rows, [(1,), (2,)]);
 }
 
+/// A transactional op may take the connection inside its transaction, as sqlx users write it
+/// (`&mut *conn`): the runtime still begins, commits and rolls back.
+#[db_op(pool = "main", tx)]
+async fn insert_then_fail(
+    rt: &Runtime,
+    conn: &mut PgConnection,
+    fail: bool,
+) -> Result<(), DbError> {
+    sqlx::query("insert into tx_plain values (1)")
+        .execute(&mut *conn)
+        .await?;
+    if fail {
+        return Err(DbError::Op {
+            site: Default::default(),
+            message: "changed my mind".into(),
+        });
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_transactional_op_may_take_the_plain_connection_inside_its_transaction() {
+    let (_db, rt) = runtime().await;
+    let mut conn = rt.pool("main").expect("pool main").acquire().await.unwrap();
+    sqlx::query("create table tx_plain (v int)")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    insert_then_fail(&rt, true).await.unwrap_err();
+    let count = |rt: &Runtime| {
+        let pool = rt.pool("main").unwrap().clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as("select count(*) from tx_plain")
+                .fetch_one(&mut *pool.acquire().await.unwrap())
+                .await
+                .unwrap();
+            n
+        }
+    };
+    assert_eq!(
+        count(&rt).await,
+        0,
+        "the failed body's insert was rolled back"
+    );
+    insert_then_fail(&rt, false).await.unwrap();
+    assert_eq!(count(&rt).await, 1, "the body's insert was committed");
+}
+
 mod registry {
     //! Every annotated op is registered, listed by the runtime, and checked at start-up.
 

@@ -91,8 +91,9 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
 
     let conn_pat = &op.conn.pat;
     let conn_ty = &op.conn.ty;
-    // A plain op's `Conn` dereferences to the connection; a `tx` op takes the `Tx` itself.
-    let bind_conn = if op.args.is_tx() {
+    // A plain op's `Conn` dereferences to the connection; a `tx` op takes the `Tx` itself,
+    // or the connection inside the transaction (`Tx` dereferences to it).
+    let bind_conn = if op.conn.is_tx_type {
         quote_spanned! {op.conn.span=> let #conn_pat: #conn_ty = &mut *#conn; }
     } else {
         quote_spanned! {op.conn.span=> let #conn_pat: #conn_ty = &mut **#conn; }
@@ -223,6 +224,11 @@ fn spec(op: &Op, p: &TokenStream) -> TokenStream {
         },
         p,
     );
+    let retry_scope = if args.before_send.is_some() {
+        quote!(#p::RetryScope::BeforeSend)
+    } else {
+        quote!(#p::RetryScope::Declared)
+    };
     let breaker = name_ref(args, Kind::Breaker, args.breaker.as_ref(), p);
     let limiter = name_ref(args, Kind::Limiter, args.limiter.as_ref(), p);
     let bulkhead = name_ref(args, Kind::Bulkhead, args.bulkhead.as_ref(), p);
@@ -253,6 +259,7 @@ fn spec(op: &Op, p: &TokenStream) -> TokenStream {
             timeout: #timeout,
             deadline: #deadline,
             retry: #retry,
+            retry_scope: #retry_scope,
             breaker: #breaker,
             limiter: #limiter,
             bulkhead: #bulkhead,

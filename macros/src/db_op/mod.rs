@@ -145,6 +145,7 @@ mod tests {
             "idempotent:true",
             "read_only:false",
             "tx:::core::option::Option::None",
+            "retry_scope:::sqlx_resilience::__private::RetryScope::Declared",
             "slow:::core::option::Option::Some(::core::time::Duration::new(1u64,0u32))",
             "location:::sqlx_resilience::__private::Location{file:::core::file!()",
         ] {
@@ -164,7 +165,10 @@ mod tests {
     #[test]
     fn names_are_references_to_the_policies_statics() {
         // The crate-level module by default: no `use` in the op's module.
-        let out = squash(&ok(quote!(pool = "http", retry = "transient"), method()));
+        let out = squash(&ok(
+            quote!(pool = "http", retry = "transient", read_only),
+            method(),
+        ));
         assert!(
             out.contains("pool:::core::option::Option::Some(::sqlx_resilience::__private::Name::Declared(&crate::policies::pool::http))"),
             "{out}"
@@ -568,6 +572,44 @@ mod tests {
                 "async fn op(rt: &Runtime, a: &mut PgConnection, b: &mut PgConnection) -> Result<(), E> { Ok(()) }"
             ),
             (1, 48)
+        );
+    }
+
+    #[test]
+    fn a_retry_policy_on_an_unsafe_write_must_say_its_scope() {
+        let errs = errors(quote!(retry = transient), method());
+        assert!(
+            errs.iter().any(
+                |e| e.contains("`retry = transient` on an op that may write")
+                    && e.contains("`idempotent`")
+                    && e.contains("`tx`")
+                    && e.contains("retry_scope = \"before_send\"")
+            ),
+            "{errs:?}"
+        );
+        let out = squash(&ok(
+            quote!(retry = transient, retry_scope = "before_send"),
+            method(),
+        ));
+        assert!(
+            out.contains("retry_scope:::sqlx_resilience::__private::RetryScope::BeforeSend"),
+            "{out}"
+        );
+        for safe in [quote!(idempotent), quote!(read_only)] {
+            ok(quote!(retry = transient, #safe), method());
+        }
+        let errs = errors(
+            quote!(retry = transient, idempotent, retry_scope = "before_send"),
+            method(),
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("remove `retry_scope`")),
+            "{errs:?}"
+        );
+        let errs = errors(quote!(retry_scope = "before_send"), method());
+        assert!(
+            errs.iter().any(|e| e.contains("this op has none")),
+            "{errs:?}"
         );
     }
 }

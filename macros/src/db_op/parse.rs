@@ -15,6 +15,7 @@ pub(crate) const KEYS: &[&str] = &[
     "timeout",
     "deadline",
     "retry",
+    "retry_scope",
     "breaker",
     "limiter",
     "bulkhead",
@@ -108,6 +109,9 @@ impl Isolation {
 pub(crate) struct Args {
     pub(crate) pool: Option<PolicyName>,
     pub(crate) retry: Option<Retry>,
+    /// `retry_scope = "before_send"`: the op may write and is not idempotent, and its retry
+    /// policy covers only failures before anything was sent.
+    pub(crate) before_send: Option<Setting<bool>>,
     pub(crate) breaker: Option<PolicyName>,
     pub(crate) limiter: Option<PolicyName>,
     pub(crate) bulkhead: Option<PolicyName>,
@@ -161,6 +165,27 @@ fn apply(args: &mut Args, entry: &Entry) -> syn::Result<()> {
                 Some(Value::Str(s)) if s.value() == "none" => Retry::Never,
                 _ => Retry::Named(policy_name(entry, "retry policy")?),
             })
+        }
+        "retry_scope" => {
+            let expected = "\"before_send\": only failures before anything reached the server \
+                            (connect, acquire) run again";
+            let value = required(entry, expected)?;
+            let (text, span) = match value {
+                Value::Str(s) => (s.value(), s.span()),
+                Value::Ident(i) => (i.unraw().to_string(), i.span()),
+                other => return Err(kv::not_a_literal("retry_scope", other, expected)),
+            };
+            if text.trim() != "before_send" {
+                return Err(syn::Error::new(
+                    span,
+                    format!("unknown retry scope `{text}`; expected {expected}"),
+                ));
+            }
+            args.before_send = Some(Setting {
+                value: true,
+                key: entry.key.span(),
+                span,
+            });
         }
         "timeout" | "deadline" | "slow" => {
             let value = required(entry, kv::DURATION_EXPECTED)?;

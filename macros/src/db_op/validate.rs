@@ -10,7 +10,7 @@ use syn::{
     visit_mut::VisitMut,
 };
 
-use super::parse::{Args, Item};
+use super::parse::{Args, Item, Retry, Setting};
 use crate::kv::Errors;
 
 /// A validated op, ready to expand.
@@ -42,6 +42,8 @@ pub(crate) enum Form {
 /// The connection (or transaction) parameter, which the runtime supplies on each attempt.
 pub(crate) struct ConnParam {
     pub(crate) pat: Pat,
+    /// `tx: &mut Tx<'_>` (rather than the connection itself).
+    pub(crate) is_tx_type: bool,
     /// Its type with every lifetime elided, for the rebinding inside the attempt.
     pub(crate) ty: Type,
     pub(crate) span: Span,
@@ -119,6 +121,7 @@ pub(crate) fn check_args(args: &mut Args, errors: &mut Errors) {
         );
         args.isolation = None;
     }
+    check_retry_scope(args, errors);
     if let (Some(idempotent), Some(read_only)) = (&args.idempotent, &args.read_only)
         && !idempotent.value
         && read_only.value
@@ -128,6 +131,44 @@ pub(crate) fn check_args(args: &mut Args, errors: &mut Errors) {
             "`idempotent = false` contradicts `read_only`: a read-only op changes nothing, so \
                  running it again is always safe; remove `idempotent = false`",
         );
+    }
+}
+
+/// A retry policy on an op that may write and cannot run again safely retries only failures
+/// before anything reached the server; the attribute must say it knows, or say why running
+/// again is safe.
+fn check_retry_scope(args: &mut Args, errors: &mut Errors) {
+    let flag = |s: &Option<Setting<bool>>| s.as_ref().is_some_and(|s| s.value);
+    let safe = flag(&args.idempotent) || flag(&args.read_only) || args.is_tx();
+    match (&args.retry, &args.before_send) {
+        (Some(Retry::Named(name)), None) if !safe => errors.at(
+            name.span,
+            format!(
+                "`retry = {}` on an op that may write and is not declared safe to run again: a \
+                 write cut off after it was sent may have been applied, so the policy could \
+                 only retry failures before anything was sent. Say which you mean: \
+                 `idempotent` (running it twice has the effect of once: it runs again after any \
+                 failure the policy retries), `tx` (its transaction is rolled back and runs \
+                 again whole), or `retry_scope = \"before_send\"` (only connect and acquire \
+                 failures run again); `read_only` ops are always safe",
+                name.name
+            ),
+        ),
+        (_, Some(scope)) if safe || !matches!(args.retry, Some(Retry::Named(_))) => {
+            errors.at(
+                scope.key,
+                if safe {
+                    "`retry_scope = \"before_send\"` narrows the retries of an op that may \
+                     write and cannot run again; this op is idempotent, read-only or \
+                     transactional, so its retry policy covers more: remove `retry_scope`"
+                } else {
+                    "`retry_scope` says what a retry policy covers, and this op has none: add \
+                     `retry = name` or remove `retry_scope`"
+                },
+            );
+            args.before_send = None;
+        }
+        _ => {}
     }
 }
 
@@ -272,24 +313,17 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
         let span = arg.span();
         match classify_type(&arg.ty) {
             TypeClass::Connection(class) => {
+                // A `tx` op takes `tx: &mut Tx<'_>` or the connection inside its transaction
+                // (`conn: &mut PgConnection`, so sqlx's usual `&mut *conn` works); a plain op
+                // cannot take a transaction.
                 let wanted_tx = class == ConnClass::Transaction;
-                if wanted_tx != is_tx {
-                    errs.push(if is_tx {
-                        syn::Error::new_spanned(
-                            &arg.ty,
-                            "a `tx` op takes the transaction, not a plain connection: write \
-                             `tx: &mut Tx<'_>` (`sqlx_resilience::Tx`, which dereferences to the \
-                             connection inside the transaction); the runtime begins it, and \
-                             commits when the body returns `Ok`",
-                        )
-                    } else {
-                        syn::Error::new_spanned(
-                            &arg.ty,
-                            "a transaction parameter needs `tx` in the attribute: \
-                             `#[db_op(tx, ...)]`; without it the op takes \
-                             `conn: &mut PgConnection`",
-                        )
-                    });
+                if wanted_tx && !is_tx {
+                    errs.push(syn::Error::new_spanned(
+                        &arg.ty,
+                        "a transaction parameter needs `tx` in the attribute: \
+                         `#[db_op(tx, ...)]`; without it the op takes \
+                         `conn: &mut PgConnection`",
+                    ));
                 }
                 if conn.is_some() {
                     errs.push(syn::Error::new_spanned(
@@ -306,6 +340,7 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
                     index,
                     ConnParam {
                         pat: (*arg.pat).clone(),
+                        is_tx_type: wanted_tx,
                         ty,
                         span,
                     },

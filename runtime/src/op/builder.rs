@@ -5,7 +5,7 @@ use super::attempt::{in_tx, plain};
 use super::conn::{BoxFuture, Conn, Tx};
 use super::resolve::Resolved;
 use super::run::execute;
-use super::spec::{Isolation, Location, Name, OpSpec, StaticOp, TxSpec};
+use super::spec::{Isolation, Location, Name, OpSpec, RetryScope, StaticOp, TxSpec};
 use crate::error::{Error, OpError, Result};
 use crate::runtime::Runtime;
 
@@ -88,6 +88,12 @@ impl<'rt> OpBuilder<'rt> {
     /// The retry policy: a name, or one declared with `policies!`.
     pub fn retry(mut self, name: impl Into<Name>) -> Self {
         self.spec.retry = Some(name.into());
+        self
+    }
+
+    /// What the retry policy may run again (see [`RetryScope`]).
+    pub fn retry_scope(mut self, scope: RetryScope) -> Self {
+        self.spec.retry_scope = scope;
         self
     }
 

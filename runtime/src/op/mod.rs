@@ -19,4 +19,4 @@ pub use self::registry::{OpInfo, OpsCheck, declared_ops};
 pub(crate) use self::resolve::Resolved;
 #[doc(hidden)]
 pub use self::spec::StaticOp;
-pub use self::spec::{Isolation, Location, Name, OpSpec, TxSpec};
+pub use self::spec::{Isolation, Location, Name, OpSpec, RetryScope, TxSpec};

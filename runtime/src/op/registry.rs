@@ -150,7 +150,11 @@ impl Runtime {
                 timeout
             ));
         }
-        if spec.retry.is_some() && !spec.safe_to_rerun() && spec.tx.is_none() {
+        if spec.retry.is_some()
+            && !spec.safe_to_rerun()
+            && spec.tx.is_none()
+            && spec.retry_scope != super::spec::RetryScope::BeforeSend
+        {
             problems.push(
                 "has a retry policy but may write and is not idempotent: only failures before a \
                  statement is sent are retried; declare it idempotent or read_only, or make it a \

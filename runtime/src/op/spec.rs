@@ -36,6 +36,19 @@ pub struct TxSpec {
     pub read_only: bool,
 }
 
+/// What an op's retry policy may run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RetryScope {
+    /// What the op's declaration allows: every failure the policy retries for an idempotent,
+    /// read-only or transactional op; only failures before anything was sent otherwise (and
+    /// `#[db_op]` then asks for [`RetryScope::BeforeSend`] to be written).
+    #[default]
+    Declared,
+    /// Declared knowingly for an op that may write and cannot run again: only failures before
+    /// anything reached the server (connect, acquire) run again (`retry_scope = "before_send"`).
+    BeforeSend,
+}
+
 /// A pool or policy an op names: a typed reference to what `policies!` declared (what
 /// `#[db_op]` generates, checked when the code compiles), or a name given at run time to the
 /// op builder (checked when the op is built).
@@ -95,6 +108,8 @@ pub struct OpSpec {
     pub deadline: Option<Duration>,
     /// Retry policy.
     pub retry: Option<Name>,
+    /// What the retry policy may run again.
+    pub retry_scope: RetryScope,
     /// Circuit breaker.
     pub breaker: Option<Name>,
     /// Rate limiter.
@@ -122,6 +137,7 @@ impl OpSpec {
             timeout: None,
             deadline: None,
             retry: None,
+            retry_scope: RetryScope::Declared,
             breaker: None,
             limiter: None,
             bulkhead: None,

@@ -10,7 +10,7 @@ sqlx_resilience::policies! {
     bulkhead reports { max_concurrent = 4 }
 }
 
-#[db_op(retry = "transiant")]
+#[db_op(retry = "transiant", read_only)]
 pub async fn op(rt: &Runtime, conn: &mut PgConnection) -> Result<(), DbError> {
     sqlx::query("select 1").execute(conn).await?;
     Ok(())
