@@ -115,7 +115,10 @@ impl fmt::Display for PolicyKind {
 }
 
 /// Every failure sqlx-resilience reports.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` is its message followed by its causes, one per line, so that the panic of a
+/// start-up `.expect(..)` reads like the error it carries.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A configuration value is invalid.
@@ -140,10 +143,22 @@ pub enum Error {
         message: String,
     },
 
+    /// Several configuration problems, found together in one pass over every source, so that
+    /// one start-up shows all of them (a single problem is reported as itself).
+    #[error(
+        "{} problems in the configuration; fix each:{}",
+        .problems.len(),
+        numbered(.problems)
+    )]
+    ConfigProblems {
+        /// Each problem, in the order its source applies: code, files, environment.
+        problems: Vec<Error>,
+    },
+
     /// A name is used or configured that code does not declare.
     #[error(
-        "{kind} `{name}` (from {origin}) is not declared; declared {kind}s: {declared}; \
-         declare it in `policies!` or fix the name"
+        "{kind} `{name}` (from {origin}) is not declared{suggestion}; declared {kind}s: \
+         {declared}; declare it in `policies!` or fix the name"
     )]
     UndeclaredName {
         /// The kind of policy.
@@ -154,6 +169,8 @@ pub enum Error {
         origin: String,
         /// The declared names of that kind, comma-separated (or `none`).
         declared: String,
+        /// ` (did you mean `http`?)` when a declared name is close, else empty.
+        suggestion: String,
     },
 
     /// Connecting to the database failed.
@@ -437,7 +454,59 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, "\n  caused by: {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// `\n  1. first\n  2. second`: one problem per line, for `Error::ConfigProblems`.
+fn numbered(problems: &[Error]) -> String {
+    problems
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("\n  {}. {p}", i + 1))
+        .collect()
+}
+
 impl Error {
+    /// One configuration problem as itself, several as [`Error::ConfigProblems`].
+    pub(crate) fn config_problems(mut problems: Vec<Error>) -> Option<Self> {
+        match problems.len() {
+            0 => None,
+            1 => problems.pop(),
+            _ => Some(Error::ConfigProblems { problems }),
+        }
+    }
+
+    /// A name of `kind` that code does not declare, with the declared ones and the closest.
+    pub(crate) fn undeclared(
+        kind: PolicyKind,
+        name: &str,
+        origin: impl Into<String>,
+        declared: &[&str],
+    ) -> Self {
+        Error::UndeclaredName {
+            kind,
+            name: name.to_owned(),
+            origin: origin.into(),
+            declared: if declared.is_empty() {
+                "none".into()
+            } else {
+                declared.join(", ")
+            },
+            suggestion: sqlx_resilience_schema::closest(name, declared)
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default(),
+        }
+    }
+
     /// A shorthand for a configuration error.
     pub fn config(
         key: impl Into<String>,
@@ -536,6 +605,7 @@ impl Error {
             Error::PoolClosed { .. } | Error::ShuttingDown { .. } => FailureKind::ShuttingDown,
             Error::Config { .. }
             | Error::ConfigSource { .. }
+            | Error::ConfigProblems { .. }
             | Error::UndeclaredName { .. }
             | Error::Budget { .. }
             | Error::Misconfigured { .. } => FailureKind::Configuration,

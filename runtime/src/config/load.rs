@@ -108,54 +108,69 @@ impl Sources {
             });
         }
 
-        // 2. files, then the selected profile of each file.
-        let mut file_tables = Vec::new();
+        // 2. files, then the selected profile of each file. Every problem of every source is
+        // collected, so that one start-up reports all of them.
+        let mut problems = Vec::new();
+        let mut files = Vec::new();
         for f in &self.files {
-            if let Some(parsed) = read_file(f)? {
-                file_tables.push(parsed);
+            match read_file(f) {
+                Ok(Some(parsed)) => files.push(parsed),
+                Ok(None) => {}
+                Err(e) => problems.push(e),
             }
         }
         let env_profile = self.env_prefix.as_ref().and_then(|p| {
             let name = format!("{p}__PROFILE");
             env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
         });
-        let file_profile = file_tables
-            .iter()
-            .rev()
-            .find_map(|(_, t)| t.get("profile").and_then(|v| v.as_str()).map(str::to_owned));
+        let file_profile = files.iter().rev().find_map(|f| {
+            f.table
+                .get("profile")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        });
         let profile = env_profile.or(self.profile.clone()).or(file_profile);
 
         let mut defined_profiles: Vec<String> = Vec::new();
         let mut profile_assignments = Vec::new();
-        for (origin, table) in &file_tables {
-            for (key, value) in table {
+        for file in &files {
+            for (key, value) in &file.table {
                 match key.as_str() {
                     "profile" => {}
                     "profiles" => {
-                        let profiles = value.as_table().ok_or_else(|| {
-                            Error::config(
+                        let Some(profiles) = value.as_table() else {
+                            problems.push(Error::config(
                                 "profiles",
                                 value,
                                 "a table of profiles such as [profiles.production]",
-                                origin.clone(),
-                            )
-                        })?;
+                                file.positions
+                                    .locate(&file.origin, &["profiles".to_owned()]),
+                            ));
+                            continue;
+                        };
                         for (pname, ptable) in profiles {
                             defined_profiles.push(pname.clone());
                             if Some(pname) != profile.as_ref() {
                                 continue;
                             }
-                            let porigin = format!("{origin} [profiles.{pname}]");
                             flatten(
                                 &mut profile_assignments,
+                                &mut problems,
                                 vec![],
                                 ptable,
-                                &porigin,
-                                &format!("profiles.{pname}"),
-                            )?;
+                                file,
+                                &["profiles".to_owned(), pname.clone()],
+                            );
                         }
                     }
-                    _ => flatten(&mut assignments, vec![key.clone()], value, origin, "")?,
+                    _ => flatten(
+                        &mut assignments,
+                        &mut problems,
+                        vec![key.clone()],
+                        value,
+                        file,
+                        &[],
+                    ),
                 }
             }
         }
@@ -169,7 +184,7 @@ impl Sources {
             } else {
                 defined_profiles.join(", ")
             };
-            return Err(Error::config(
+            problems.push(Error::config(
                 "profile",
                 format!("{p:?}"),
                 format!("a defined profile; defined: {defined}"),
@@ -191,7 +206,7 @@ impl Sources {
                 }
                 let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
                 if path.iter().any(String::is_empty) {
-                    return Err(Error::config(
+                    problems.push(Error::config(
                         k.clone(),
                         format!("{v:?}"),
                         format!(
@@ -199,6 +214,7 @@ impl Sources {
                         ),
                         "environment",
                     ));
+                    continue;
                 }
                 assignments.push(Assignment {
                     path,
@@ -240,15 +256,75 @@ impl Sources {
         }
         let mut origins: BTreeMap<String, String> = BTreeMap::new();
         for a in &assignments {
-            apply(&mut config, a)?;
-            origins.insert(a.path.join("."), a.origin.clone());
+            match apply(&mut config, a) {
+                Ok(()) => {
+                    origins.insert(a.path.join("."), a.origin.clone());
+                }
+                Err(e) => problems.push(e),
+            }
         }
-        check(&mut config, &origins, &env)?;
-        Ok(config)
+        check(&mut config, &origins, &env, &mut problems);
+        match Error::config_problems(problems) {
+            Some(e) => Err(e),
+            None => Ok(config),
+        }
     }
 }
 
-fn read_file(f: &FileSource) -> Result<Option<(String, toml::Table)>> {
+/// A file's settings: where it came from, its table, and where each value sits in its text.
+struct FileTable {
+    origin: String,
+    table: toml::Table,
+    positions: Positions,
+}
+
+/// The line and column (both from 1) of each value in a TOML text, by dotted key path.
+#[derive(Default)]
+struct Positions(BTreeMap<String, (usize, usize)>);
+
+impl Positions {
+    fn of(text: &str) -> Self {
+        let mut positions = Positions::default();
+        // Parsed a second time, into toml's spanned document, because `toml::Table` keeps no
+        // positions; the text already parsed once, so this cannot fail in practice.
+        if let Ok(doc) = toml::de::DeTable::parse(text) {
+            positions.walk(text, "", doc.get_ref());
+        }
+        positions
+    }
+
+    fn walk(&mut self, text: &str, prefix: &str, table: &toml::de::DeTable<'_>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            if let toml::de::DeValue::Table(inner) = value.get_ref() {
+                self.walk(text, &path, inner);
+            }
+            self.0
+                .insert(path, line_and_column(text, value.span().start));
+        }
+    }
+
+    /// `origin:line:column` for the value at `path`, or `origin` when it is not known.
+    fn locate(&self, origin: &str, path: &[String]) -> String {
+        match self.0.get(&path.join(".")) {
+            Some((line, column)) => format!("{origin}:{line}:{column}"),
+            None => origin.to_owned(),
+        }
+    }
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn read_file(f: &FileSource) -> Result<Option<FileTable>> {
     let (text, origin) = match f {
         FileSource::Text { text, origin } => (text.clone(), origin.clone()),
         FileSource::Path { path, required } => {
@@ -271,51 +347,54 @@ fn read_file(f: &FileSource) -> Result<Option<(String, toml::Table)>> {
             origin: origin.clone(),
             message: crate::secret::redact(e.to_string().trim()),
         })?;
-    Ok(Some((origin, table)))
+    let positions = Positions::of(&text);
+    Ok(Some(FileTable {
+        origin,
+        table,
+        positions,
+    }))
 }
 
+/// Turns a file's (nested) table into one assignment per value. `at` is the table's path in
+/// the file (empty at the top, `profiles.NAME` inside a profile); each assignment's origin is
+/// the file with the value's line and column.
 fn flatten(
     out: &mut Vec<Assignment>,
+    problems: &mut Vec<Error>,
     path: Vec<String>,
     value: &toml::Value,
-    origin: &str,
-    prefix: &str,
-) -> Result<()> {
-    let show = |p: &[String]| {
-        if prefix.is_empty() {
-            p.join(".")
-        } else {
-            format!("{prefix}.{}", p.join("."))
-        }
-    };
+    file: &FileTable,
+    at: &[String],
+) {
+    let in_file: Vec<String> = at.iter().chain(&path).cloned().collect();
     let leaf = match value {
         toml::Value::Table(t) => {
             for (k, v) in t {
                 let mut p = path.clone();
                 p.push(k.clone());
-                flatten(out, p, v, origin, prefix)?;
+                flatten(out, problems, p, v, file, at);
             }
-            return Ok(());
+            return;
         }
         toml::Value::String(s) => Value::Str(s.clone()),
         toml::Value::Integer(i) => Value::Int(*i),
         toml::Value::Float(x) => Value::Float(*x),
         toml::Value::Boolean(b) => Value::Bool(*b),
         other => {
-            return Err(Error::config(
-                show(&path),
+            problems.push(Error::config(
+                in_file.join("."),
                 other,
                 "a single value (text, number or true/false)",
-                origin,
+                file.positions.locate(&file.origin, &in_file),
             ));
+            return;
         }
     };
     out.push(Assignment {
+        origin: file.positions.locate(&file.origin, &in_file),
         path,
         value: leaf,
-        origin: origin.to_owned(),
     });
-    Ok(())
 }
 
 fn apply(config: &mut RuntimeConfig, a: &Assignment) -> Result<()> {
@@ -333,16 +412,7 @@ fn apply(config: &mut RuntimeConfig, a: &Assignment) -> Result<()> {
         let name = &a.path[1];
         if !config.declared.contains(kind, name) {
             let names = config.declared.names(kind);
-            return Err(Error::UndeclaredName {
-                kind,
-                name: name.clone(),
-                origin: a.origin.clone(),
-                declared: if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                },
-            });
+            return Err(Error::undeclared(kind, name, a.origin.clone(), &names));
         }
         let key = a.path[2..].join(".");
         return match kind {
@@ -400,7 +470,8 @@ fn set_in<S: Section>(
 fn validate_all<S: Section>(
     map: &BTreeMap<String, S>,
     origins: &BTreeMap<String, String>,
-) -> Result<()> {
+    problems: &mut Vec<Error>,
+) {
     for (name, section) in map {
         if let Err(invalid) = section.validate() {
             let key = format!("{}.{name}.{}", S::KIND.section(), invalid.key);
@@ -408,7 +479,7 @@ fn validate_all<S: Section>(
                 .get(&key)
                 .cloned()
                 .unwrap_or_else(|| "the combined settings".to_owned());
-            return Err(Error::Config {
+            problems.push(Error::Config {
                 key,
                 value: crate::secret::redact(&invalid.value),
                 expected: invalid.expected,
@@ -416,50 +487,42 @@ fn validate_all<S: Section>(
             });
         }
     }
-    Ok(())
 }
 
 fn check(
     config: &mut RuntimeConfig,
     origins: &BTreeMap<String, String>,
     env: &[(String, String)],
-) -> Result<()> {
-    validate_all(&config.pools, origins)?;
-    validate_all(&config.breakers, origins)?;
-    validate_all(&config.retries, origins)?;
-    validate_all(&config.limiters, origins)?;
-    validate_all(&config.bulkheads, origins)?;
+    problems: &mut Vec<Error>,
+) {
+    validate_all(&config.pools, origins, problems);
+    validate_all(&config.breakers, origins, problems);
+    validate_all(&config.retries, origins, problems);
+    validate_all(&config.limiters, origins, problems);
+    validate_all(&config.bulkheads, origins, problems);
     if config.settings.url.is_none()
         && let Some((_, url)) = env.iter().find(|(k, _)| k == "DATABASE_URL")
+        && let Err(expected) = config.settings.set("url", &Value::Str(url.clone()))
     {
-        config
-            .settings
-            .set("url", &Value::Str(url.clone()))
-            .map_err(|expected| {
-                Error::config("url", crate::secret::redact(url), expected, "DATABASE_URL")
-            })?;
+        problems.push(Error::config(
+            "url",
+            crate::secret::redact(url),
+            expected,
+            "DATABASE_URL",
+        ));
     }
     match &config.settings.default_pool {
         Some(name) if !config.pools.contains_key(name) => {
             let names = config.declared.names(PolicyKind::Pool);
-            return Err(Error::UndeclaredName {
-                kind: PolicyKind::Pool,
-                name: name.clone(),
-                origin: origins
-                    .get("default_pool")
-                    .cloned()
-                    .unwrap_or_else(|| "default_pool".into()),
-                declared: if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                },
-            });
+            let origin = origins
+                .get("default_pool")
+                .cloned()
+                .unwrap_or_else(|| "default_pool".into());
+            problems.push(Error::undeclared(PolicyKind::Pool, name, origin, &names));
         }
         None if config.pools.len() == 1 => {
             config.settings.default_pool = config.pools.keys().next().cloned();
         }
         _ => {}
     }
-    Ok(())
 }

@@ -138,7 +138,7 @@ fn bad_value_names_key_value_expectation_and_origin() {
     assert_eq!(key, "pools.http.max");
     assert_eq!(value, "0");
     assert_eq!(expected, "a whole number from 1 to 10000");
-    assert_eq!(origin, "db.toml");
+    assert_eq!(origin, "db.toml:2:7");
 
     let e = builder()
         .env_prefix("APP")
@@ -201,11 +201,14 @@ fn configuration_cannot_invent_names() {
             name,
             origin,
             declared,
+            suggestion,
+            ..
         } => {
             assert_eq!(kind, PolicyKind::Pool);
             assert_eq!(name, "htp");
-            assert_eq!(origin, "db.toml");
+            assert_eq!(origin, "db.toml:2:7");
             assert_eq!(declared, "background, http, ws");
+            assert_eq!(suggestion, " (did you mean `http`?)");
         }
         other => panic!("{other}"),
     }
@@ -230,7 +233,7 @@ fn cross_key_validation_reports_the_origin() {
         expected,
         "at most `max` (30): a pool keeps at most `max` connections; lower `min` or raise `max`"
     );
-    assert_eq!(origin, "db.toml");
+    assert_eq!(origin, "db.toml:2:7");
 }
 
 #[test]
@@ -309,7 +312,7 @@ fn a_url_the_driver_refuses_fails_resolve_as_it_would_fail_build() {
         .resolve()
         .unwrap_err();
     let (key, value, expected, origin) = config_error(e);
-    assert_eq!((key.as_str(), origin.as_str()), ("url", "db.toml"));
+    assert_eq!((key.as_str(), origin.as_str()), ("url", "db.toml:1:7"));
     assert!(!value.contains("pw@"), "{value}");
     assert_eq!(
         expected,
@@ -360,10 +363,53 @@ fn a_rule_involving_a_default_blames_the_key_given() {
     let (key, value, expected, origin) = config_error(e);
     assert_eq!(
         (key.as_str(), value.as_str(), origin.as_str()),
-        ("pools.ws.max_lifetime", "1m", "db.toml")
+        ("pools.ws.max_lifetime", "1m", "db.toml:2:16")
     );
     assert!(
         expected.starts_with("at least `idle_timeout` (10m, the default)"),
         "{expected}"
     );
+}
+
+#[test]
+fn every_problem_of_a_file_is_reported_at_once_with_its_line_and_column() {
+    let text = "\
+[pools.http]
+max = 0
+acquire_timout = \"2s\"
+
+[pools.htp]
+max = 3
+
+[breakers.x]
+failures = 5
+";
+    let e = builder()
+        .config_toml(text, "db.toml")
+        .resolve()
+        .unwrap_err();
+    let Error::ConfigProblems { problems } = &e else {
+        panic!("expected every problem at once, got {e}");
+    };
+    let found: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 4, "{found:#?}");
+    let one = |needle: &str| {
+        assert!(
+            found.iter().any(|p| p.contains(needle)),
+            "no problem mentions {needle:?}: {found:#?}"
+        )
+    };
+    one("`pools.http.max` = 0 (from db.toml:2:7)");
+    one("`pools.http.acquire_timout` = \"2s\" (from db.toml:3:18)");
+    one("did you mean `acquire_timeout`?");
+    one("pool `htp` (from db.toml:6:7) is not declared (did you mean `http`?)");
+    one("breaker `x` (from db.toml:9:12) is not declared");
+
+    // What a start-up `.expect(..)` prints: the message, one problem per line.
+    let debug = format!("{e:?}");
+    assert!(
+        debug.starts_with("4 problems in the configuration; fix each:\n  1. "),
+        "{debug}"
+    );
+    assert_eq!(debug.lines().count(), 5, "{debug}");
 }

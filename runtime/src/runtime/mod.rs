@@ -229,7 +229,11 @@ impl Runtime {
                     value: "(not set)".into(),
                     expected: format!(
                         "a default pool for op `{op}`, which names none (pools: {})",
-                        self.names(PolicyKind::Pool)
+                        self.shared
+                            .config
+                            .declared
+                            .names(PolicyKind::Pool)
+                            .join(", ")
                     ),
                     origin: format!("op `{op}`"),
                 }),
@@ -248,21 +252,8 @@ impl Runtime {
     }
 
     pub(crate) fn undeclared(&self, kind: PolicyKind, name: &str, op: &str) -> Error {
-        Error::UndeclaredName {
-            kind,
-            name: name.to_owned(),
-            origin: format!("op `{op}`"),
-            declared: self.names(kind),
-        }
-    }
-
-    fn names(&self, kind: PolicyKind) -> String {
         let names = self.shared.config.declared.names(kind);
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(", ")
-        }
+        Error::undeclared(kind, name, format!("op `{op}`"), &names)
     }
 
     /// A `#[db_op]` op resolved against this runtime: from the table built with the runtime,
