@@ -8,7 +8,8 @@
 //! cargo run --release --example drill -- overhead
 //! ```
 //!
-//! Scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, outage (one line
+//! Scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, contention (the
+//! toolkit and plain sqlx side by side), outage (one line
 //! per case, ours and plain sqlx side by side). Progress goes to
 //! stderr (`RUST_LOG` changes how much); the last line on stdout is the report, one JSON
 //! object. Needs only the PostgreSQL server package: each drill starts a server of its own and
@@ -20,7 +21,7 @@ use sqlx_resilience_testkit::drill::{self, Scenario, Size};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: drill SCENARIO [--size small|full] [--case NAME ...]
-scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, outage";
+scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, outage, contention";
 
 /// The command line: a scenario, its size, and for `outage` the cases to run.
 struct Args {

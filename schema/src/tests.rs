@@ -365,3 +365,17 @@ fn blocks_are_replaced_between_their_markers() {
     assert!(new.starts_with("intro\n") && new.ends_with("<!-- end schema:pool -->\noutro\n"));
     assert!(docs::current(&doc, "retry").is_err());
 }
+
+#[test]
+fn the_contention_default_is_said_in_words_with_its_value() {
+    let attempts = crate::RETRY_ON
+        .keys
+        .iter()
+        .find(|k| k.name == "attempts")
+        .expect("on.<kind>.attempts");
+    let words = format!("{:?}", attempts.default);
+    assert!(
+        words.contains(&format!("at least {}", crate::CONTENTION_ATTEMPTS)),
+        "{words}"
+    );
+}

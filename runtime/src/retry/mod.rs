@@ -51,6 +51,13 @@
 //! at most `budget_percent` % of the calls of the last `budget_window`, plus
 //! `budget_min_per_second` a second. Each call deposits when it starts; a retry withdraws only
 //! when every other check passed. It is lock-free (10 time slots of packed atomics).
+//!
+//! Contention retries (serialization failures, deadlocks, lock timeouts) do not draw on the
+//! budget: the server answered at once and is healthy, and running the transaction again is
+//! the remedy, not a storm. Under heavy contention most calls fail at least once, so a budget
+//! of 20 % of the calls would turn the remedy away and surface the failures it exists to hide.
+//! They stay bounded by the contention schedule's attempts (3 by default), its growing,
+//! jittered delays, `max_elapsed` and the caller's deadline.
 //!//!
 //! # Example
 //!

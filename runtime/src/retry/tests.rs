@@ -5,6 +5,7 @@ use tokio::time::advance;
 use super::*;
 use crate::FailureKind::{self, *};
 use crate::config::{Section, Value};
+use sqlx_resilience_schema::CONTENTION_ATTEMPTS;
 
 fn ms(x: f64) -> Duration {
     Duration::from_secs_f64(x / 1000.0)
@@ -191,16 +192,16 @@ fn attempts_count_the_first_attempt() {
     let mut state = p.start();
     assert_eq!(state.attempts(), 1);
     assert!(matches!(
-        state.next_delay(Contention, Duration::ZERO, None),
+        state.next_delay(ConnectionLost, Duration::ZERO, None),
         RetryDecision::RetryAfter(_)
     ));
     assert!(matches!(
-        state.next_delay(Contention, Duration::ZERO, None),
+        state.next_delay(ConnectionLost, Duration::ZERO, None),
         RetryDecision::RetryAfter(_)
     ));
     assert_eq!(state.attempts(), 3);
     assert_eq!(
-        state.next_delay(Contention, Duration::ZERO, None),
+        state.next_delay(ConnectionLost, Duration::ZERO, None),
         RetryDecision::Stop(StopReason::AttemptsExhausted { attempts: 3 })
     );
 }
@@ -473,4 +474,37 @@ async fn the_budget_is_not_drawn_on_when_another_check_stops() {
         Some(Duration::from_nanos(1)),
     );
     assert_eq!(p.budget().balance(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn contention_retries_do_not_draw_on_the_budget() {
+    let p = RetryPolicy::new(
+        "budget",
+        config(&[
+            ("jitter", "none".into()),
+            ("budget_percent", Value::Int(0)),
+            ("budget_min_per_second", Value::Int(0)),
+        ]),
+    );
+    // A spent budget refuses a lost connection's retry ...
+    let mut lost = p.start();
+    assert_eq!(
+        lost.next_delay(ConnectionLost, Duration::ZERO, None),
+        RetryDecision::Stop(StopReason::BudgetExhausted)
+    );
+    // ... and still grants every attempt of a serialization failure's schedule.
+    let attempts = p.attempts(Contention);
+    assert_eq!(
+        attempts, CONTENTION_ATTEMPTS,
+        "contention gets at least 10 by default"
+    );
+    assert_eq!(
+        p.attempts(ConnectionLost),
+        3,
+        "other kinds get the policy's"
+    );
+    let (delays, stop) = run(&p, Contention);
+    assert_eq!(delays.len() as u32, attempts - 1);
+    assert_eq!(stop, StopReason::AttemptsExhausted { attempts });
+    assert_eq!(p.budget().balance(), 0.0);
 }

@@ -13,7 +13,7 @@ pub use self::breaker::{BREAKER, DEFAULT_FAILURE_RATE, DEFAULT_OPEN_FOR_MAX, DEF
 pub use self::bulkhead::BULKHEAD;
 pub use self::limiter::LIMITER;
 pub use self::pool::POOL;
-pub use self::retry::{RETRY, RETRY_ON, RETRY_ON_KINDS};
+pub use self::retry::{CONTENTION_ATTEMPTS, RETRY, RETRY_ON, RETRY_ON_KINDS};
 pub use self::runtime::{BUDGET, MONITOR, RUNTIME};
 
 use crate::Schema;

@@ -121,6 +121,10 @@ pub const RETRY: Schema = Schema {
     }],
 };
 
+/// The least attempts `contention` gets when its `on.contention.attempts` is not set and the
+/// policy retries at all (the `on.<kind>.attempts` default above says so in words).
+pub const CONTENTION_ATTEMPTS: u32 = 10;
+
 /// One failure kind's schedule inside a retry policy: `on <kind> { .. }`,
 /// `[retries.NAME.on.<kind>]`. Unset keys take the policy's.
 pub const RETRY_ON: Schema = Schema {
@@ -130,7 +134,9 @@ pub const RETRY_ON: Schema = Schema {
         Key::new(
             "attempts",
             Rule::whole(1, 100),
-            Derived("the policy's `attempts`"),
+            Derived(
+                "the policy's `attempts`; for `contention`, at least 10 when the policy retries",
+            ),
             "attempts for this failure kind; 1: never retried",
         )
         .unit("attempts"),

@@ -37,6 +37,7 @@
 //!   (`normal`, `part_leaked`, `exhausted`, `returned`) ops, ok and p99.
 
 mod blackhole;
+mod contention;
 mod exhaust;
 mod kill9;
 mod latency;
@@ -56,6 +57,7 @@ use std::time::Duration;
 use sqlx_resilience_runtime::breaker::BreakerState;
 use sqlx_resilience_runtime::{Error, Op, PolicyKind, Runtime, Value};
 
+pub use self::contention::{ContentionReport, ContentionSide};
 pub use self::outage::OutageCase;
 pub use self::report::{LoadReport, OverheadReport, Report};
 
@@ -84,11 +86,14 @@ pub enum Scenario {
     /// The same request mix through the op API and plain sqlx, side by side, while the
     /// server is stopped or the network blackholed for 0.5 s to 60 s: one line per case.
     Outage,
+    /// Workers checking one book in and out through serializable transactions, on the
+    /// toolkit's default retry policy and on plain sqlx, side by side.
+    Contention,
 }
 
 impl Scenario {
     /// Every scenario, in the order of the docs.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Restart,
         Scenario::Kill9,
         Scenario::Blackhole,
@@ -97,6 +102,7 @@ impl Scenario {
         Scenario::Exhaust,
         Scenario::Overhead,
         Scenario::Outage,
+        Scenario::Contention,
     ];
 
     /// The name on the command line and in the report.
@@ -110,6 +116,7 @@ impl Scenario {
             Scenario::Exhaust => "exhaust",
             Scenario::Overhead => "overhead",
             Scenario::Outage => "outage",
+            Scenario::Contention => "contention",
         }
     }
 }
@@ -181,6 +188,7 @@ pub async fn run(scenario: Scenario, size: Size) -> Result<Report> {
         Scenario::Exhaust => Report::Load(exhaust::run(size).await?),
         Scenario::Overhead => Report::Overhead(overhead::run(size).await?),
         Scenario::Outage => Report::Outage(outage::run(size).await?),
+        Scenario::Contention => Report::Contention(contention::run(size).await?),
     };
     tracing::info!(scenario = scenario.name(), "drill finished");
     Ok(report)

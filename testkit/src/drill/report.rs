@@ -17,6 +17,8 @@ pub enum Report {
     Overhead(OverheadReport),
     /// The `outage` drill: one entry per case.
     Outage(Vec<super::OutageCase>),
+    /// The `contention` drill.
+    Contention(super::ContentionReport),
 }
 
 impl Report {
@@ -26,6 +28,7 @@ impl Report {
             Report::Load(r) => r.scenario,
             Report::Overhead(r) => r.scenario,
             Report::Outage(_) => "outage",
+            Report::Contention(_) => "contention",
         }
     }
 
@@ -54,6 +57,14 @@ impl Report {
     pub fn load(&self) -> Option<&LoadReport> {
         match self {
             Report::Load(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The contention report, if this is one.
+    pub fn contention(&self) -> Option<&super::ContentionReport> {
+        match self {
+            Report::Contention(r) => Some(r),
             _ => None,
         }
     }
