@@ -251,3 +251,80 @@ async fn a_forced_open_breaker_turns_calls_away_and_every_one_is_counted() {
     breaker.reset();
     assert_eq!(read(&rt).await.unwrap(), 1);
 }
+
+/// An application's own outcome, returned as `Err`: "already checked out".
+#[derive(Debug)]
+enum Loan {
+    AlreadyOut,
+    Db(Error),
+}
+
+impl From<Error> for Loan {
+    fn from(e: Error) -> Self {
+        Loan::Db(e)
+    }
+}
+
+impl sqlx_resilience::OpError for Loan {
+    fn db_error(&mut self) -> Option<&mut Error> {
+        match self {
+            Loan::Db(e) => Some(e),
+            Loan::AlreadyOut => None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_applications_own_outcome_never_counts_against_the_breaker_and_is_reported_as_such() {
+    let server = PgServer::start().await.unwrap();
+    let db = server.create_database().await.unwrap();
+    let rt = builder(
+        db.url(),
+        &[
+            ("consecutive_failures", 3u32.into()),
+            ("open_for", "1h".into()),
+        ],
+    )
+    .declare(PolicyKind::Retry, "transient", &[])
+    .build()
+    .await
+    .unwrap();
+    let op = rt
+        .op("library::check_out")
+        .pool("main")
+        .breaker("db")
+        .retry("transient")
+        .read_only(true)
+        .build()
+        .unwrap();
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    for _ in 0..20 {
+        let runs = runs.clone();
+        let outcome: Result<(), Loan> = op
+            .run(move |conn| {
+                let runs = runs.clone();
+                Box::pin(async move {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    sqlx::query("select 1")
+                        .execute(conn.as_mut())
+                        .await
+                        .map_err(Error::from)?;
+                    Err(Loan::AlreadyOut)
+                })
+            })
+            .await;
+        assert!(matches!(outcome, Err(Loan::AlreadyOut)), "{outcome:?}");
+    }
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::Relaxed),
+        20,
+        "never retried"
+    );
+    assert_eq!(rt.breaker("db").unwrap().state(), BreakerState::Closed);
+    let stats = rt
+        .op_stats()
+        .into_iter()
+        .find(|s| s.op == "library::check_out")
+        .expect("the op's stats");
+    assert_eq!(stats.failures, vec![("application".to_owned(), 20)]);
+}

@@ -45,13 +45,17 @@ pub enum FailureKind {
     ShuttingDown,
     /// Configuration is invalid.
     Configuration,
+    /// The op's own outcome, not a database failure: its error type returned an error that
+    /// holds no [`Error`](crate::Error) (`OpError::db_error` gave `None`), such as "already
+    /// checked out". Never retried and never counted by a breaker.
+    Application,
     /// Anything else.
     Unknown,
 }
 
 impl FailureKind {
     /// Every kind.
-    pub const ALL: [FailureKind; 19] = [
+    pub const ALL: [FailureKind; 20] = [
         FailureKind::ConnectionLost,
         FailureKind::Contention,
         FailureKind::Backpressure,
@@ -70,6 +74,7 @@ impl FailureKind {
         FailureKind::UnknownOutcome,
         FailureKind::ShuttingDown,
         FailureKind::Configuration,
+        FailureKind::Application,
         FailureKind::Unknown,
     ];
 
@@ -94,6 +99,7 @@ impl FailureKind {
             FailureKind::UnknownOutcome => "unknown_outcome",
             FailureKind::ShuttingDown => "shutting_down",
             FailureKind::Configuration => "configuration",
+            FailureKind::Application => "application",
             FailureKind::Unknown => "unknown",
         }
     }
@@ -214,6 +220,7 @@ impl fmt::Display for FailureKind {
             FailureKind::UnknownOutcome => "unknown outcome",
             FailureKind::ShuttingDown => "shutting down",
             FailureKind::Configuration => "configuration error",
+            FailureKind::Application => "the op's own outcome",
             FailureKind::Unknown => "unknown failure",
         };
         f.pad(text)

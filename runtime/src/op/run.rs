@@ -627,10 +627,10 @@ fn failed(at: AttemptEnd<'_>, db: Option<&mut Error>) -> Verdict {
         now,
     } = at;
     let Some(db) = db else {
-        // The application's own failure: returned as it is, never retried, and the breaker
-        // does not count it.
+        // The application's own outcome: returned as it is, never retried, the breaker does
+        // not count it, and it is reported as what it is.
         drop(permit);
-        return Verdict::final_(FailureKind::Unknown);
+        return Verdict::final_(FailureKind::Application);
     };
     let spec = &op.spec;
     let c = verdict(db);

@@ -204,7 +204,7 @@ impl OpCall<'_> {
     #[inline]
     pub(crate) fn finish(self, failure: Option<Option<&Error>>) -> (std::time::Duration, Span) {
         let elapsed = self.started.elapsed();
-        let kind = failure.map(|e| e.map_or(FailureKind::Unknown, Error::kind));
+        let kind = failure.map(|e| e.map_or(FailureKind::Application, Error::kind));
         let slot = slot(kind);
         let tel = self.tel;
         tel.counts[slot].fetch_add(1, Relaxed);
