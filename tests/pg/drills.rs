@@ -1,12 +1,40 @@
-//! Every drill at its small size, with the outcome it must have. Speed goals are the drills'
-//! own business (`docs/DRILLS.md`); these tests check correctness: no write lost or applied
-//! twice, the breaker's behaviour, ops ending by their deadlines, abandoned statements
-//! stopped on the server, leaks reported.
+//! Every drill at its small size, with the outcome it must have. The thresholds are the goals
+//! docs/DRILLS.md states; throughput goals are the drills' own business (measured at full
+//! size, written down in the docs, never asserted here). These tests check correctness: no
+//! write lost, applied twice, torn or applied after being reported failed, every unknown
+//! outcome reported as one, the breaker's behaviour, ops ending by their deadlines + 10%,
+//! abandoned statements stopped on the server within 1 s, leaks reported.
 
-use sqlx_resilience_testkit::drill::{self, LoadReport, Scenario, Size};
+use sqlx_resilience_testkit::drill::{self, LoadReport, Options, Scenario, Size};
 
 async fn load(scenario: Scenario) -> LoadReport {
-    let report = drill::run(scenario, Size::Small)
+    let load = run_load(scenario, Options::default()).await;
+    let json = json(&load);
+    assert_eq!(load.lost_writes, 0, "acknowledged writes missing: {json}");
+    assert_eq!(load.duplicate_writes, 0, "writes applied twice: {json}");
+    assert_eq!(
+        load.torn_transactions, 0,
+        "half a transaction applied: {json}"
+    );
+    assert_eq!(
+        load.applied_but_reported_failed, 0,
+        "a write reported failed (not as an unknown outcome) was applied: {json}"
+    );
+    assert!(load.writes_ok > 0, "no write succeeded: {json}");
+    load
+}
+
+/// The documented goal for every load drill: no op returns later than its deadline + 10%.
+fn within_deadline(r: &LoadReport) {
+    assert!(
+        r.worst_lateness_ms <= r.deadline_ms * 0.1,
+        "an op returned more than 10% past its deadline: {}",
+        json(r)
+    );
+}
+
+async fn run_load(scenario: Scenario, options: Options) -> LoadReport {
+    let report = drill::run_with(scenario, Size::Small, options)
         .await
         .unwrap_or_else(|e| panic!("drill {scenario}: {e}"));
     let json = report.to_json();
@@ -15,9 +43,7 @@ async fn load(scenario: Scenario) -> LoadReport {
     assert!(load.ops > 0, "{json}");
     assert_eq!(load.ops, load.ok + load.failed, "{json}");
     assert_eq!(load.ops, load.reads + load.writes, "{json}");
-    assert_eq!(load.lost_writes, 0, "acknowledged writes missing: {json}");
-    assert_eq!(load.duplicate_writes, 0, "writes applied twice: {json}");
-    assert!(load.writes_ok > 0, "no write succeeded: {json}");
+    assert!(load.non_idempotent_writes > 0, "{json}");
     load
 }
 
@@ -28,19 +54,18 @@ fn json(r: &LoadReport) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_drill_loses_nothing_and_reads_ride_it_out() {
     let r = load(Scenario::Restart).await;
-    assert!(r.reads_ok_pct() >= 95.0, "{}", json(&r));
-    assert!(
-        r.recovery_ms.is_some(),
-        "no op succeeded after the restart: {}",
-        json(&r)
-    );
-    assert!(r.max_ms <= r.deadline_ms * 1.5, "{}", json(&r));
+    assert!(r.reads_ok_pct() >= 99.0, "{}", json(&r));
+    let recovery = r.recovery_ms.unwrap_or_else(|| {
+        panic!("no op succeeded after the restart: {}", json(&r));
+    });
+    assert!(recovery <= 500.0, "{}", json(&r));
+    within_deadline(&r);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_drill_loses_no_acknowledged_write() {
     let r = load(Scenario::Kill9).await;
-    assert!(r.reads_ok_pct() >= 95.0, "{}", json(&r));
+    within_deadline(&r);
     assert!(
         r.recovery_ms.is_some(),
         "no op succeeded after the start: {}",
@@ -52,17 +77,12 @@ async fn kill9_drill_loses_no_acknowledged_write() {
 async fn blackhole_drill_opens_the_breaker_and_keeps_deadlines() {
     let r = load(Scenario::Blackhole).await;
     assert_eq!(r.extra_bool("breaker_opened"), Some(true), "{}", json(&r));
-    assert!(
-        r.max_ms <= r.deadline_ms * 1.5,
-        "an op outlived its deadline by far: {}",
-        json(&r)
-    );
+    within_deadline(&r);
     assert!(r.failed > 0, "nothing failed in a blackhole: {}", json(&r));
-    assert!(
-        r.recovery_ms.is_some(),
-        "no op succeeded after the heal: {}",
-        json(&r)
-    );
+    let recovery = r.recovery_ms.unwrap_or_else(|| {
+        panic!("no op succeeded after the heal: {}", json(&r));
+    });
+    assert!(recovery <= 1000.0, "{}", json(&r));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,11 +103,28 @@ async fn latency_drill_sees_abandoned_statements_stopped_on_the_server() {
         json(&r)
     );
     // Reads sleep 10 s on the server: an abandoned one left running would be seen for
-    // seconds after its client gave up.
+    // seconds after its client gave up. The goal: stopped within 1 s.
     let after = r.extra_f64("server_active_after_ms").expect("measured");
     assert!(
-        after < 5_000.0,
+        after <= 1_000.0,
         "abandoned statements kept running: {}",
+        json(&r)
+    );
+    // Every insert was cut off by its 100 ms timeout after it was sent: each is reported
+    // as an unknown outcome (the load's checks say none was reported otherwise).
+    assert!(r.unknown_outcome > 0, "{}", json(&r));
+}
+
+/// The duplicate count can fail: callers that run an insert again after an unknown outcome
+/// (the inserts of the latency drill reach the server and commit after their client gave
+/// up) write twice, and the drill sees it in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn careless_callers_make_the_drill_report_duplicates() {
+    let r = run_load(Scenario::Latency, Options::retrying_unknown_outcomes()).await;
+    assert!(r.unknown_outcome > 0, "{}", json(&r));
+    assert!(
+        r.duplicate_writes > 0,
+        "re-run unknown outcomes left no duplicate: {}",
         json(&r)
     );
 }
@@ -149,7 +186,17 @@ async fn overhead_drill_measures_every_path() {
     ] {
         assert!(figure > 0.0, "{json}");
     }
-    assert!(r.ratio > 0.0 && r.defaults_vs_sqlx_defaults > 0.0, "{json}");
+    // The ratios are what was measured, not literals: speed goals themselves are judged at
+    // full size in docs/PERFORMANCE.md, not here.
+    let close = |a: f64, b: f64| (a - b).abs() <= 0.01 * b.max(1e-9) + 0.001;
+    assert!(close(r.ratio, r.wrapped_ops_s / r.raw_ops_s), "{json}");
+    assert!(
+        close(
+            r.defaults_vs_sqlx_defaults,
+            r.wrapped_ops_s / r.sqlx_defaults_ops_s
+        ),
+        "{json}"
+    );
     assert_eq!(r.vs_pgbench.is_some(), r.pgbench_tps.is_some(), "{json}");
     assert!(
         json.starts_with(r#"{"scenario":"overhead","raw_ops_s":"#),

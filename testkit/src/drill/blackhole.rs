@@ -11,12 +11,12 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use tokio::time::Instant;
 
-use super::load::{Load, Outcome, Plan, check_writes, report, write_keys};
+use super::load::{Load, Outcome, Plan, check_writes, report};
 use super::report::{LoadReport, ms, round1};
-use super::{BreakerOpens, Limits, Size, close, runtime, server_and_database, workload};
+use super::{BreakerOpens, Limits, Options, Size, close, runtime, server_and_database, workload};
 use crate::{FaultProxy, Result};
 
-pub(super) async fn run(size: Size) -> Result<LoadReport> {
+pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
     let (server, db) = server_and_database().await?;
     let proxy = FaultProxy::start(server.tcp_addr()).await?;
     let workers = size.pick(8u32, 16);
@@ -34,7 +34,7 @@ pub(super) async fn run(size: Size) -> Result<LoadReport> {
         timeout: Duration::from_millis(500),
         deadline: Duration::from_secs(2),
     };
-    let workload = workload(&rt, limits)?;
+    let workload = workload(&rt, limits, options)?;
     let opens = BreakerOpens::watch(&rt)?;
     let before = size.pick(Duration::from_millis(1500), Duration::from_secs(2));
     let hole = size.pick(Duration::from_secs(3), Duration::from_secs(5));
@@ -56,8 +56,7 @@ pub(super) async fn run(size: Size) -> Result<LoadReport> {
     let samples = load.finish().await?;
     close(&rt).await;
     drop(proxy);
-    let (acked, unacked) = write_keys(&samples);
-    let table = check_writes(db.url(), &acked, &unacked).await?;
+    let table = check_writes(db.url(), &samples).await?;
     let mut report = report(Outcome {
         scenario: "blackhole",
         samples: &samples,

@@ -14,12 +14,12 @@ use serde_json::{Value as Json, json};
 use sqlx_resilience_runtime::{Error, Pool, PooledConn};
 use tokio::time::Instant;
 
-use super::load::{Load, Outcome, Plan, Sample, check_writes, report, write_keys};
+use super::load::{Load, Outcome, Plan, Sample, check_writes, report};
 use super::report::{LoadReport, ms, percentile};
-use super::{BreakerOpens, Limits, Size, close, runtime, server_and_database, workload};
+use super::{BreakerOpens, Limits, Options, Size, close, runtime, server_and_database, workload};
 use crate::Result;
 
-pub(super) async fn run(size: Size) -> Result<LoadReport> {
+pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
     let (_server, db) = server_and_database().await?;
     let pool_max = size.pick(6u32, 10);
     let workers = size.pick(3u32, 6);
@@ -37,7 +37,7 @@ pub(super) async fn run(size: Size) -> Result<LoadReport> {
         timeout: Duration::from_secs(1),
         deadline: Duration::from_secs(2),
     };
-    let workload = workload(&rt, limits)?;
+    let workload = workload(&rt, limits, options)?;
     let opens = BreakerOpens::watch(&rt)?;
     let pool = rt.pool("drill").expect("the drill's pool").clone();
 
@@ -82,8 +82,7 @@ pub(super) async fn run(size: Size) -> Result<LoadReport> {
     let samples = load.finish().await?;
     let stats = pool.stats();
     close(&rt).await;
-    let (acked, unacked) = write_keys(&samples);
-    let table = check_writes(db.url(), &acked, &unacked).await?;
+    let table = check_writes(db.url(), &samples).await?;
     let phase = |from: Instant, to: Instant| phase(&samples, from, to);
     let end = samples.iter().map(|s| s.end).max().unwrap_or(ready);
     let extra = BTreeMap::from([

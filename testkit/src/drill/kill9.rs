@@ -2,11 +2,11 @@
 //! crash recovery. Commits are durable (`synchronous_commit = on`), so every acknowledged
 //! write must survive.
 
-use super::Size;
 use super::report::LoadReport;
 use super::restart::{Fault, server_fault};
+use super::{Options, Size};
 use crate::Result;
 
-pub(super) async fn run(size: Size) -> Result<LoadReport> {
-    server_fault(size, Fault::Kill9).await
+pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
+    server_fault(size, Fault::Kill9, options).await
 }

@@ -2,8 +2,9 @@
 //! every attempt is abandoned by its client. One read in four keeps the server busy for 10 s
 //! (`pg_sleep`), well past the timeout, so abandoned work is visible on the server (and keep
 //! failing after the latency is gone, as a slow report query would); the other reads and the
-//! writes are quick, and a write is often applied after its client gave up (an unknown
-//! outcome, retried safely because writes are idempotent).
+//! writes are quick, and a write is often applied after its client gave up. The ops have no
+//! breaker here, so every op meets the latency: each insert cut off after it was sent ends
+//! as an unknown outcome and is not run again; upserts and transactions are retried safely.
 //!
 //! `server_active_after_ms` is measured, not inferred: every statement carries a tag in its
 //! text, the client notes when it gives up on each one, and a direct (not proxied) admin
@@ -21,10 +22,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::load::{
-    Abandoned, Load, Outcome, Plan, Workload, check_writes, connect, report, tag_of, write_keys,
+    Abandoned, Load, Outcome, Plan, Workload, check_writes, connect, report, tag_of,
 };
 use super::report::{LoadReport, ms};
-use super::{APP, BreakerOpens, Limits, Size, close, ops, runtime, server_and_database};
+use super::{APP, BreakerOpens, Limits, Options, Size, close, ops, runtime, server_and_database};
 use crate::{Direction, FaultProxy, Result};
 
 /// How often `pg_stat_activity` is read.
@@ -36,10 +37,10 @@ const QUIET: Duration = Duration::from_secs(1);
 /// ...and the longest it goes on regardless.
 const WATCH_LIMIT: Duration = Duration::from_secs(15);
 
-pub(super) async fn run(size: Size) -> Result<LoadReport> {
+pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
     let (server, db) = server_and_database().await?;
     let proxy = FaultProxy::start(server.tcp_addr()).await?;
-    let workers = size.pick(4u32, 8);
+    let workers = size.pick(6u32, 8);
     // The pool opens its connections before the latency is added.
     let rt = runtime(
         &db.url_via(proxy.addr()),
@@ -52,13 +53,18 @@ pub(super) async fn run(size: Size) -> Result<LoadReport> {
     .await?;
     let limits = Limits {
         timeout: Duration::from_millis(100),
-        deadline: Duration::from_secs(3),
+        // Short, so that each worker calls many ops while the latency lasts, and many of its
+        // inserts are cut off after they were sent.
+        deadline: Duration::from_secs(1),
     };
-    let (read, write) = ops(&rt, limits)?;
     let abandoned = Arc::new(Abandoned::default());
-    let mut w = Workload::new(read, write, limits.deadline);
+    // No breaker: every op meets the latency, so every statement sent is abandoned by its
+    // client, and every insert among them ends as an unknown outcome.
+    let mut w = Workload::new(ops(&rt, limits, false)?, limits.deadline);
+    w.retry_unknown = options.retry_unknown_outcomes;
     w.read_sleep = Duration::from_secs(10);
     w.slow_every = 4;
+    w.write_every = 2;
     w.tracked = Some(Arc::clone(&abandoned));
     let workload = Arc::new(w);
     let opens = BreakerOpens::watch(&rt)?;
@@ -104,8 +110,7 @@ pub(super) async fn run(size: Size) -> Result<LoadReport> {
         worst_ms = ms(worst),
         "abandoned statements watched on the server"
     );
-    let (acked, unacked) = write_keys(&samples);
-    let table = check_writes(db.url(), &acked, &unacked).await?;
+    let table = check_writes(db.url(), &samples).await?;
     let extra = BTreeMap::from([
         ("server_active_after_ms", Json::from(ms(worst))),
         ("abandoned_statements", Json::from(given_up.len() as u64)),

@@ -18,11 +18,14 @@ use super::report::{LoadReport, ms, percentile};
 use crate::Result;
 use crate::admin;
 
-/// The drill's tables. `drill_writes.key` is deliberately not unique, so a write applied twice
-/// shows up as two rows. `drill_write` is idempotent even when two attempts of one write run
-/// at the same time (an abandoned attempt may still be running when the next one starts): it
-/// takes an advisory lock on the key before it looks for an earlier row, and each statement of
-/// a volatile function sees rows committed before it started.
+/// The drill's tables. Writes come in three kinds, so that a write applied twice or torn
+/// shows in the table, whatever the client believes:
+///
+/// - a plain insert (`drill_insert`), not idempotent: one row per key into `drill_writes`,
+///   whose key is deliberately not unique, so an insert applied twice is two rows;
+/// - an idempotent upsert (`drill_upsert`) into `drill_upserts`, keyed by its key;
+/// - a transaction of two inserts into `drill_writes` with one key: applied once it is two
+///   rows, applied twice four, torn (one without the other) an odd count.
 const SCHEMA: &str = r#"
 create table drill_items (id bigint primary key, v bigint not null);
 insert into drill_items select g, g * 10 from generate_series(1, 1000) g;
@@ -32,6 +35,11 @@ create table drill_writes (
     written_at timestamptz not null default clock_timestamp()
 );
 create index drill_writes_key on drill_writes (key);
+create table drill_upserts (
+    key bigint primary key,
+    worker int not null,
+    applied int not null default 1
+);
 create function drill_read(p_id bigint, p_sleep float8) returns bigint
 language plpgsql as $$
 declare r bigint;
@@ -40,13 +48,17 @@ begin
     select v into r from drill_items where id = p_id;
     return r;
 end $$;
-create function drill_write(p_key bigint, p_worker int, p_sleep float8) returns void
+create function drill_insert(p_key bigint, p_worker int, p_sleep float8) returns void
 language plpgsql as $$
 begin
-    perform pg_advisory_xact_lock(p_key);
-    insert into drill_writes (key, worker)
-        select p_key, p_worker
-        where not exists (select 1 from drill_writes where key = p_key);
+    insert into drill_writes (key, worker) values (p_key, p_worker);
+    if p_sleep > 0 then perform pg_sleep(p_sleep); end if;
+end $$;
+create function drill_upsert(p_key bigint, p_worker int, p_sleep float8) returns void
+language plpgsql as $$
+begin
+    insert into drill_upserts (key, worker) values (p_key, p_worker)
+        on conflict (key) do update set applied = drill_upserts.applied + 1;
     if p_sleep > 0 then perform pg_sleep(p_sleep); end if;
 end $$;
 "#;
@@ -71,44 +83,109 @@ pub(crate) async fn connect(url: &str, action: &str) -> Result<sqlx::PgConnectio
         .map_err(|detail| Error::test_kit(action, detail, crate::error::SERVER_HINT))
 }
 
-/// What the table says about the writes, counted straight on the server.
+/// What the tables say about the writes, counted straight on the server.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TableCheck {
+    /// Acknowledged writes whose rows are absent.
     pub(crate) lost: u64,
+    /// Inserts with more than one row, transactions with more than two.
     pub(crate) duplicates: u64,
+    /// Transactions with an odd count of rows: one insert without the other.
+    pub(crate) torn: u64,
+    /// Failed writes (any kind) whose rows are present.
     pub(crate) unacked_present: u64,
+    /// Inserts and transactions reported failed with a kind other than `unknown_outcome`
+    /// whose rows are present: the caller was told a write that happened did not.
+    pub(crate) applied_but_reported_failed: u64,
 }
 
-/// Counts lost writes (acknowledged, absent), duplicates (rows beyond the first per key) and
-/// unacknowledged writes that were applied anyway.
-pub(crate) async fn check_writes(url: &str, acked: &[i64], unacked: &[i64]) -> Result<TableCheck> {
+/// The keys of the writes in `samples`, sorted into what the check needs.
+#[derive(Debug, Default)]
+struct Keys {
+    /// Acknowledged inserts and transactions.
+    acked_rows: Vec<i64>,
+    /// Acknowledged upserts.
+    acked_upserts: Vec<i64>,
+    /// Every insert.
+    inserts: Vec<i64>,
+    /// Every transaction.
+    transactions: Vec<i64>,
+    /// Inserts and transactions that failed with a kind other than `unknown_outcome`.
+    failed_known: Vec<i64>,
+    /// Every failed write.
+    failed: Vec<i64>,
+}
+
+impl Keys {
+    fn of(samples: &[Sample]) -> Keys {
+        let mut k = Keys::default();
+        for s in samples {
+            let (Some(key), Some(kind)) = (s.key, s.write) else {
+                continue;
+            };
+            match kind {
+                WriteKind::Insert => k.inserts.push(key),
+                WriteKind::Transaction => k.transactions.push(key),
+                WriteKind::Upsert => {}
+            }
+            match (s.outcome, kind) {
+                (Ok(()), WriteKind::Upsert) => k.acked_upserts.push(key),
+                (Ok(()), _) => k.acked_rows.push(key),
+                (Err(e), kind) => {
+                    k.failed.push(key);
+                    if kind != WriteKind::Upsert && e != FailureKind::UnknownOutcome {
+                        k.failed_known.push(key);
+                    }
+                }
+            }
+        }
+        k
+    }
+}
+
+/// Counts, in the tables, what happened to the writes of `samples` (see [`TableCheck`]).
+pub(crate) async fn check_writes(url: &str, samples: &[Sample]) -> Result<TableCheck> {
     const ACTION: &str = "count the drill's writes";
+    let keys = Keys::of(samples);
     let mut conn = connect(url, ACTION).await?;
-    let row: std::result::Result<(i64, i64, i64), sqlx::Error> = sqlx::query_as(
-        "select \
+    let row: std::result::Result<(i64, i64, i64, i64, i64), sqlx::Error> = sqlx::query_as(
+        "with w as (select key, count(*) as n from drill_writes group by key) \
+         select \
            (select count(*) from unnest($1::int8[]) k \
-             where not exists (select 1 from drill_writes w where w.key = k)), \
-           (select count(*) - count(distinct key) from drill_writes), \
-           (select count(*) from unnest($2::int8[]) k \
-             where exists (select 1 from drill_writes w where w.key = k))",
+             where not exists (select 1 from w where w.key = k)) \
+           + (select count(*) from unnest($2::int8[]) k \
+             where not exists (select 1 from drill_upserts u where u.key = k)), \
+           (select count(*) from unnest($3::int8[]) k join w on w.key = k where w.n > 1) \
+           + (select count(*) from unnest($4::int8[]) k join w on w.key = k where w.n > 2), \
+           (select count(*) from unnest($4::int8[]) k join w on w.key = k where w.n % 2 = 1), \
+           (select count(*) from unnest($6::int8[]) k \
+             where exists (select 1 from w where w.key = k) \
+                or exists (select 1 from drill_upserts u where u.key = k)), \
+           (select count(*) from unnest($5::int8[]) k \
+             where exists (select 1 from w where w.key = k))",
     )
-    .bind(acked)
-    .bind(unacked)
+    .bind(&keys.acked_rows)
+    .bind(&keys.acked_upserts)
+    .bind(&keys.inserts)
+    .bind(&keys.transactions)
+    .bind(&keys.failed_known)
+    .bind(&keys.failed)
     .fetch_one(&mut conn)
     .await;
     let _ = conn.close().await;
-    let (lost, duplicates, unacked_present) = row.map_err(|e| {
+    let (lost, duplicates, torn, unacked_present, applied_failed) = row.map_err(|e| {
         Error::test_kit(
             ACTION,
             sqlx_resilience_runtime::redact(&e.to_string()),
             crate::error::SERVER_HINT,
         )
     })?;
-    let n = |v: i64| u64::try_from(v).unwrap_or(0);
     Ok(TableCheck {
-        lost: n(lost),
-        duplicates: n(duplicates),
-        unacked_present: n(unacked_present),
+        lost: lost.unsigned_abs(),
+        duplicates: duplicates.unsigned_abs(),
+        torn: torn.unsigned_abs(),
+        unacked_present: unacked_present.unsigned_abs(),
+        applied_but_reported_failed: applied_failed.unsigned_abs(),
     })
 }
 
@@ -167,13 +244,38 @@ pub(crate) fn tag_of(query: &str) -> Option<u64> {
     rest.split(" */").next()?.parse().ok()
 }
 
+/// The kinds of write (see the drill's tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteKind {
+    /// A plain insert through an op that is not idempotent.
+    Insert,
+    /// An upsert through an idempotent op.
+    Upsert,
+    /// Two inserts in one transaction, through a transactional op.
+    Transaction,
+}
+
+/// The drill's ops: a read and the three kinds of write.
+#[derive(Debug, Clone)]
+pub(crate) struct Ops {
+    /// Read-only.
+    pub(crate) read: Op,
+    /// Not idempotent: a cut-off attempt ends as `UnknownOutcome`, never run again.
+    pub(crate) insert: Op,
+    /// Idempotent.
+    pub(crate) upsert: Op,
+    /// Transactional (run with `run_tx`).
+    pub(crate) tx: Op,
+}
+
 /// What the workers run.
 #[derive(Debug)]
 pub(crate) struct Workload {
-    /// The read op (read-only).
-    pub(crate) read: Op,
-    /// The write op (idempotent).
-    pub(crate) write: Op,
+    /// The ops.
+    pub(crate) ops: Ops,
+    /// Test-only: re-run an insert whose outcome was unknown, with the same key, as a careless
+    /// caller would. The duplicates it makes show that the drill's duplicate count bites.
+    pub(crate) retry_unknown: bool,
     /// How long a slow read keeps the server busy (`pg_sleep`).
     pub(crate) read_sleep: Duration,
     /// One read in this many is slow (1: every read).
@@ -191,11 +293,12 @@ pub(crate) struct Workload {
 }
 
 impl Workload {
-    /// Reads and writes with no server-side sleep; one op in four writes.
-    pub(crate) fn new(read: Op, write: Op, deadline: Duration) -> Workload {
+    /// Reads and writes with no server-side sleep; one op in four writes, the writes taking
+    /// turns: insert, upsert, transaction.
+    pub(crate) fn new(ops: Ops, deadline: Duration) -> Workload {
         Workload {
-            read,
-            write,
+            ops,
+            retry_unknown: false,
             read_sleep: Duration::ZERO,
             slow_every: 1,
             write_sleep: Duration::ZERO,
@@ -218,7 +321,8 @@ impl Workload {
             0.0
         };
         let tracked = self.tracked.clone();
-        self.read
+        self.ops
+            .read
             .run(move |conn| {
                 let tracked = tracked.clone();
                 Box::pin(async move {
@@ -248,39 +352,112 @@ impl Workload {
             .await
     }
 
-    async fn write(&self, key: i64, worker: i32) -> std::result::Result<(), Error> {
-        let sleep = self.write_sleep.as_secs_f64();
-        let tracked = self.tracked.clone();
-        self.write
-            .run(move |conn| {
-                let tracked = tracked.clone();
-                Box::pin(async move {
-                    match tracked {
-                        None => {
-                            sqlx::query("select drill_write($1, $2, $3)")
-                                .bind(key)
-                                .bind(worker)
-                                .bind(sleep)
-                                .execute(conn.as_mut())
-                                .await?;
-                        }
-                        Some(log) => {
-                            let flight = InFlight::start(&log);
-                            let sql = format!(
-                                "select drill_write({key}, {worker}, {sleep}) /* drill:{} */",
-                                flight.tag
-                            );
-                            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                                .execute(conn.as_mut())
-                                .await?;
-                            flight.finish();
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .await
+    /// One write of `kind`; an insert whose outcome was unknown runs again when
+    /// [`Workload::retry_unknown`] is set (up to three times in all).
+    async fn write(
+        &self,
+        kind: WriteKind,
+        key: i64,
+        worker: i32,
+    ) -> std::result::Result<(), Error> {
+        let mut runs = 0;
+        loop {
+            runs += 1;
+            let result = self.write_once(kind, key, worker).await;
+            match result {
+                Err(e)
+                    if self.retry_unknown
+                        && kind == WriteKind::Insert
+                        && e.kind() == FailureKind::UnknownOutcome
+                        && runs < 3 => {}
+                other => return other,
+            }
+        }
     }
+
+    async fn write_once(
+        &self,
+        kind: WriteKind,
+        key: i64,
+        worker: i32,
+    ) -> std::result::Result<(), Error> {
+        let sleep = self.write_sleep.as_secs_f64();
+        let function = match kind {
+            WriteKind::Upsert => "drill_upsert",
+            WriteKind::Insert | WriteKind::Transaction => "drill_insert",
+        };
+        let tracked = self.tracked.clone();
+        match kind {
+            WriteKind::Insert | WriteKind::Upsert => {
+                let op = if kind == WriteKind::Insert {
+                    &self.ops.insert
+                } else {
+                    &self.ops.upsert
+                };
+                op.run(move |conn| {
+                    let tracked = tracked.clone();
+                    Box::pin(async move {
+                        call(
+                            conn.as_mut(),
+                            tracked.as_ref(),
+                            function,
+                            key,
+                            worker,
+                            sleep,
+                        )
+                        .await
+                    })
+                })
+                .await
+            }
+            WriteKind::Transaction => {
+                self.ops
+                    .tx
+                    .run_tx(move |tx| {
+                        let tracked = tracked.clone();
+                        Box::pin(async move {
+                            call(tx.as_mut(), tracked.as_ref(), function, key, worker, 0.0).await?;
+                            call(tx.as_mut(), tracked.as_ref(), function, key, worker, sleep).await
+                        })
+                    })
+                    .await
+            }
+        }
+    }
+}
+
+/// `select FUNCTION(key, worker, sleep)`, tagged and by the simple protocol when `tracked`.
+async fn call(
+    conn: &mut sqlx::PgConnection,
+    tracked: Option<&Arc<Abandoned>>,
+    function: &'static str,
+    key: i64,
+    worker: i32,
+    sleep: f64,
+) -> std::result::Result<(), Error> {
+    match tracked {
+        None => {
+            let sql = format!("select {function}($1, $2, $3)");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(key)
+                .bind(worker)
+                .bind(sleep)
+                .execute(conn)
+                .await?;
+        }
+        Some(log) => {
+            let flight = InFlight::start(log);
+            let sql = format!(
+                "select {function}({key}, {worker}, {sleep}) /* drill:{} */",
+                flight.tag
+            );
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(conn)
+                .await?;
+            flight.finish();
+        }
+    }
+    Ok(())
 }
 
 /// How the workers run.
@@ -303,6 +480,8 @@ pub(crate) struct Sample {
     pub(crate) end: Instant,
     /// The key of a write; `None` for a read.
     pub(crate) key: Option<i64>,
+    /// The kind of a write; `None` for a read.
+    pub(crate) write: Option<WriteKind>,
     pub(crate) outcome: std::result::Result<(), FailureKind>,
 }
 
@@ -397,22 +576,32 @@ async fn worker(
         if now >= end {
             break;
         }
-        let is_write = (index as u64 + n).is_multiple_of(workload.write_every.max(1));
-        let (key, outcome) = if is_write {
+        let every = workload.write_every.max(1);
+        let is_write = (index as u64 + n).is_multiple_of(every);
+        let (key, write, outcome) = if is_write {
             let key = workload.next_key();
             let worker = i32::try_from(index).unwrap_or(i32::MAX);
-            (Some(key), workload.write(key, worker).await)
+            let kind = match key % 3 {
+                0 => WriteKind::Insert,
+                1 => WriteKind::Upsert,
+                _ => WriteKind::Transaction,
+            };
+            (
+                Some(key),
+                Some(kind),
+                workload.write(kind, key, worker).await,
+            )
         } else {
             let id = (rng.next() % 1000) as i64 + 1;
-            let slow = (index as u64 + n / workload.write_every.max(1))
-                .is_multiple_of(workload.slow_every.max(1));
-            (None, workload.read(id, slow).await)
+            let slow = (index as u64 + n / every).is_multiple_of(workload.slow_every.max(1));
+            (None, None, workload.read(id, slow).await)
         };
         let done = Instant::now();
         samples.push(Sample {
             start: now,
             end: done,
             key,
+            write,
             outcome: outcome.map_err(|e| e.kind()),
         });
         if let Some(pace) = plan.pace {
@@ -452,22 +641,6 @@ pub(crate) struct Outcome<'a> {
     pub(crate) table: TableCheck,
     pub(crate) breaker_opens: u64,
     pub(crate) extra: BTreeMap<&'static str, Json>,
-}
-
-/// The writes the client saw acknowledged, and the ones it saw fail.
-pub(crate) fn write_keys(samples: &[Sample]) -> (Vec<i64>, Vec<i64>) {
-    let mut acked = Vec::new();
-    let mut unacked = Vec::new();
-    for s in samples {
-        if let Some(key) = s.key {
-            if s.outcome.is_ok() {
-                acked.push(key);
-            } else {
-                unacked.push(key);
-            }
-        }
-    }
-    (acked, unacked)
 }
 
 /// Summarises the samples into the drill's report.
@@ -513,6 +686,14 @@ pub(crate) fn report(o: Outcome<'_>) -> LoadReport {
         writes: count(&|s| s.key.is_some()),
         writes_ok: count(&|s| s.key.is_some() && s.outcome.is_ok()),
         unacked_writes_present: o.table.unacked_present,
+        non_idempotent_writes: count(&|s| {
+            matches!(s.write, Some(WriteKind::Insert | WriteKind::Transaction))
+        }),
+        unknown_outcome: count(&|s| {
+            s.key.is_some() && s.outcome == Err(FailureKind::UnknownOutcome)
+        }),
+        applied_but_reported_failed: o.table.applied_but_reported_failed,
+        torn_transactions: o.table.torn,
         breaker_opens: o.breaker_opens,
         deadline_ms: ms(o.deadline),
         worst_lateness_ms: ms(lateness),

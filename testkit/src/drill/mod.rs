@@ -8,11 +8,17 @@
 //! 127.0.0.1, and the load stops by itself, bounded in ops and in time.
 //!
 //! The load ([`Scenario::Restart`] to [`Scenario::Exhaust`]) mixes reads (`read_only`) and
-//! writes (`idempotent`, one in four ops), each op with a timeout, a deadline, the retry
-//! policy and the circuit breaker below. Every write carries a unique key into a table whose
-//! key column is not unique, so [`LoadReport::lost_writes`] (acknowledged, yet absent) and
-//! [`LoadReport::duplicate_writes`] are counted in the table at the end, not taken from what
-//! the client believes.
+//! writes (one op in four), each op with a timeout, a deadline, the retry policy and the
+//! circuit breaker below. The writes take turns: a plain insert through an op that is not
+//! idempotent (`retry_scope = before_send`), an idempotent upsert, and a transaction of two
+//! inserts. Every write carries a unique key; inserts and transactions go to a table whose
+//! key column is not unique, so what happened is counted in the tables at the end, not taken
+//! from what the client believes: [`LoadReport::lost_writes`] (acknowledged, yet absent),
+//! [`LoadReport::duplicate_writes`] (an insert or transaction applied twice),
+//! [`LoadReport::torn_transactions`], [`LoadReport::unknown_outcome`] and
+//! [`LoadReport::applied_but_reported_failed`] (a write reported failed, other than as an
+//! unknown outcome, that was applied). [`Options::retry_unknown_outcomes`] makes the callers
+//! careless, to show the duplicate count bites.
 //!
 //! Policies of every load drill:
 //!
@@ -55,13 +61,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx_resilience_runtime::breaker::BreakerState;
-use sqlx_resilience_runtime::{Error, Op, PolicyKind, Runtime, Value};
+use sqlx_resilience_runtime::op::RetryScope;
+use sqlx_resilience_runtime::{Error, PolicyKind, Runtime, Value};
 
 pub use self::contention::{ContentionReport, ContentionSide};
 pub use self::outage::OutageCase;
 pub use self::report::{LoadReport, OverheadReport, Report};
 
-use self::load::Workload;
+use self::load::{Ops, Workload};
 use crate::{PgServer, Result, ServerOptions, TestDb};
 
 /// A drill.
@@ -175,17 +182,47 @@ impl Size {
     }
 }
 
+/// How a drill's callers behave, beyond its scenario and size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Test-only: the load's callers run an insert again, with the same key, when its outcome
+    /// was unknown, as a careless caller would. Where unknown outcomes were applied, the
+    /// drill then reports duplicates: the proof that its duplicate count can fail.
+    pub retry_unknown_outcomes: bool,
+}
+
+impl Options {
+    /// Callers that run an insert again after an unknown outcome (see the field).
+    pub fn retrying_unknown_outcomes() -> Options {
+        Options {
+            retry_unknown_outcomes: true,
+        }
+    }
+}
+
 /// Runs one drill on a throwaway server of its own and returns its figures. Progress goes to
 /// `tracing` at info level (target `sqlx_resilience_testkit::drill`).
 pub async fn run(scenario: Scenario, size: Size) -> Result<Report> {
-    tracing::info!(scenario = scenario.name(), ?size, "drill starting");
+    run_with(scenario, size, Options::default()).await
+}
+
+/// [`run`] with callers that behave as `options` say.
+pub async fn run_with(scenario: Scenario, size: Size, options: Options) -> Result<Report> {
+    tracing::info!(
+        scenario = scenario.name(),
+        ?size,
+        ?options,
+        "drill starting"
+    );
+    let o = options;
     let report = match scenario {
-        Scenario::Restart => Report::Load(restart::run(size).await?),
-        Scenario::Kill9 => Report::Load(kill9::run(size).await?),
-        Scenario::Blackhole => Report::Load(blackhole::run(size).await?),
-        Scenario::Latency => Report::Load(latency::run(size).await?),
-        Scenario::Storm => Report::Load(storm::run(size).await?),
-        Scenario::Exhaust => Report::Load(exhaust::run(size).await?),
+        Scenario::Restart => Report::Load(restart::run(size, o).await?),
+        Scenario::Kill9 => Report::Load(kill9::run(size, o).await?),
+        Scenario::Blackhole => Report::Load(blackhole::run(size, o).await?),
+        Scenario::Latency => Report::Load(latency::run(size, o).await?),
+        Scenario::Storm => Report::Load(storm::run(size, o).await?),
+        Scenario::Exhaust => Report::Load(exhaust::run(size, o).await?),
         Scenario::Overhead => Report::Overhead(overhead::run(size).await?),
         Scenario::Outage => Report::Outage(outage::run(size).await?),
         Scenario::Contention => Report::Contention(contention::run(size).await?),
@@ -252,33 +289,35 @@ async fn runtime(url: &str, pool: &[(&str, Value)]) -> Result<Runtime> {
         .await
 }
 
-/// The drill's read and write ops on `rt`.
-fn ops(rt: &Runtime, limits: Limits) -> Result<(Op, Op)> {
-    let read = rt
-        .op("drill::read")
-        .pool("drill")
-        .timeout(limits.timeout)
-        .deadline(limits.deadline)
-        .retry("drill")
-        .breaker("drill")
-        .read_only(true)
-        .build()?;
-    let write = rt
-        .op("drill::write")
-        .pool("drill")
-        .timeout(limits.timeout)
-        .deadline(limits.deadline)
-        .retry("drill")
-        .breaker("drill")
-        .idempotent(true)
-        .build()?;
-    Ok((read, write))
+/// The drill's ops on `rt`: a read-only read, a plain insert (not idempotent), an idempotent
+/// upsert and a transaction, each behind the breaker `drill` when `breaker` is set.
+fn ops(rt: &Runtime, limits: Limits, breaker: bool) -> Result<Ops> {
+    let op = |name: &'static str| {
+        let op = rt
+            .op(name)
+            .pool("drill")
+            .timeout(limits.timeout)
+            .deadline(limits.deadline)
+            .retry("drill");
+        if breaker { op.breaker("drill") } else { op }
+    };
+    Ok(Ops {
+        read: op("drill::read").read_only(true).build()?,
+        // A retry policy on an op that may write and is not idempotent: only failures before
+        // the statement was sent are retried.
+        insert: op("drill::insert")
+            .retry_scope(RetryScope::BeforeSend)
+            .build()?,
+        upsert: op("drill::upsert").idempotent(true).build()?,
+        tx: op("drill::transaction").build()?,
+    })
 }
 
 /// The workload on `rt` with `limits`.
-fn workload(rt: &Runtime, limits: Limits) -> Result<Arc<Workload>> {
-    let (read, write) = ops(rt, limits)?;
-    Ok(Arc::new(Workload::new(read, write, limits.deadline)))
+fn workload(rt: &Runtime, limits: Limits, options: Options) -> Result<Arc<Workload>> {
+    let mut w = Workload::new(ops(rt, limits, true)?, limits.deadline);
+    w.retry_unknown = options.retry_unknown_outcomes;
+    Ok(Arc::new(w))
 }
 
 /// Counts the times the drill's breaker opens.

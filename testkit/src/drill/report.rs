@@ -94,7 +94,8 @@ pub struct LoadReport {
     pub errors: BTreeMap<&'static str, u64>,
     /// Writes acknowledged to the client but absent from the table at the end.
     pub lost_writes: u64,
-    /// Rows beyond the first for any idempotency key, counted in the table at the end.
+    /// Inserts applied more than once and transactions applied more than once, counted in
+    /// the table at the end.
     pub duplicate_writes: u64,
     /// Median op latency.
     pub p50_ms: f64,
@@ -110,13 +111,21 @@ pub struct LoadReport {
     pub reads: u64,
     /// Reads that succeeded.
     pub reads_ok: u64,
-    /// Writes run (declared idempotent, each with a unique key).
+    /// Writes run, each with a unique key: inserts, upserts and transactions in turn.
     pub writes: u64,
     /// Writes acknowledged.
     pub writes_ok: u64,
-    /// Writes the client saw fail whose row is in the table anyway (the outcome was unknown
-    /// to the client; none of them is a duplicate).
+    /// Writes the client saw fail whose row is in the table anyway (any kind of failure).
     pub unacked_writes_present: u64,
+    /// Writes that are not idempotent: plain inserts and transactions.
+    pub non_idempotent_writes: u64,
+    /// Writes that ended as `UnknownOutcome`.
+    pub unknown_outcome: u64,
+    /// Inserts and transactions reported failed with any kind but `unknown_outcome` whose
+    /// rows are in the table: the caller was told a write that happened did not.
+    pub applied_but_reported_failed: u64,
+    /// Transactions with one insert in the table and not the other.
+    pub torn_transactions: u64,
     /// How many times the drill's circuit breaker opened.
     pub breaker_opens: u64,
     /// Each op's deadline.
@@ -274,6 +283,10 @@ mod tests {
             writes: 2,
             writes_ok: 2,
             unacked_writes_present: 0,
+            non_idempotent_writes: 1,
+            unknown_outcome: 0,
+            applied_but_reported_failed: 0,
+            torn_transactions: 0,
             breaker_opens: 0,
             deadline_ms: 5000.0,
             worst_lateness_ms: 0.0,

@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use tokio::time::Instant;
 
-use super::load::{Load, Outcome, Plan, check_writes, report, write_keys};
+use super::load::{Load, Outcome, Plan, check_writes, report};
 use super::report::{LoadReport, ms};
-use super::{BreakerOpens, Limits, Size, close, runtime, server_and_database, workload};
+use super::{BreakerOpens, Limits, Options, Size, close, runtime, server_and_database, workload};
 use crate::{RestartMode, Result};
 
 /// How the server goes down.
@@ -21,12 +21,12 @@ pub(super) enum Fault {
     Kill9,
 }
 
-pub(super) async fn run(size: Size) -> Result<LoadReport> {
-    server_fault(size, Fault::FastRestart).await
+pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
+    server_fault(size, Fault::FastRestart, options).await
 }
 
 /// Runs the load, takes the server down and up again in the middle of it, and reports.
-pub(super) async fn server_fault(size: Size, fault: Fault) -> Result<LoadReport> {
+pub(super) async fn server_fault(size: Size, fault: Fault, options: Options) -> Result<LoadReport> {
     let scenario = match fault {
         Fault::FastRestart => "restart",
         Fault::Kill9 => "kill9",
@@ -46,7 +46,7 @@ pub(super) async fn server_fault(size: Size, fault: Fault) -> Result<LoadReport>
         timeout: Duration::from_secs(1),
         deadline: Duration::from_secs(5),
     };
-    let workload = workload(&rt, limits)?;
+    let workload = workload(&rt, limits, options)?;
     let opens = BreakerOpens::watch(&rt)?;
     let plan = Plan {
         workers: workers as usize,
@@ -74,8 +74,7 @@ pub(super) async fn server_fault(size: Size, fault: Fault) -> Result<LoadReport>
     tracing::info!(down_ms = ms(ready - down), "server ready again");
     let samples = load.finish().await?;
     close(&rt).await;
-    let (acked, unacked) = write_keys(&samples);
-    let table = check_writes(db.url(), &acked, &unacked).await?;
+    let table = check_writes(db.url(), &samples).await?;
     let extra = BTreeMap::from([("server_down_ms", Json::from(ms(ready - down)))]);
     Ok(report(Outcome {
         scenario,

@@ -19,15 +19,15 @@ use sqlx::{Connection, PgConnection};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::load::{Load, Outcome, Plan, Workload, check_writes, connect, report, write_keys};
+use super::load::{Load, Outcome, Plan, Workload, check_writes, connect, report};
 use super::report::{LoadReport, median, ms, percentile, round1};
-use super::{BreakerOpens, Limits, Size, close, ops, runtime, server_and_database};
+use super::{BreakerOpens, Limits, Options, Size, close, ops, runtime, server_and_database};
 use crate::Result;
 
 /// How long each query keeps the server busy.
 const QUERY: Duration = Duration::from_millis(5);
 
-pub(super) async fn run(size: Size) -> Result<LoadReport> {
+pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
     let (_server, db) = server_and_database().await?;
     let callers = size.pick(300u32, 2000);
     let pool_max = size.pick(10u32, 30);
@@ -45,8 +45,8 @@ pub(super) async fn run(size: Size) -> Result<LoadReport> {
         timeout: Duration::from_secs(5),
         deadline: Duration::from_secs(10),
     };
-    let (read, write) = ops(&rt, limits)?;
-    let mut w = Workload::new(read, write, limits.deadline);
+    let mut w = Workload::new(ops(&rt, limits, true)?, limits.deadline);
+    w.retry_unknown = options.retry_unknown_outcomes;
     w.read_sleep = QUERY;
     w.write_sleep = QUERY;
     let workload = Arc::new(w);
@@ -101,8 +101,7 @@ pub(super) async fn run(size: Size) -> Result<LoadReport> {
         let _ = conn.close().await;
     }
     close(&rt).await;
-    let (acked, unacked) = write_keys(&samples);
-    let table = check_writes(db.url(), &acked, &unacked).await?;
+    let table = check_writes(db.url(), &samples).await?;
     let extra = BTreeMap::from([
         ("ideal_ms", Json::from(ms(ideal))),
         ("floor_ms", Json::from(round1(median(&floor_p99)))),
@@ -149,7 +148,7 @@ async fn floor_wave(
                     break;
                 }
                 let result = if n.is_multiple_of(4) {
-                    sqlx::query("select drill_write($1, -1, $2)")
+                    sqlx::query("select drill_upsert($1, -1, $2)")
                         .bind(workload.next_key())
                         .bind(sleep)
                         .execute(&mut conn)
