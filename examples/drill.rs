@@ -6,34 +6,47 @@
 //! cargo run --release --example drill -- restart                # full size
 //! cargo run --release --example drill -- storm --size small     # a few seconds
 //! cargo run --release --example drill -- overhead
+//! cargo run --release --example drill -- nemesis --seed 7 --secs 60
 //! ```
 //!
-//! Scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, contention (the
-//! toolkit and plain sqlx side by side), outage (one line
-//! per case, ours and plain sqlx side by side). Progress goes to
+//! Scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, nemesis (a seeded
+//! random schedule of faults), contention (the toolkit and plain sqlx side by side), outage
+//! (one line per case, ours and plain sqlx side by side). Progress goes to
 //! stderr (`RUST_LOG` changes how much); the last line on stdout is the report, one JSON
 //! object. Needs only the PostgreSQL server package: each drill starts a server of its own and
 //! removes it afterwards. `docs/DRILLS.md` explains each scenario and lists measured figures.
 
 use std::process::ExitCode;
 
-use sqlx_resilience_testkit::drill::{self, Scenario, Size};
+use sqlx_resilience_testkit::drill::{self, Options, Scenario, Size};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: drill SCENARIO [--size small|full] [--case NAME ...]
-scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, outage, contention";
+const USAGE: &str =
+    "usage: drill SCENARIO [--size small|full] [--case NAME ...] [--seed N] [--secs S]
+scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, outage, contention, nemesis
+--case: outage only; --seed and --secs: nemesis only";
 
-/// The command line: a scenario, its size, and for `outage` the cases to run.
+/// The command line: a scenario, its size, for `outage` the cases to run, for `nemesis` its
+/// seed and length.
 struct Args {
     scenario: Scenario,
     size: Size,
     cases: Vec<String>,
+    options: Options,
+}
+
+fn number(value: Option<&String>, option: &str) -> Result<u64, String> {
+    value
+        .ok_or_else(|| format!("{option} needs a number"))?
+        .parse()
+        .map_err(|_| format!("{option} needs a whole number"))
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
     let mut scenario = None;
     let mut size = Size::Full;
     let mut cases = Vec::new();
+    let mut options = Options::default();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -42,6 +55,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 size = value.parse()?;
             }
             "--case" => cases.push(rest.next().ok_or("--case needs a case name")?.clone()),
+            "--seed" => options.seed = Some(number(rest.next(), "--seed")?),
+            "--secs" => options.secs = Some(number(rest.next(), "--secs")?),
             s if s.starts_with("--size=") => size = s["--size=".len()..].parse()?,
             s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
             s if scenario.is_none() => scenario = Some(s.parse()?),
@@ -52,10 +67,14 @@ fn parse(args: &[String]) -> Result<Args, String> {
     if !cases.is_empty() && scenario != Scenario::Outage {
         return Err("--case applies to the outage drill only".into());
     }
+    if (options.seed.is_some() || options.secs.is_some()) && scenario != Scenario::Nemesis {
+        return Err("--seed and --secs apply to the nemesis drill only".into());
+    }
     Ok(Args {
         scenario,
         size,
         cases,
+        options,
     })
 }
 
@@ -77,6 +96,7 @@ async fn main() -> ExitCode {
         scenario,
         size,
         cases,
+        options,
     } = match parse(&args) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -85,7 +105,7 @@ async fn main() -> ExitCode {
         }
     };
     let report = if cases.is_empty() {
-        drill::run(scenario, size).await
+        drill::run_with(scenario, size, options).await
     } else {
         drill::run_outage(size, &cases).await
     };

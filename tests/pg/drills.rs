@@ -269,3 +269,17 @@ async fn contention_drill_surfaces_no_serialization_failure_and_keeps_the_data_c
         );
     }
 }
+
+/// A seeded random schedule of faults under the mixed load: the goals of docs/DRILLS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nemesis_loses_nothing_duplicates_nothing_and_reports_every_unknown_outcome() {
+    let r = run_load(Scenario::Nemesis, Options::nemesis(7, 10)).await;
+    let json = json(&r);
+    assert!(r.extra_f64("faults").unwrap_or(0.0) >= 3.0, "{json}");
+    assert_eq!(r.lost_writes, 0, "{json}");
+    assert_eq!(r.duplicate_writes, 0, "{json}");
+    assert_eq!(r.torn_transactions, 0, "{json}");
+    assert_eq!(r.extra_f64("unreported_unknown"), Some(0.0), "{json}");
+    assert_eq!(r.extra_f64("late_ops"), Some(0.0), "{json}");
+    assert!(r.ok > 0 && r.non_idempotent_writes > 0, "{json}");
+}

@@ -612,15 +612,16 @@ async fn worker(
     samples
 }
 
-/// A tiny, seeded random sequence for picking rows (no need for more).
-struct XorShift(u64);
+/// A tiny, seeded random sequence for picking rows and faults: the same seed, the same
+/// sequence (the drills need nothing stronger).
+pub(crate) struct XorShift(u64);
 
 impl XorShift {
-    fn new(seed: u64) -> XorShift {
+    pub(crate) fn new(seed: u64) -> XorShift {
         XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;

@@ -48,6 +48,7 @@ mod exhaust;
 mod kill9;
 mod latency;
 mod load;
+mod nemesis;
 mod outage;
 mod overhead;
 mod report;
@@ -96,11 +97,14 @@ pub enum Scenario {
     /// Workers checking one book in and out through serializable transactions, on the
     /// toolkit's default retry policy and on plain sqlx, side by side.
     Contention,
+    /// The mixed load under a seeded random schedule of faults ([`Options::seed`],
+    /// [`Options::secs`]).
+    Nemesis,
 }
 
 impl Scenario {
     /// Every scenario, in the order of the docs.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Restart,
         Scenario::Kill9,
         Scenario::Blackhole,
@@ -110,6 +114,7 @@ impl Scenario {
         Scenario::Overhead,
         Scenario::Outage,
         Scenario::Contention,
+        Scenario::Nemesis,
     ];
 
     /// The name on the command line and in the report.
@@ -124,6 +129,7 @@ impl Scenario {
             Scenario::Overhead => "overhead",
             Scenario::Outage => "outage",
             Scenario::Contention => "contention",
+            Scenario::Nemesis => "nemesis",
         }
     }
 }
@@ -190,6 +196,10 @@ pub struct Options {
     /// was unknown, as a careless caller would. Where unknown outcomes were applied, the
     /// drill then reports duplicates: the proof that its duplicate count can fail.
     pub retry_unknown_outcomes: bool,
+    /// `nemesis`: the seed of its fault schedule (1 when not set).
+    pub seed: Option<u64>,
+    /// `nemesis`: how long the load runs, in seconds (8 small, 60 full, when not set).
+    pub secs: Option<u64>,
 }
 
 impl Options {
@@ -197,6 +207,16 @@ impl Options {
     pub fn retrying_unknown_outcomes() -> Options {
         Options {
             retry_unknown_outcomes: true,
+            ..Options::default()
+        }
+    }
+
+    /// `nemesis` with this seed and length (see the fields).
+    pub fn nemesis(seed: u64, secs: u64) -> Options {
+        Options {
+            seed: Some(seed),
+            secs: Some(secs),
+            ..Options::default()
         }
     }
 }
@@ -226,6 +246,7 @@ pub async fn run_with(scenario: Scenario, size: Size, options: Options) -> Resul
         Scenario::Overhead => Report::Overhead(overhead::run(size).await?),
         Scenario::Outage => Report::Outage(outage::run(size).await?),
         Scenario::Contention => Report::Contention(contention::run(size).await?),
+        Scenario::Nemesis => Report::Load(nemesis::run(size, o).await?),
     };
     tracing::info!(scenario = scenario.name(), "drill finished");
     Ok(report)
