@@ -17,6 +17,7 @@ sqlx_resilience::policies! {
 mod breaker;
 mod budget;
 mod classify;
+mod classify_real;
 mod deadline;
 mod drills;
 mod macros;
