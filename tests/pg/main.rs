@@ -28,6 +28,7 @@ mod observe_telemetry;
 mod order;
 mod outage;
 mod pool;
+mod pool_lifetimes;
 mod retry;
 mod shutdown;
 mod support;
