@@ -230,10 +230,12 @@ pub enum Error {
         site: Site,
     },
 
-    /// One attempt ran past its timeout; the server was told to stop it.
+    /// One attempt ran past its timeout. Returned when nothing the attempt may have written
+    /// can be half-done: the op is read-only or idempotent, or its transaction was rolled back.
+    /// An op that may have written gets [`Error::UnknownOutcome`] with this as its source.
     #[error(
-        "{site}: attempt {attempt} timed out after {:?}; the statement was stopped on the \
-         server; raise the op's timeout or make the query faster",
+        "{site}: attempt {attempt} timed out after {:?}; raise the op's timeout or make its \
+         queries faster",
         rounded(*.timeout)
     )]
     Timeout {
@@ -348,18 +350,21 @@ pub enum Error {
         source: sqlx::Error,
     },
 
-    /// The connection was lost after a statement that may write was sent: it may or may not
+    /// An op that may write and is not idempotent was cut off after its body began: by a lost
+    /// connection, by its timeout or deadline, or during `COMMIT`. What it wrote may or may not
     /// have been applied, so it is not run again.
     #[error(
-        "{site}: connection lost after a write was sent; its outcome is unknown, so it was not \
-         run again; check whether it was applied, or declare the op idempotent"
+        "{site}: cut off after its body began; what it wrote may or may not have been applied, \
+         so its outcome is unknown and it was not run again; check whether it was applied, or \
+         declare the op idempotent"
     )]
     UnknownOutcome {
         /// Where.
         site: Site,
-        /// What sqlx reported.
+        /// What cut the op off: [`Error::Database`] (the connection was lost),
+        /// [`Error::Timeout`] or [`Error::DeadlineExceeded`].
         #[source]
-        source: sqlx::Error,
+        source: Box<Error>,
     },
 
     /// Declared ops do not fit the runtime's configuration (with `ops_check = "error"`).
@@ -616,12 +621,11 @@ impl Error {
     /// The SQLSTATE the server reported, if this failure carries one.
     pub fn sqlstate(&self) -> Option<String> {
         match self {
-            Error::Database { source, .. }
-            | Error::Connect { source, .. }
-            | Error::UnknownOutcome { source, .. } => source
+            Error::Database { source, .. } | Error::Connect { source, .. } => source
                 .as_database_error()
                 .and_then(|e| e.code())
                 .map(|c| c.into_owned()),
+            Error::UnknownOutcome { source, .. } => source.sqlstate(),
             Error::DeadlineExceeded {
                 last: Some(last), ..
             } => last.sqlstate(),
@@ -632,9 +636,8 @@ impl Error {
     /// The underlying sqlx error, if this failure came from the driver.
     pub fn as_sqlx(&self) -> Option<&sqlx::Error> {
         match self {
-            Error::Database { source, .. }
-            | Error::Connect { source, .. }
-            | Error::UnknownOutcome { source, .. } => Some(source),
+            Error::Database { source, .. } | Error::Connect { source, .. } => Some(source),
+            Error::UnknownOutcome { source, .. } => source.as_sqlx(),
             _ => None,
         }
     }

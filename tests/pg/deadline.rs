@@ -1,5 +1,6 @@
 //! Deadlines that reach the server.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
@@ -36,6 +37,7 @@ async fn a_timed_out_statement_stops_on_the_server_and_the_pool_keeps_serving() 
     let err = rt
         .op("deadline::sleep")
         .timeout(Duration::from_millis(300))
+        .read_only(true)
         .run(|c| {
             Box::pin(async move {
                 sqlx::query("select pg_sleep(30)")
@@ -181,4 +183,143 @@ async fn a_transaction_gets_the_remaining_time_as_its_statement_timeout() {
     );
     // Outside the transaction the session setting is back.
     assert_eq!(crate::support::show(&rt, "statement_timeout").await, "0");
+}
+
+/// A runtime whose pool is named by `app`, with a table `marks` and a retry policy `r`.
+async fn with_marks(db: &sqlx_resilience_testkit::TestDb, app: &str) -> sqlx_resilience::Runtime {
+    let rt = support::builder(db, &[("application_name", app.into())])
+        .declare(
+            PolicyKind::Retry,
+            "r",
+            &[("attempts", 4u32.into()), ("base", "10ms".into())],
+        )
+        .build()
+        .await
+        .unwrap();
+    support::setup(&rt, "deadline::ddl", "create table marks (v bigint)").await;
+    rt
+}
+
+#[tokio::test]
+async fn a_write_cut_off_by_its_timeout_is_an_unknown_outcome_and_not_run_again() {
+    let db = support::db().await;
+    let rt = with_marks(&db, "unknown-timeout-test").await;
+    let runs = AtomicU32::new(0);
+    let err = rt
+        .op("deadline::write_then_sleep")
+        .timeout(Duration::from_millis(100))
+        .retry("r")
+        .run(|c| {
+            let runs = &runs;
+            Box::pin(async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                sqlx::query("insert into marks values (1)")
+                    .execute(c.as_mut())
+                    .await?;
+                sqlx::query("select pg_sleep(30)")
+                    .execute(c.as_mut())
+                    .await?;
+                Ok::<_, Error>(())
+            })
+        })
+        .await
+        .unwrap_err();
+    // The insert committed before the timeout: a second run would have written twice.
+    assert_eq!(
+        support::scalar_i64(&rt, "select count(*) from marks")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "never run again");
+    assert_eq!(err.kind(), FailureKind::UnknownOutcome, "{err}");
+    let Error::UnknownOutcome { source, .. } = &err else {
+        panic!("expected an unknown outcome, got {err}");
+    };
+    assert!(
+        matches!(**source, Error::Timeout { attempt: 1, .. }),
+        "the timeout is the source: {source}"
+    );
+    assert!(
+        std::error::Error::source(&err)
+            .is_some_and(|s| s.to_string().contains("timed out after 100ms")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_or_idempotent_op_cut_off_by_its_timeout_gets_a_timeout() {
+    let db = support::db().await;
+    let rt = with_marks(&db, "timeout-test").await;
+    let read = rt
+        .op("deadline::read_sleep")
+        .timeout(Duration::from_millis(100))
+        .read_only(true)
+        .run(|c| {
+            Box::pin(async move {
+                sqlx::query("select pg_sleep(30)")
+                    .execute(c.as_mut())
+                    .await?;
+                Ok::<_, Error>(())
+            })
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(read, Error::Timeout { attempt: 1, .. }), "{read}");
+    assert_eq!(read.kind(), FailureKind::Deadline);
+
+    let idempotent = rt
+        .op("deadline::upsert_sleep")
+        .timeout(Duration::from_millis(100))
+        .idempotent(true)
+        .run(|c| {
+            Box::pin(async move {
+                sqlx::query("insert into marks values (2)")
+                    .execute(c.as_mut())
+                    .await?;
+                sqlx::query("select pg_sleep(30)")
+                    .execute(c.as_mut())
+                    .await?;
+                Ok::<_, Error>(())
+            })
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(idempotent, Error::Timeout { attempt: 1, .. }),
+        "{idempotent}"
+    );
+
+    // A transaction cut off before COMMIT is rolled back: nothing applied, a plain timeout.
+    let tx = rt
+        .op("deadline::tx_write_sleep")
+        .timeout(Duration::from_millis(300))
+        .run_tx(|tx| {
+            Box::pin(async move {
+                sqlx::query("insert into marks values (3)")
+                    .execute(tx.as_mut())
+                    .await?;
+                sqlx::query("select pg_sleep(30)")
+                    .execute(tx.as_mut())
+                    .await?;
+                Ok::<_, Error>(())
+            })
+        })
+        .await
+        .unwrap_err();
+    // Whichever stops it first, the client's timeout or the server's statement_timeout set
+    // from the time left, the outcome is known.
+    assert!(
+        matches!(
+            tx.kind(),
+            FailureKind::Deadline | FailureKind::StatementTimeout
+        ),
+        "{tx}"
+    );
+    assert_eq!(
+        support::scalar_i64(&rt, "select count(*) from marks where v = 3")
+            .await
+            .unwrap(),
+        0
+    );
 }

@@ -100,7 +100,7 @@ async fn methods_free_functions_and_trait_methods_run_on_a_pooled_connection() {
     assert_eq!(boxed.square(7).await.unwrap(), 49);
 }
 
-#[db_op(pool = "main", timeout = "200ms")]
+#[db_op(pool = "main", timeout = "200ms", read_only)]
 async fn sleepy(rt: &Runtime, conn: &mut PgConnection) -> Result<(), DbError> {
     sqlx::query("select pg_sleep(5)").execute(conn).await?;
     Ok(())

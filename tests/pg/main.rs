@@ -17,6 +17,7 @@ sqlx_resilience::policies! {
 mod breaker;
 mod budget;
 mod classify;
+mod classify_real;
 mod deadline;
 mod drills;
 mod macros;
@@ -27,6 +28,7 @@ mod observe_telemetry;
 mod order;
 mod outage;
 mod pool;
+mod pool_lifetimes;
 mod retry;
 mod shutdown;
 mod support;

@@ -588,30 +588,46 @@ fn timed_out(
     let c = Classification::of_kind(FailureKind::Deadline, None, Reach::Unknown);
     record(op, permit, Some(&c), None, elapsed, now);
     let by_deadline = deadline.is_some_and(|d| until == Some(d));
-    match op.spec.timeout {
+    // Whether what the attempt ran may have been applied in part or in whole: a plain body that
+    // may write was cut off while running (the runtime cannot see which of its statements had
+    // reached the server), or a transaction's COMMIT had been sent. A transaction cut off
+    // before COMMIT is rolled back; nothing ran before BEGIN answered.
+    let safe = op.spec.safe_to_rerun();
+    let maybe_applied = !safe
+        && match phase {
+            Phase::Begin => false,
+            Phase::Body => !is_tx,
+            Phase::Commit => true,
+        };
+    let (error, rerun) = match op.spec.timeout {
         Some(timeout) if !by_deadline => {
             let rerun = match phase {
                 Phase::Begin => true,
-                Phase::Body => op.spec.safe_to_rerun() || is_tx,
-                Phase::Commit => op.spec.safe_to_rerun(),
+                Phase::Body => safe || is_tx,
+                Phase::Commit => safe,
             };
             let error = Error::Timeout {
                 site: op.site(),
                 timeout,
                 attempt,
             };
-            let verdict = Verdict {
-                kind: FailureKind::Deadline,
-                rerun,
-                replace: false,
-            };
-            (error, verdict)
+            (error, rerun)
         }
-        _ => (
-            deadline_exceeded(op, attempt, None),
-            Verdict::final_(FailureKind::Deadline),
-        ),
+        _ => (deadline_exceeded(op, attempt, None), false),
+    };
+    if maybe_applied {
+        let error = Error::UnknownOutcome {
+            site: op.site(),
+            source: Box::new(error),
+        };
+        return (error, Verdict::final_(FailureKind::UnknownOutcome));
     }
+    let verdict = Verdict {
+        kind: FailureKind::Deadline,
+        rerun,
+        replace: false,
+    };
+    (error, verdict)
 }
 
 /// The body (or its transaction's begin or commit) failed.
@@ -655,8 +671,16 @@ fn failed(at: AttemptEnd<'_>, db: Option<&mut Error>) -> Verdict {
     drop(conn);
     let site = op.site();
     *db = match take_error(db) {
-        Error::Database { source, .. } if !safe && c.reach == Reach::Unknown => {
-            Error::UnknownOutcome { site, source }
+        Error::Database { source, kind, .. } if !safe && c.reach == Reach::Unknown => {
+            Error::UnknownOutcome {
+                site: site.clone(),
+                source: Box::new(Error::Database {
+                    site,
+                    kind,
+                    attempts: attempt,
+                    source,
+                }),
+            }
         }
         Error::Database { source, kind, .. } => Error::Database {
             site,
