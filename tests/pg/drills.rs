@@ -121,7 +121,6 @@ async fn latency_drill_sees_abandoned_statements_stopped_on_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn careless_callers_make_the_drill_report_duplicates() {
     let r = run_load(Scenario::Latency, Options::retrying_unknown_outcomes()).await;
-    assert!(r.unknown_outcome > 0, "{}", json(&r));
     assert!(
         r.duplicate_writes > 0,
         "re-run unknown outcomes left no duplicate: {}",

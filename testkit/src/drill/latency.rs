@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::load::{
-    Abandoned, Load, Outcome, Plan, Workload, check_writes, connect, report, tag_of,
+    Abandoned, Load, Outcome, Plan, Workload, WriteKind, check_writes, connect, report, tag_of,
 };
 use super::report::{LoadReport, ms};
 use super::{APP, BreakerOpens, Limits, Options, Size, close, ops, runtime, server_and_database};
@@ -41,12 +41,16 @@ pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
     let (server, db) = server_and_database().await?;
     let proxy = FaultProxy::start(server.tcp_addr()).await?;
     let workers = size.pick(6u32, 8);
+    // Four connections a worker, opened before the latency is added: a timeout closes the
+    // connection it cut off, and a new one takes longer than a deadline to open through the
+    // latency, so the ops sent (and abandoned) are those that find an open one.
+    let connections = workers * 4;
     // The pool opens its connections before the latency is added.
     let rt = runtime(
         &db.url_via(proxy.addr()),
         &[
-            ("max", workers.into()),
-            ("min", workers.into()),
+            ("max", connections.into()),
+            ("min", connections.into()),
             ("acquire_timeout", "5s".into()),
         ],
     )
@@ -65,6 +69,14 @@ pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
     w.read_sleep = Duration::from_secs(10);
     w.slow_every = 4;
     w.write_every = 2;
+    // Mostly inserts: each one cut off after it was sent is an unknown outcome.
+    w.kinds = &[
+        WriteKind::Insert,
+        WriteKind::Insert,
+        WriteKind::Insert,
+        WriteKind::Upsert,
+        WriteKind::Transaction,
+    ];
     w.tracked = Some(Arc::clone(&abandoned));
     let workload = Arc::new(w);
     let opens = BreakerOpens::watch(&rt)?;

@@ -276,6 +276,8 @@ pub(crate) struct Workload {
     /// Test-only: re-run an insert whose outcome was unknown, with the same key, as a careless
     /// caller would. The duplicates it makes show that the drill's duplicate count bites.
     pub(crate) retry_unknown: bool,
+    /// The kinds writes take turns between (by key).
+    pub(crate) kinds: &'static [WriteKind],
     /// How long a slow read keeps the server busy (`pg_sleep`).
     pub(crate) read_sleep: Duration,
     /// One read in this many is slow (1: every read).
@@ -299,6 +301,7 @@ impl Workload {
         Workload {
             ops,
             retry_unknown: false,
+            kinds: &[WriteKind::Insert, WriteKind::Upsert, WriteKind::Transaction],
             read_sleep: Duration::ZERO,
             slow_every: 1,
             write_sleep: Duration::ZERO,
@@ -581,11 +584,8 @@ async fn worker(
         let (key, write, outcome) = if is_write {
             let key = workload.next_key();
             let worker = i32::try_from(index).unwrap_or(i32::MAX);
-            let kind = match key % 3 {
-                0 => WriteKind::Insert,
-                1 => WriteKind::Upsert,
-                _ => WriteKind::Transaction,
-            };
+            let kinds = workload.kinds;
+            let kind = kinds[key.unsigned_abs() as usize % kinds.len().max(1)];
             (
                 Some(key),
                 Some(kind),
