@@ -367,6 +367,28 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A bulk load ([`Op::copy_in`](crate::Op::copy_in)) stopped at a batch that failed; the
+    /// batches before it are committed.
+    #[error(
+        "COPY through op `{op}` stopped at a batch of {batch_rows} rows after {committed_rows} \
+         rows in {committed_batches} batches were committed: {source}; the rest was not \
+         written (unless the error is an unknown outcome): fix the cause and load again from \
+         row {committed_rows}"
+    )]
+    Copy {
+        /// The op.
+        op: &'static str,
+        /// Rows committed before the failure.
+        committed_rows: u64,
+        /// Batches committed before the failure.
+        committed_batches: u64,
+        /// Rows in the batch that failed.
+        batch_rows: u64,
+        /// Why the batch failed (with its site).
+        #[source]
+        source: Box<Error>,
+    },
+
     /// Declared ops do not fit the runtime's configuration (with `ops_check = "error"`).
     #[error(
         "ops do not fit the runtime's configuration; fix the names or the configuration:\n{report}"
@@ -597,6 +619,7 @@ impl Error {
     pub fn kind(&self) -> FailureKind {
         match self {
             Error::Database { kind, .. } => *kind,
+            Error::Copy { source, .. } => source.kind(),
             Error::Connect { source, .. } => crate::classify::classify(source).kind,
             Error::AcquireTimeout {
                 unreachable: true, ..
@@ -625,7 +648,7 @@ impl Error {
                 .as_database_error()
                 .and_then(|e| e.code())
                 .map(|c| c.into_owned()),
-            Error::UnknownOutcome { source, .. } => source.sqlstate(),
+            Error::UnknownOutcome { source, .. } | Error::Copy { source, .. } => source.sqlstate(),
             Error::DeadlineExceeded {
                 last: Some(last), ..
             } => last.sqlstate(),

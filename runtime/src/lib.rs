@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod classify;
 pub mod config;
+pub mod copy;
 mod error;
 pub mod health;
 #[cfg(feature = "axum")]

@@ -18,6 +18,7 @@ mod breaker;
 mod budget;
 mod classify;
 mod classify_real;
+mod copy;
 mod deadline;
 mod drills;
 mod macros;
