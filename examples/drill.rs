@@ -23,7 +23,7 @@ use tracing_subscriber::EnvFilter;
 
 const USAGE: &str =
     "usage: drill SCENARIO [--size small|full] [--case NAME ...] [--seed N] [--secs S]
-scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, outage, contention, nemesis
+scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, outage, contention, nemesis, copy
 --case: outage only; --seed and --secs: nemesis only";
 
 /// The command line: a scenario, its size, for `outage` the cases to run, for `nemesis` its

@@ -282,3 +282,22 @@ async fn nemesis_loses_nothing_duplicates_nothing_and_reports_every_unknown_outc
     assert_eq!(r.extra_f64("late_ops"), Some(0.0), "{json}");
     assert!(r.ok > 0 && r.non_idempotent_writes > 0, "{json}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_drill_loads_every_row_three_ways_and_measures_each() {
+    let report = drill::run(Scenario::Copy, Size::Small)
+        .await
+        .unwrap_or_else(|e| panic!("drill copy: {e}"));
+    let json = report.to_json();
+    let r = report.copy().expect("a copy report");
+    assert!(
+        r.copy_rows_s > 0.0 && r.batched_insert_rows_s > 0.0,
+        "{json}"
+    );
+    assert!(r.single_insert_rows_s > 0.0, "{json}");
+    let close = |a: f64, b: f64| (a - b).abs() <= 0.05 * b.max(1e-9) + 0.1;
+    assert!(
+        close(r.copy_vs_batched, r.copy_rows_s / r.batched_insert_rows_s),
+        "{json}"
+    );
+}

@@ -44,6 +44,7 @@
 
 mod blackhole;
 mod contention;
+mod copy;
 mod exhaust;
 mod kill9;
 mod latency;
@@ -66,6 +67,7 @@ use sqlx_resilience_runtime::op::RetryScope;
 use sqlx_resilience_runtime::{Error, PolicyKind, Runtime, Value};
 
 pub use self::contention::{ContentionReport, ContentionSide};
+pub use self::copy::CopyBench;
 pub use self::outage::OutageCase;
 pub use self::report::{LoadReport, OverheadReport, Report};
 
@@ -100,11 +102,13 @@ pub enum Scenario {
     /// The mixed load under a seeded random schedule of faults ([`Options::seed`],
     /// [`Options::secs`]).
     Nemesis,
+    /// Rows a second through COPY, batched inserts and one insert a row.
+    Copy,
 }
 
 impl Scenario {
     /// Every scenario, in the order of the docs.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Restart,
         Scenario::Kill9,
         Scenario::Blackhole,
@@ -115,6 +119,7 @@ impl Scenario {
         Scenario::Outage,
         Scenario::Contention,
         Scenario::Nemesis,
+        Scenario::Copy,
     ];
 
     /// The name on the command line and in the report.
@@ -130,6 +135,7 @@ impl Scenario {
             Scenario::Outage => "outage",
             Scenario::Contention => "contention",
             Scenario::Nemesis => "nemesis",
+            Scenario::Copy => "copy",
         }
     }
 }
@@ -247,6 +253,7 @@ pub async fn run_with(scenario: Scenario, size: Size, options: Options) -> Resul
         Scenario::Outage => Report::Outage(outage::run(size).await?),
         Scenario::Contention => Report::Contention(contention::run(size).await?),
         Scenario::Nemesis => Report::Load(nemesis::run(size, o).await?),
+        Scenario::Copy => Report::Copy(copy::run(size).await?),
     };
     tracing::info!(scenario = scenario.name(), "drill finished");
     Ok(report)

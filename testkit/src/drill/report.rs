@@ -19,6 +19,8 @@ pub enum Report {
     Outage(Vec<super::OutageCase>),
     /// The `contention` drill.
     Contention(super::ContentionReport),
+    /// The `copy` drill.
+    Copy(super::CopyBench),
 }
 
 impl Report {
@@ -29,6 +31,7 @@ impl Report {
             Report::Overhead(r) => r.scenario,
             Report::Outage(_) => "outage",
             Report::Contention(_) => "contention",
+            Report::Copy(_) => "copy",
         }
     }
 
@@ -57,6 +60,14 @@ impl Report {
     pub fn load(&self) -> Option<&LoadReport> {
         match self {
             Report::Load(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The copy drill's figures, if this is its report.
+    pub fn copy(&self) -> Option<&super::CopyBench> {
+        match self {
+            Report::Copy(r) => Some(r),
             _ => None,
         }
     }
