@@ -14,6 +14,7 @@ sqlx_resilience::policies! {
     limiter once_a_minute { per_second = 0.016, burst = 1, wait = false }
 }
 
+mod adopt;
 mod breaker;
 mod budget;
 mod classify;

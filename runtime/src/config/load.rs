@@ -8,6 +8,7 @@ use crate::error::{Error, PolicyKind, Result};
 use crate::limiter::LimiterConfig;
 use crate::pool::PoolConfig;
 use crate::retry::RetryConfig;
+use crate::secret::DatabaseUrl;
 
 /// The resolved configuration: every declared name with its final settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +43,9 @@ pub(crate) enum FileSource {
 pub(crate) struct Sources {
     pub(crate) declared: PolicySet,
     pub(crate) code: Vec<(String, Value)>,
+    /// Connect options from code: runtime-wide (`None`) or for one pool. They apply after
+    /// every other setting from code, before the files and the environment.
+    pub(crate) connect: Vec<(Option<String>, DatabaseUrl)>,
     pub(crate) files: Vec<FileSource>,
     pub(crate) env_prefix: Option<String>,
     /// Environment variables to read; `None` reads the process environment.
@@ -107,6 +111,8 @@ impl Sources {
                 origin: "code".to_owned(),
             });
         }
+
+        let from_code = assignments.len();
 
         // 2. files, then the selected profile of each file.
         let mut file_tables = Vec::new();
@@ -239,12 +245,60 @@ impl Sources {
             }
         }
         let mut origins: BTreeMap<String, String> = BTreeMap::new();
-        for a in &assignments {
+        for a in &assignments[..from_code] {
+            apply(&mut config, a)?;
+            origins.insert(a.path.join("."), a.origin.clone());
+        }
+        self.apply_connect(&mut config, &mut origins)?;
+        for a in &assignments[from_code..] {
             apply(&mut config, a)?;
             origins.insert(a.path.join("."), a.origin.clone());
         }
         check(&mut config, &origins, &env)?;
         Ok(config)
+    }
+}
+
+impl Sources {
+    /// Connect options given in code, as the `url` of the runtime or of one declared pool.
+    fn apply_connect(
+        &self,
+        config: &mut RuntimeConfig,
+        origins: &mut BTreeMap<String, String>,
+    ) -> Result<()> {
+        const ORIGIN: &str = "code (connect options)";
+        for (pool, url) in &self.connect {
+            let key = match pool {
+                None => {
+                    config.settings.url = Some(url.clone());
+                    "url".to_owned()
+                }
+                Some(name) => {
+                    let Some(pool) = config.pools.get_mut(name) else {
+                        return Err(undeclared(config, name, ORIGIN));
+                    };
+                    pool.url = Some(url.clone());
+                    format!("pools.{name}.url")
+                }
+            };
+            origins.insert(key, ORIGIN.to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A pool that code gives settings or a pool for, and does not declare.
+pub(crate) fn undeclared(config: &RuntimeConfig, name: &str, origin: &str) -> Error {
+    let names = config.declared.names(PolicyKind::Pool);
+    Error::UndeclaredName {
+        kind: PolicyKind::Pool,
+        name: name.to_owned(),
+        origin: origin.to_owned(),
+        declared: if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        },
     }
 }
 
