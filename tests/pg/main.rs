@@ -21,6 +21,7 @@ mod classify;
 mod deadline;
 mod drills;
 mod macros;
+mod nested;
 mod observe_health;
 mod observe_monitor;
 mod observe_pgstats;
