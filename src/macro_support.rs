@@ -33,6 +33,13 @@ where
     Box::pin(future)
 }
 
+/// The body of an op's nested form, as written; naming its output type `R` lets `?` in the
+/// body convert errors, as [`attempt`] does (without boxing: it runs once, where it is).
+#[inline(always)]
+pub fn nested_body<R, F: Future<Output = R>>(future: F) -> F {
+    future
+}
+
 /// The error type of an op must carry the runtime's failures.
 #[diagnostic::on_unimplemented(
     message = "the error type `{Self}` of a #[db_op] cannot carry database failures",
@@ -52,28 +59,26 @@ pub fn op_error<E: FromDbError>() {}
 #[inline(always)]
 pub fn classified<E: OpError>() {}
 
-/// By-value arguments of an op whose body runs again on retry.
+/// What a by-value argument of a `#[db_op]` must be when its body may run again (on retry):
+/// each attempt gets its own copy. Every `Clone` type is; a type that is not is reported on
+/// the argument, with this trait's message and no note about its implementation
+/// (`do_not_recommend`).
 #[diagnostic::on_unimplemented(
     message = "an argument of type `{Self}` is passed by value to a #[db_op] whose body runs again on retry, and `{Self}` is not `Clone`",
     label = "each attempt needs its own copy of this argument",
     note = "make `{Self}` `Clone`, pass it by reference, or use `retry = none` (then the body runs once and takes the argument)"
 )]
-pub trait ReusableArg: Sized {
+pub trait CloneForEachAttempt: Sized {
     /// A copy for one attempt.
-    fn reuse(&self) -> Self;
+    fn clone_for_attempt(&self) -> Self;
 }
 
-impl<T: Clone> ReusableArg for T {
+#[diagnostic::do_not_recommend]
+impl<T: Clone> CloneForEachAttempt for T {
     #[inline]
-    fn reuse(&self) -> T {
+    fn clone_for_attempt(&self) -> T {
         self.clone()
     }
-}
-
-/// A copy of a by-value argument for one attempt.
-#[inline]
-pub fn reuse<T: ReusableArg>(arg: &T) -> T {
-    arg.reuse()
 }
 
 /// The body of a `retry = none` op started a second time: its arguments were moved into the

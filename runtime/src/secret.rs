@@ -7,41 +7,69 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::error::{Error, Result};
 
-/// A PostgreSQL connection URL. `Debug` and `Display` replace the password with `***`, so the
-/// URL can go into logs, errors and reports; [`DatabaseUrl::expose`] gives the real text to the
-/// driver.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
+/// Where a pool connects: a PostgreSQL URL, or sqlx's [`PgConnectOptions`] as the application
+/// already builds them. `Debug` and `Display` replace the password with `***` (and leave out
+/// everything but the user, host, port, database and `sslmode` of connect options, whose own
+/// `Debug` prints the password and any inline client key), so it can go into logs, errors and
+/// reports; [`DatabaseUrl::connect_options`] gives the driver the real settings.
+#[derive(Clone)]
+pub struct DatabaseUrl(Target);
+
+#[derive(Clone)]
+enum Target {
+    Url(String),
+    Options(Box<PgConnectOptions>),
+}
 
 impl DatabaseUrl {
     /// Wraps a URL. It is checked when the pool is built, not here.
     pub fn new(url: impl Into<String>) -> Self {
-        DatabaseUrl(url.into())
+        DatabaseUrl(Target::Url(url.into()))
     }
 
-    /// The URL with its password, for the driver only.
-    pub fn expose(&self) -> &str {
-        &self.0
+    /// Wraps connect options the application built (host, credentials, TLS, `.pgpass`, ...),
+    /// used as they are.
+    pub fn from_options(options: PgConnectOptions) -> Self {
+        DatabaseUrl(Target::Options(Box::new(options)))
     }
 
-    /// The URL with the password replaced by `***`.
+    /// The URL with its password, for the driver only; `None` when connect options were
+    /// given instead of a URL.
+    pub fn expose(&self) -> Option<&str> {
+        match &self.0 {
+            Target::Url(url) => Some(url),
+            Target::Options(_) => None,
+        }
+    }
+
+    /// The URL with the password replaced by `***`; for connect options, a URL of their user,
+    /// host, port, database and `sslmode`.
     pub fn redacted(&self) -> String {
-        redact(&self.0)
+        match &self.0 {
+            Target::Url(url) => redact(url),
+            Target::Options(options) => describe(options),
+        }
     }
 
-    /// sqlx connect options for this URL.
+    /// sqlx connect options for this URL, or the connect options given.
     pub fn connect_options(&self, origin: &str) -> Result<PgConnectOptions> {
-        PgConnectOptions::from_str(&self.0)
-            .map_err(|e| Error::config("url", self.redacted(), self.refused(&e), origin))
+        match &self.0 {
+            Target::Url(url) => PgConnectOptions::from_str(url)
+                .map_err(|e| Error::config("url", self.redacted(), self.refused(&e), origin)),
+            Target::Options(options) => Ok((**options).clone()),
+        }
     }
 
     /// Whether the driver accepts this URL; otherwise what was expected, and why not. The
     /// configuration checks it when the URL is set, so `resolve()` refuses what `build()`
     /// would.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
-        PgConnectOptions::from_str(&self.0)
-            .map(drop)
-            .map_err(|e| self.refused(&e))
+        match &self.0 {
+            Target::Url(url) => PgConnectOptions::from_str(url)
+                .map(drop)
+                .map_err(|e| self.refused(&e)),
+            Target::Options(_) => Ok(()),
+        }
     }
 
     fn refused(&self, e: &sqlx::Error) -> String {
@@ -52,10 +80,51 @@ impl DatabaseUrl {
             inner = next;
         }
         // The message may quote parts of the URL; keep only the redacted form.
-        let detail = redact(&inner.to_string().replace(&self.0, &self.redacted()));
-        format!("a PostgreSQL URL the driver accepts ({detail})")
+        let text = inner.to_string();
+        let text = match self.expose() {
+            Some(url) => text.replace(url, &self.redacted()),
+            None => text,
+        };
+        format!("a PostgreSQL URL the driver accepts ({})", redact(&text))
     }
 }
+
+/// Connect options as a URL without secrets: user, `***` for a password, host (or socket
+/// directory), port, database and `sslmode`. sqlx's own rendering (`to_url_lossy`) carries the
+/// password and the TLS files or inline keys, so only these parts are taken from it.
+fn describe(options: &PgConnectOptions) -> String {
+    use sqlx::ConnectOptions;
+    let url = options.to_url_lossy();
+    let password = if url.password().is_some() { ":***" } else { "" };
+    let host = match options.get_socket() {
+        Some(dir) => dir.display().to_string(),
+        None => options.get_host().to_owned(),
+    };
+    let database = options.get_database().unwrap_or_default();
+    let sslmode = url
+        .query_pairs()
+        .find(|(k, _)| k == "sslmode")
+        .map(|(_, v)| format!("?sslmode={v}"))
+        .unwrap_or_default();
+    format!(
+        "postgres://{}{password}@{host}:{}/{database}{sslmode}",
+        options.get_username(),
+        options.get_port()
+    )
+}
+
+impl PartialEq for DatabaseUrl {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Target::Url(a), Target::Url(b)) => a == b,
+            // sqlx's options have no `PartialEq`; their `Debug` lists every field.
+            (Target::Options(a), Target::Options(b)) => format!("{a:?}") == format!("{b:?}"),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for DatabaseUrl {}
 
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -68,6 +137,12 @@ impl fmt::Debug for DatabaseUrl {
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
+    }
+}
+
+impl From<PgConnectOptions> for DatabaseUrl {
+    fn from(options: PgConnectOptions) -> Self {
+        DatabaseUrl::from_options(options)
     }
 }
 
@@ -144,7 +219,40 @@ mod tests {
             assert!(!text.contains("s3cr3t-pw"), "{text}");
             assert!(text.contains("app:***@127.0.0.1:5432/db"), "{text}");
         }
-        assert!(url.expose().contains("s3cr3t-pw"));
+        assert!(url.expose().unwrap().contains("s3cr3t-pw"));
+    }
+
+    #[test]
+    fn connect_options_never_show_their_password() {
+        let options = PgConnectOptions::new_without_pgpass()
+            .host("db.internal")
+            .port(6432)
+            .username("app")
+            .password("s3cr3t-pw")
+            .database("harvest")
+            .ssl_mode(sqlx::postgres::PgSslMode::Require)
+            .ssl_client_key_from_pem("-----BEGIN PRIVATE KEY-----inline-key");
+        assert!(
+            format!("{options:?}").contains("s3cr3t-pw"),
+            "sqlx's own Debug shows it"
+        );
+        let url = DatabaseUrl::from(options);
+        for text in [format!("{url}"), format!("{url:?}"), url.redacted()] {
+            assert!(!text.contains("s3cr3t-pw"), "{text}");
+            assert!(!text.contains("inline-key"), "{text}");
+            assert!(
+                text.contains("postgres://app:***@db.internal:6432/harvest?sslmode=require"),
+                "{text}"
+            );
+        }
+        assert_eq!(url.expose(), None);
+        let back = url.connect_options("test").unwrap();
+        assert_eq!(back.get_host(), "db.internal");
+        assert_eq!(url, url.clone());
+        assert_ne!(
+            url,
+            DatabaseUrl::new("postgres://app@db.internal:6432/harvest")
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ sqlx_resilience::policies! {
     limiter once_a_minute { per_second = 0.016, burst = 1, wait = false }
 }
 
+mod adopt;
 mod breaker;
 mod budget;
 mod classify;
@@ -22,6 +23,7 @@ mod copy;
 mod deadline;
 mod drills;
 mod macros;
+mod nested;
 mod observe_health;
 mod observe_monitor;
 mod observe_pgstats;

@@ -10,7 +10,7 @@
 //!     let classify = ..;                                   // &mut E -> Option<&mut DbError>
 //!     let rt = runtime_of(self);
 //!     run(rt, &__SQLX_RESILIENCE_OP, classify, move |conn| {
-//!         let estate = reuse(&estate);                              // once per attempt
+//!         let estate = CloneForEachAttempt::clone_for_attempt(&estate); // each attempt
 //!         attempt::<Result<Stats, DbError>, _>(async move {
 //!             let conn: &mut PgConnection = &mut **conn;
 //!             /* the body as written */
@@ -66,8 +66,17 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
         match param.capture {
             Capture::Keep => {}
             Capture::Copy => rebind.extend(quote! { #(#cfgs)* let #pat = #ident; }),
-            Capture::Clone => rebind.extend(quote_spanned! {param.span=>
-                #(#cfgs)* let #pat = #p::reuse(&#ident);
+            // Spanned on the parameter, so a type that is not `Clone` is reported there, with
+            // the message of `CloneForEachAttempt` (a type the function's generics name gets
+            // rustc's own, which proposes the `Clone` bound).
+            Capture::Clone => rebind.extend(match &param.concrete {
+                Some(_) => quote_spanned! {param.span=>
+                    #(#cfgs)*
+                    let #pat = #p::CloneForEachAttempt::clone_for_attempt(&#ident);
+                },
+                None => quote_spanned! {param.span=>
+                    #(#cfgs)* let #pat = ::core::clone::Clone::clone(&#ident);
+                },
             }),
             Capture::Once => {
                 before.extend(quote! {
@@ -160,12 +169,94 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
     let attrs = &op.attrs;
     let vis = &op.vis;
     let sig = &op.sig;
+    let nested = nested(op, &p);
     quote! {
         #(#attrs)*
         #vis #sig {
             #body
         }
+        #nested
     }
+}
+
+/// The nested form (`nested = name`): the body on the caller's connection, joining the
+/// transaction it is in (or, for a `tx` op, beginning one when there is none), with no pool
+/// and no policies of its own.
+///
+/// ```text
+/// async fn add_line_in(&self, __sqlx_resilience_conn: &mut PgConnection, order: i64) -> R {
+///     let mut nested = Nested::enter(__sqlx_resilience_conn, Some(TxSpec { .. })).await?;
+///     let result = nested_body::<R, _>(async {
+///         let conn: &mut PgConnection = nested.conn();
+///         /* the body as written */
+///     })
+///     .await;
+///     nested.leave(result).await
+/// }
+/// ```
+fn nested(op: &Op, p: &TokenStream) -> TokenStream {
+    let Some(sig) = &op.nested else {
+        return TokenStream::new();
+    };
+    let conn = Ident::new("__sqlx_resilience_conn", Span::mixed_site());
+    let guard = Ident::new("__sqlx_resilience_nested", Span::mixed_site());
+    let result = Ident::new("__sqlx_resilience_result", Span::mixed_site());
+    let ret = &op.ret;
+    let tx = tx_spec(op, p);
+    let conn_pat = &op.conn.pat;
+    let conn_ty = &op.conn.ty;
+    let stmts = &op.stmts;
+    let vis = &op.vis;
+    // The op's own attributes but its documentation, which is about the op run on its own.
+    let attrs = op.attrs.iter().filter(|a| !a.path().is_ident("doc"));
+    let of = op.sig.ident.to_string();
+    let doc = format!(
+        " [`{of}`](Self::{of}) inside the caller's transaction: the same body, run on the \
+         connection given (the transaction it is in is joined{}), with no pool, retry, \
+         breaker, limiter, bulkhead or timeout of its own: the calling op's apply, once, to \
+         the whole.",
+        if op.args.is_tx() {
+            "; outside one, a transaction is begun and ended here"
+        } else {
+            ""
+        }
+    );
+    let doc = if op.sig.receiver().is_some() {
+        doc
+    } else {
+        doc.replace("(Self::", "(")
+    };
+    quote! {
+        #[doc = #doc]
+        #(#attrs)*
+        #[allow(unused_variables)]
+        #vis #sig {
+            let mut #guard = #p::Nested::enter(#conn, #tx).await?;
+            let #result = #p::nested_body::<#ret, _>(async {
+                let #conn_pat: #conn_ty = #guard.conn();
+                #stmts
+            })
+            .await;
+            #guard.leave(#result).await
+        }
+    }
+}
+
+/// `Some(TxSpec { .. })` for a `tx` op, else `None`.
+fn tx_spec(op: &Op, p: &TokenStream) -> TokenStream {
+    let args = &op.args;
+    if !args.is_tx() {
+        return quote!(::core::option::Option::None);
+    }
+    let read_only = args.read_only.as_ref().is_some_and(|s| s.value);
+    let isolation = match &args.isolation {
+        Some(level) => {
+            let variant = Ident::new(level.value.variant(), level.span);
+            quote!(::core::option::Option::Some(#p::Isolation::#variant))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote!(::core::option::Option::Some(#p::TxSpec { isolation: #isolation, read_only: #read_only }))
 }
 
 fn span_of(tokens: &impl ToTokens) -> Span {
@@ -237,18 +328,7 @@ fn spec(op: &Op, p: &TokenStream) -> TokenStream {
     let slow = some_duration(args.slow.as_ref().map(|d| d.value));
     let idempotent = args.idempotent.as_ref().is_some_and(|s| s.value);
     let read_only = args.read_only.as_ref().is_some_and(|s| s.value);
-    let tx = if args.is_tx() {
-        let isolation = match &args.isolation {
-            Some(level) => {
-                let variant = Ident::new(level.value.variant(), level.span);
-                quote!(::core::option::Option::Some(#p::Isolation::#variant))
-            }
-            None => quote!(::core::option::Option::None),
-        };
-        quote!(::core::option::Option::Some(#p::TxSpec { isolation: #isolation, read_only: #read_only }))
-    } else {
-        quote!(::core::option::Option::None)
-    };
+    let tx = tx_spec(op, p);
     let location = quote_spanned! {fn_span=>
         #p::Location { file: ::core::file!(), line: ::core::line!(), column: ::core::column!() }
     };

@@ -217,11 +217,11 @@ mod tests {
             },
         ));
         assert!(
-            out.contains("letmutname=::sqlx_resilience::__private::reuse(&name);"),
+            out.contains("letmutname=::sqlx_resilience::__private::CloneForEachAttempt::clone_for_attempt(&name);"),
             "{out}"
         );
         assert!(
-            out.contains("let(a,b)=::sqlx_resilience::__private::reuse(&__sqlx_resilience_arg4);"),
+            out.contains("let(a,b)=::sqlx_resilience::__private::CloneForEachAttempt::clone_for_attempt(&__sqlx_resilience_arg4);"),
             "{out}"
         );
         // The signature keeps plain names (no `mut`, patterns named).
@@ -230,7 +230,23 @@ mod tests {
             "{out}"
         );
         // A shared reference is captured as it is.
-        assert!(!out.contains("reuse(&key)"), "{out}");
+        assert!(!out.contains("clone_for_attempt(&key)"), "{out}");
+        // A type the function's generics name, or `impl Trait`, cannot be named in the body:
+        // `Clone` itself, whose error proposes the bound.
+        let out = squash(&ok(
+            quote!(),
+            quote! {
+                async fn op<T: Send>(rt: &Runtime, conn: &mut PgConnection, v: Vec<T>, w: impl Send) -> Result<(), DbError> { Ok(()) }
+            },
+        ));
+        assert!(
+            out.contains("letv=::core::clone::Clone::clone(&v);"),
+            "{out}"
+        );
+        assert!(
+            out.contains("letw=::core::clone::Clone::clone(&w);"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -273,6 +289,41 @@ mod tests {
         assert!(
             out.contains("lettx:&mutTx<'_>=&mut*__sqlx_resilience_conn;"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn the_nested_form_runs_the_body_on_the_callers_connection() {
+        let out = squash(&ok(
+            quote!(
+                tx,
+                isolation = "serializable",
+                retry = contention,
+                nested = add_in
+            ),
+            quote! {
+                pub async fn add(&self, conn: &mut PgConnection, id: i64) -> Result<(), DbError> { Ok(()) }
+            },
+        ));
+        // The op itself, as always.
+        assert!(out.contains("pubasyncfnadd(&self,id:i64)"), "{out}");
+        // Its nested form: the signature as written, no spec, no policies.
+        let nested = &out[out.find("pubasyncfnadd_in").expect("the nested form")..];
+        assert!(
+            nested.starts_with("pubasyncfnadd_in(&self,__sqlx_resilience_conn:&mutPgConnection,id:i64)->Result<(),DbError>{"),
+            "{nested}"
+        );
+        assert!(
+            nested.contains("::sqlx_resilience::__private::Nested::enter(__sqlx_resilience_conn,::core::option::Option::Some(::sqlx_resilience::__private::TxSpec{isolation:::core::option::Option::Some(::sqlx_resilience::__private::Isolation::Serializable),read_only:false})).await?;"),
+            "{nested}"
+        );
+        assert!(
+            nested.contains("letconn:&mutPgConnection=__sqlx_resilience_nested.conn();"),
+            "{nested}"
+        );
+        assert!(
+            !nested.contains("run_tx") && !nested.contains("OpSpec"),
+            "{nested}"
         );
     }
 
@@ -364,7 +415,29 @@ mod tests {
                 "none would ever be reported slow",
             ),
             (quote!(isolation = "serializable"), free(), "add `tx`"),
-            (quote!(tx), free(), "a `tx` op takes the transaction"),
+            (
+                quote!(tx),
+                quote!(
+                    async fn op(rt: &Runtime) -> Result<(), E> {
+                        Ok(())
+                    }
+                ),
+                "needs a transaction parameter",
+            ),
+            (
+                quote!(tx, nested = op_in),
+                quote!(
+                    async fn op(rt: &Runtime, tx: &mut Tx<'_>) -> Result<(), E> {
+                        Ok(())
+                    }
+                ),
+                "take the connection inside the transaction",
+            ),
+            (
+                quote!(nested = "not a name"),
+                free(),
+                "cannot name a function",
+            ),
             (
                 quote!(read_only, idempotent = false),
                 free(),

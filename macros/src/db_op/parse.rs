@@ -24,6 +24,7 @@ pub(crate) const KEYS: &[&str] = &[
     "read_only",
     "tx",
     "isolation",
+    "nested",
     "slow",
     "runtime",
     "policies",
@@ -123,6 +124,9 @@ pub(crate) struct Args {
     pub(crate) read_only: Option<Setting<bool>>,
     pub(crate) tx: Option<Setting<bool>>,
     pub(crate) isolation: Option<Setting<Isolation>>,
+    /// `nested = name`: also generate `name`, the op's body on the caller's connection (in
+    /// the caller's transaction), with no policies of its own.
+    pub(crate) nested: Option<Ident>,
     pub(crate) runtime: Option<Ident>,
     pub(crate) policies: Option<Path>,
     pub(crate) krate: Option<Path>,
@@ -243,6 +247,29 @@ fn apply(args: &mut Args, entry: &Entry) -> syn::Result<()> {
                 value: level,
                 key: entry.key.span(),
                 span,
+            });
+        }
+        "nested" => {
+            let expected = "the name of the function to generate, such as `nested = add_line_in`";
+            args.nested = Some(match required(entry, expected)? {
+                Value::Ident(i) => i.clone(),
+                Value::Str(s) => syn::parse_str::<Ident>(&s.value())
+                    .map(|i| Ident::new(&i.to_string(), s.span()))
+                    .map_err(|_| {
+                        syn::Error::new(
+                            s.span(),
+                            format!(
+                                "`{}` cannot name a function; expected {expected}",
+                                s.value()
+                            ),
+                        )
+                    })?,
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        format!("`nested` expects {expected}"),
+                    ));
+                }
             });
         }
         "runtime" => match required(entry, "the name of a parameter, such as `runtime = state`")? {

@@ -28,6 +28,9 @@ pub(crate) struct Op {
     pub(crate) ret: Type,
     /// What one attempt runs: the body's statements, as written.
     pub(crate) stmts: TokenStream,
+    /// `nested = name`: the signature as written, renamed, its connection parameter named
+    /// `__sqlx_resilience_conn`.
+    pub(crate) nested: Option<Signature>,
 }
 
 /// How the function was written.
@@ -67,6 +70,9 @@ pub(crate) struct Param {
     /// `#[cfg]` attributes, forwarded to every rebinding.
     pub(crate) cfgs: Vec<Attribute>,
     pub(crate) span: Span,
+    /// Its type, for the per-attempt copy; `None` when it cannot be named in the body (it is
+    /// `impl Trait`) or names the function's type parameters, whose fix is a `Clone` bound.
+    pub(crate) concrete: Option<Type>,
 }
 
 /// How one attempt gets a parameter.
@@ -300,6 +306,14 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
         }
     }
 
+    // The signature as written, for the nested form.
+    let written = sig.clone();
+    let type_params: Vec<Ident> = sig
+        .generics
+        .type_params()
+        .map(|t| t.ident.clone())
+        .collect();
+
     // The other parameters: exactly one connection, the runtime, and the rest.
     let is_tx = args.is_tx();
     let mut conn: Option<(usize, ConnParam)> = None;
@@ -427,7 +441,10 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
         } else {
             Capture::Clone
         };
+        let concrete =
+            (!names_any(arg.ty.to_token_stream(), &type_params)).then(|| (*arg.ty).clone());
         params.push(Param {
+            concrete,
             ident,
             pat: user_pat,
             capture,
@@ -546,6 +563,11 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
         return fail(errors, errs);
     };
 
+    let nested = args
+        .nested
+        .as_ref()
+        .and_then(|name| nested_signature(name, written, conn_index, &conn, form, errors));
+
     // The public signature: without the connection, nor lifetimes only it used.
     sig.inputs = sig
         .inputs
@@ -567,7 +589,50 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
         params,
         ret,
         stmts,
+        nested,
     })
+}
+
+/// The signature of the nested form (`nested = name`): the function as written, renamed, with
+/// its connection parameter named for the generated code. `None`, with an error, where there
+/// can be none.
+fn nested_signature(
+    name: &Ident,
+    mut sig: Signature,
+    conn_index: usize,
+    conn: &ConnParam,
+    form: Form,
+    errors: &mut Errors,
+) -> Option<Signature> {
+    if form == Form::AsyncTrait {
+        errors.at(
+            name.span(),
+            "`nested` generates a second function next to this one, and a trait impl holds only \
+             the trait's methods: declare the nested form in an inherent impl or as a free \
+             function that calls a shared helper",
+        );
+        return None;
+    }
+    if conn.is_tx_type {
+        errors.at(
+            name.span(),
+            "`nested` runs the body on the caller's connection, already inside the caller's \
+             transaction, and that is not a `Tx`: take the connection inside the transaction, \
+             `conn: &mut PgConnection` (queries take `&mut *conn`)",
+        );
+        return None;
+    }
+    sig.ident = name.clone();
+    if let Some(FnArg::Typed(arg)) = sig.inputs.iter_mut().nth(conn_index) {
+        *arg.pat = Pat::Ident(PatIdent {
+            attrs: Vec::new(),
+            by_ref: None,
+            mutability: None,
+            ident: Ident::new("__sqlx_resilience_conn", Span::mixed_site()),
+            subpat: None,
+        });
+    }
+    Some(sig)
 }
 
 fn fail(errors: &mut Errors, errs: Vec<syn::Error>) -> Option<Op> {
@@ -817,6 +882,15 @@ fn lifetimes_in(tokens: TokenStream) -> Vec<Ident> {
         after_quote = false;
     }
     found
+}
+
+/// Whether a type is `impl Trait` or names one of `params` (somewhere inside).
+fn names_any(tokens: TokenStream, params: &[Ident]) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(i) => i == "impl" || params.contains(&i),
+        TokenTree::Group(g) => names_any(g.stream(), params),
+        _ => false,
+    })
 }
 
 fn mentions(tokens: TokenStream, lifetime: &Ident) -> bool {

@@ -196,7 +196,7 @@ impl Field for DatabaseUrl {
         Ok(url)
     }
     fn to_typed(&self) -> Option<Typed<'_>> {
-        Some(Typed::Text(self.expose()))
+        self.expose().map(Typed::Text)
     }
 }
 

@@ -8,6 +8,7 @@ use crate::error::{Error, PolicyKind, Result};
 use crate::limiter::LimiterConfig;
 use crate::pool::PoolConfig;
 use crate::retry::RetryConfig;
+use crate::secret::DatabaseUrl;
 
 /// The resolved configuration: every declared name with its final settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +43,9 @@ pub(crate) enum FileSource {
 pub(crate) struct Sources {
     pub(crate) declared: PolicySet,
     pub(crate) code: Vec<(String, Value)>,
+    /// Connect options from code: runtime-wide (`None`) or for one pool. They apply after
+    /// every other setting from code, before the files and the environment.
+    pub(crate) connect: Vec<(Option<String>, DatabaseUrl)>,
     pub(crate) files: Vec<FileSource>,
     pub(crate) env_prefix: Option<String>,
     /// Environment variables to read; `None` reads the process environment.
@@ -107,6 +111,8 @@ impl Sources {
                 origin: "code".to_owned(),
             });
         }
+
+        let from_code = assignments.len();
 
         // 2. files, then the selected profile of each file. Every problem of every source is
         // collected, so that one start-up reports all of them.
@@ -255,20 +261,74 @@ impl Sources {
             }
         }
         let mut origins: BTreeMap<String, String> = BTreeMap::new();
-        for a in &assignments {
-            match apply(&mut config, a) {
-                Ok(()) => {
-                    origins.insert(a.path.join("."), a.origin.clone());
+        let apply_all = |config: &mut RuntimeConfig,
+                         origins: &mut BTreeMap<String, String>,
+                         problems: &mut Vec<Error>,
+                         some: &[Assignment]| {
+            for a in some {
+                match apply(config, a) {
+                    Ok(()) => {
+                        origins.insert(a.path.join("."), a.origin.clone());
+                    }
+                    Err(e) => problems.push(e),
                 }
-                Err(e) => problems.push(e),
             }
+        };
+        apply_all(
+            &mut config,
+            &mut origins,
+            &mut problems,
+            &assignments[..from_code],
+        );
+        if let Err(e) = self.apply_connect(&mut config, &mut origins) {
+            problems.push(e);
         }
+        apply_all(
+            &mut config,
+            &mut origins,
+            &mut problems,
+            &assignments[from_code..],
+        );
         check(&mut config, &origins, &env, &mut problems);
         match Error::config_problems(problems) {
             Some(e) => Err(e),
             None => Ok(config),
         }
     }
+}
+
+impl Sources {
+    /// Connect options given in code, as the `url` of the runtime or of one declared pool.
+    fn apply_connect(
+        &self,
+        config: &mut RuntimeConfig,
+        origins: &mut BTreeMap<String, String>,
+    ) -> Result<()> {
+        const ORIGIN: &str = "code (connect options)";
+        for (pool, url) in &self.connect {
+            let key = match pool {
+                None => {
+                    config.settings.url = Some(url.clone());
+                    "url".to_owned()
+                }
+                Some(name) => {
+                    let Some(pool) = config.pools.get_mut(name) else {
+                        return Err(undeclared(config, name, ORIGIN));
+                    };
+                    pool.url = Some(url.clone());
+                    format!("pools.{name}.url")
+                }
+            };
+            origins.insert(key, ORIGIN.to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A pool that code gives settings or a pool for, and does not declare.
+pub(crate) fn undeclared(config: &RuntimeConfig, name: &str, origin: &str) -> Error {
+    let names = config.declared.names(PolicyKind::Pool);
+    Error::undeclared(PolicyKind::Pool, name, origin, &names)
 }
 
 /// A file's settings: where it came from, its table, and where each value sits in its text.

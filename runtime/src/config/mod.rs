@@ -19,7 +19,7 @@ pub use sqlx_resilience_schema as schema;
 
 pub use self::declare::{Declaration, Literal, Policy, PolicyRegistration, PolicySet};
 pub use self::load::RuntimeConfig;
-pub(crate) use self::load::{FileSource, Sources};
+pub(crate) use self::load::{FileSource, Sources, undeclared};
 pub use self::section::{Invalid, Section};
 pub use self::settings::RuntimeSettings;
 pub use self::value::Value;

@@ -16,8 +16,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// borrows cannot be stretched.
 pub(crate) type EnvMarker<'env> = PhantomData<fn(&'env ()) -> &'env ()>;
 
-/// The connection of one attempt of an op. Dereferences to [`PgConnection`], so sqlx queries
-/// take `&mut **conn` or `conn.as_mut()`.
+/// The connection of one attempt of an op. Implements sqlx's `Executor` and dereferences to
+/// [`PgConnection`], so sqlx queries take `&mut *conn` (or `&mut **conn`, `conn.as_mut()`).
 ///
 /// The `'env` lifetime ties the body's borrows of its surroundings to the call, which is what
 /// lets a body capture local variables by reference while still being run again on retry.
@@ -51,8 +51,9 @@ impl AsMut<PgConnection> for Conn<'_> {
     }
 }
 
-/// The transaction of one attempt of a transactional op. Dereferences to [`PgConnection`]
-/// inside the transaction: queries take `tx.as_mut()` (or `&mut **tx`).
+/// The transaction of one attempt of a transactional op. Implements sqlx's `Executor` and
+/// dereferences to [`PgConnection`] inside the transaction: queries take `&mut *tx`, as sqlx
+/// users write a transaction (or `&mut **tx`, `tx.as_mut()`).
 ///
 /// The runtime begins the transaction, commits it when the body succeeds and rolls it back
 /// otherwise (also when the body panics or the call is cancelled), so the body never commits

@@ -3,6 +3,8 @@
 mod attempt;
 mod builder;
 mod conn;
+mod executor;
+mod nested;
 mod registry;
 mod resolve;
 mod run;
@@ -12,6 +14,7 @@ pub use self::builder::{Op, OpBuilder};
 #[doc(hidden)]
 pub use self::builder::{run_static, run_tx_static};
 pub use self::conn::{BoxFuture, Conn, Tx};
+pub use self::nested::Nested;
 #[doc(hidden)]
 pub use self::registry::OpRegistration;
 pub(crate) use self::registry::resolve_all;

@@ -38,7 +38,8 @@ crate::config::fields::settings! {
     /// for a connection is a caller that has already given up.
     #[derive(Debug, Clone, PartialEq)]
     pub struct PoolConfig: schema::POOL {
-        /// Server URL for this pool; defaults to the runtime's URL.
+        /// Where this pool connects: a URL, or sqlx's connect options
+        /// ([`DatabaseUrl::from_options`]); defaults to the runtime's.
         pub url: Option<DatabaseUrl> = "url",
         /// Maximum connections.
         pub max: u32 = "max",
@@ -69,7 +70,8 @@ crate::config::fields::settings! {
         /// `idle_in_transaction_session_timeout` for every session.
         pub idle_in_transaction_session_timeout: Option<Duration> =
             "idle_in_transaction_session_timeout",
-        /// `application_name` for every session (default: the pool's name).
+        /// `application_name` for every session (default: the one in `url` or the connect
+        /// options, else the pool's name).
         pub application_name: Option<String> = "application_name",
         /// `search_path` for every session.
         pub search_path: Option<String> = "search_path",

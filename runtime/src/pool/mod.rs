@@ -1,6 +1,7 @@
 //! Named connection pools on sqlx's `PgPool`, with session settings applied on connect,
 //! validation after an idle window (HikariCP's rule), statistics, events and leak detection.
 
+mod adopt;
 mod budget;
 mod config;
 mod events;
@@ -76,6 +77,20 @@ pub(crate) struct PoolShared {
     /// The server's recovery count when this pool last looked: when it changes, idle
     /// connections may have died with the server and are checked before use.
     recoveries_seen: std::sync::atomic::AtomicU64,
+    /// Built by the application and adopted: its own hooks, not the runtime's, see its
+    /// connections opened and checked.
+    adopted: bool,
+}
+
+/// What a [`Pool`] is assembled from.
+struct Parts {
+    name: Arc<str>,
+    config: PoolConfig,
+    url: DatabaseUrl,
+    sqlx: PgPool,
+    counters: Arc<Counters>,
+    events: Arc<EventSink>,
+    adopted: bool,
 }
 
 impl PoolShared {
@@ -151,7 +166,29 @@ impl Pool {
                 ))
             })
             .connect_lazy_with(options);
+        let parts = Parts {
+            name,
+            config,
+            url,
+            sqlx,
+            counters,
+            events,
+            adopted: false,
+        };
+        Ok(Pool::assemble(parts, servers))
+    }
 
+    /// The pool around a sqlx pool, built here or adopted (see `adopt`).
+    fn assemble(parts: Parts, servers: &Servers) -> Pool {
+        let Parts {
+            name,
+            config,
+            url,
+            sqlx,
+            counters,
+            events,
+            adopted,
+        } = parts;
         let leaks = config.leak_threshold.map(LeakWatch::new);
         let telemetry = crate::telemetry::PoolTelemetry::new(&name);
         let server = servers.watch(
@@ -170,13 +207,14 @@ impl Pool {
             events,
             leaks,
             config,
+            adopted,
         });
         if let Some(threshold) = shared.config.leak_threshold
             && tokio::runtime::Handle::try_current().is_ok()
         {
             LeakWatch::spawn_scanner(Arc::downgrade(&shared), threshold);
         }
-        Ok(Pool { shared })
+        Pool { shared }
     }
 
     /// Opens the pool's first connections (`min`, at least one) within `startup_timeout`, and
@@ -386,7 +424,8 @@ impl Pool {
                 s.counters.wait.record(waited);
                 s.counters.in_use.fetch_add(1, Relaxed);
                 s.events.emit(PoolEventKind::Acquire { waited });
-                s.telemetry.acquired(waited, reused);
+                // An adopted pool never says whether it opened the connection: no create time.
+                s.telemetry.acquired(waited, reused || s.adopted);
                 let leak_id = s.leaks.as_ref().map(|w| w.register(holder));
                 Ok(PooledConn {
                     conn: Some(conn),
@@ -613,8 +652,14 @@ impl Pool {
 fn session_options(name: &str, config: &PoolConfig, url: &DatabaseUrl) -> Result<PgConnectOptions> {
     let origin = format!("pools.{name}.url");
     let mut options = url.connect_options(&origin)?;
-    let app = config.application_name.as_deref().unwrap_or(name);
-    options = options.application_name(app);
+    // The configured name, else the one the connect options or the URL carry, else the
+    // pool's.
+    let app = config
+        .application_name
+        .clone()
+        .or_else(|| options.get_application_name().map(str::to_owned))
+        .unwrap_or_else(|| name.to_owned());
+    options = options.application_name(&app);
     let mut settings: Vec<(&str, String)> = Vec::new();
     let ms = |d: Duration| d.as_millis().to_string();
     if let Some(d) = config.statement_timeout {

@@ -3,7 +3,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Notify;
 
 use super::{Runtime, Shared};
@@ -14,6 +15,7 @@ use crate::error::{Error, PolicyKind, Result, Site};
 use crate::limiter::RateLimiter;
 use crate::pool::{BudgetCheck, BudgetMode, Pool, PoolConfig, Startup};
 use crate::retry::RetryPolicy;
+use crate::secret::DatabaseUrl;
 
 /// Builds a [`Runtime`]: declarations from code, then a configuration file, its profile and
 /// environment variables, checked as a whole before anything connects.
@@ -27,6 +29,8 @@ use crate::retry::RetryPolicy;
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeBuilder {
     sources: Sources,
+    /// sqlx pools the application built, by the declared pool name they stand for.
+    adopted: Vec<(String, PgPool)>,
 }
 
 impl RuntimeBuilder {
@@ -40,6 +44,42 @@ impl RuntimeBuilder {
         self.sources
             .code
             .push(("url".into(), Value::Str(url.as_ref().to_owned())));
+        self
+    }
+
+    /// The connect options every pool uses unless it has its own, as the application builds
+    /// them for sqlx (host, credentials, TLS, `.pgpass`), instead of a URL. They win over a URL
+    /// given in code; a `url` from the configuration file or the environment wins over them.
+    /// `Debug` of the builder, the configuration and errors never shows their password.
+    pub fn connect_options(mut self, options: PgConnectOptions) -> Self {
+        self.sources
+            .connect
+            .push((None, DatabaseUrl::from_options(options)));
+        self
+    }
+
+    /// Connect options for one declared pool (as [`connect_options`](Self::connect_options)
+    /// for the runtime); the configuration's `pools.NAME.url` wins over them.
+    pub fn pool_connect_options(mut self, pool: &str, options: PgConnectOptions) -> Self {
+        self.sources
+            .connect
+            .push((Some(pool.to_owned()), DatabaseUrl::from_options(options)));
+        self
+    }
+
+    /// Runs the ops of the declared pool `name` on a sqlx pool the application built, instead
+    /// of building one: for moving an application over gradually (its other code keeps using
+    /// the pool), and for test fixtures that hand each test a pool (`#[sqlx::test]`).
+    ///
+    /// The pool keeps the size, timeouts, connect options and hooks it was built with: the
+    /// configuration's `url`, `max`, `min`, `acquire_timeout`, `idle_timeout` and
+    /// `max_lifetime` for this pool are replaced by the pool's own, and the session settings
+    /// the runtime sends when it opens a connection do not apply (`docs/ADOPTING.md` lists
+    /// them). `startup` still decides whether `build` checks the server first. Shutting the
+    /// runtime down closes the pool, as it closes its own.
+    pub fn adopt_pool(mut self, name: &str, pool: PgPool) -> Self {
+        self.adopted.retain(|(n, _)| n != name);
+        self.adopted.push((name.to_owned(), pool));
         self
     }
 
@@ -124,7 +164,14 @@ impl RuntimeBuilder {
 
     /// Resolves and checks the configuration without connecting.
     pub fn resolve(&self) -> Result<RuntimeConfig> {
-        self.with_declarations().resolve()
+        let mut config = self.with_declarations().resolve()?;
+        for (name, pool) in &self.adopted {
+            match config.pools.get_mut(name) {
+                Some(cfg) => cfg.adopting(pool),
+                None => return Err(crate::config::undeclared(&config, name, "adopt_pool")),
+            }
+        }
+        Ok(config)
     }
 
     /// The sources, with every `policies!` declaration of the program when code declared
@@ -142,7 +189,7 @@ impl RuntimeBuilder {
     /// Resolves the configuration, checks the connection budget against the server, builds
     /// the pools (opening eager ones) and the policies.
     pub async fn build(self) -> Result<Runtime> {
-        let mut config = self.with_declarations().resolve()?;
+        let mut config = self.resolve()?;
         if config.pools.is_empty() {
             return Err(Error::Config {
                 key: "pools".into(),
@@ -154,13 +201,22 @@ impl RuntimeBuilder {
             });
         }
         let budget = check_budget(&mut config).await?;
+        // The budget mode `scale` cannot shrink a pool the application built.
+        for (name, pool) in &self.adopted {
+            if let Some(cfg) = config.pools.get_mut(name) {
+                cfg.adopting(pool);
+            }
+        }
 
         let default_url = config.settings.url.clone();
         let servers = crate::recovery::Servers::default();
         let mut pools = HashMap::new();
         let mut order = Vec::new();
         for (name, cfg) in &config.pools {
-            let pool = Pool::watched(name, cfg.clone(), default_url.as_ref(), &servers)?;
+            let pool = match self.adopted.iter().find(|(n, _)| n == name) {
+                Some((_, sqlx)) => Pool::adopted(name, cfg.clone(), sqlx.clone(), &servers),
+                None => Pool::watched(name, cfg.clone(), default_url.as_ref(), &servers)?,
+            };
             let key: Arc<str> = Arc::from(name.as_str());
             order.push(key.clone());
             pools.insert(key, pool);

@@ -107,7 +107,7 @@ pub const POOL: Schema = Schema {
         Key::new(
             "application_name",
             Ascii { max_len: 63 },
-            Derived("the pool's name"),
+            Derived("the one in `url` or the connect options, else the pool's name"),
             "`application_name` of every session, visible in `pg_stat_activity`",
         ),
         Key::new(

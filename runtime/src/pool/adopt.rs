@@ -1,0 +1,65 @@
+//! Pools the application built with sqlx, adopted as named pools.
+//!
+//! The runtime cannot change how a sqlx pool it did not build opens and checks its
+//! connections: its size and timeouts were fixed when it was built, and its connect options
+//! and hooks are the application's. Adopting takes the pool as it is, states those settings in
+//! the pool's configuration so statistics, health and the connection budget tell the truth,
+//! and runs ops on it like on any other pool.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use super::events::EventSink;
+use super::stats::Counters;
+use super::{Parts, Pool, PoolConfig};
+use crate::recovery::Servers;
+use crate::secret::DatabaseUrl;
+
+impl Pool {
+    /// A named pool around a sqlx pool the application built (gradual migration, test
+    /// fixtures such as `#[sqlx::test]`'s). Ops, statistics, leak detection and the server's
+    /// health watch work as on a pool the runtime built; what the runtime cannot apply to it
+    /// is listed in `docs/ADOPTING.md`. `config`'s sizing keys are replaced by the pool's own
+    /// (see [`PoolConfig::adopting`]).
+    pub fn adopt(name: &str, config: PoolConfig, sqlx: PgPool) -> Pool {
+        Pool::adopted(name, config, sqlx, &Servers::default())
+    }
+
+    /// Adopts `sqlx`, its server watched through `servers`.
+    pub(crate) fn adopted(
+        name: &str,
+        mut config: PoolConfig,
+        sqlx: PgPool,
+        servers: &Servers,
+    ) -> Pool {
+        config.adopting(&sqlx);
+        let name: Arc<str> = Arc::from(name);
+        let url = DatabaseUrl::from_options((*sqlx.connect_options()).clone());
+        let parts = Parts {
+            events: Arc::new(EventSink::new(name.clone())),
+            counters: Arc::new(Counters::default()),
+            name,
+            config,
+            url,
+            sqlx,
+            adopted: true,
+        };
+        Pool::assemble(parts, servers)
+    }
+}
+
+impl PoolConfig {
+    /// The settings an adopted sqlx pool fixed when it was built, in place of the configured
+    /// ones: where it connects (`url`), `max`, `min`, `acquire_timeout`, `idle_timeout` and
+    /// `max_lifetime`.
+    pub fn adopting(&mut self, sqlx: &PgPool) {
+        let options = sqlx.options();
+        self.url = Some(DatabaseUrl::from_options((*sqlx.connect_options()).clone()));
+        self.max = options.get_max_connections();
+        self.min = options.get_min_connections();
+        self.acquire_timeout = options.get_acquire_timeout();
+        self.idle_timeout = options.get_idle_timeout();
+        self.max_lifetime = options.get_max_lifetime();
+    }
+}
