@@ -94,10 +94,22 @@ fn assert_line(name: &str, stdout: &str, expected: &str) {
 }
 
 #[test]
-fn quickstart_answers_every_query() {
-    let out = run("quickstart");
-    assert_line("quickstart", &out, "http: 200 statistics queries answered");
-    assert_line("quickstart", &out, "ws: 30 harvest records written");
+fn quickstart_answers_every_query_and_survives_the_server_ending_its_connections() {
+    let name = "quickstart";
+    let out = run(name);
+    assert_line(name, &out, "http: 200 statistics queries answered");
+    assert_line(name, &out, "background: 30 harvest records written");
+    // The report's connection was ended mid-query: the retry policy ran it again, and it
+    // answered with the seed data's total.
+    assert_line(name, &out, "retry transient: ran a call again ");
+    assert_line(name, &out, "fault: the server ended ");
+    assert_line(name, &out, "the report answered ");
+    // The sizing report and the pools tell one story: the pools as declared, no scaling.
+    assert_line(
+        name,
+        &out,
+        "connection budget: pools background 1 + http 4 = 5 per instance",
+    );
 }
 
 #[test]
