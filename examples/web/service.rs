@@ -5,7 +5,8 @@
 //! ```text
 //! cargo run -p sqlx-resilience-web-examples --example service       # serves for 30 s, then exits
 //! cargo run -p sqlx-resilience-web-examples --example service -- --serve-for 5m  # or SERVE_FOR=5m
-//! cargo run -p sqlx-resilience-web-examples --example service -- --serve-for forever --addr 127.0.0.1:8080
+//! cargo run -p sqlx-resilience-web-examples --example service -- --serve-for forever \
+//!     --addr 127.0.0.1:8080
 //! ```
 //!
 //! Open the printed address for the status page; `/health`, `/ready`, `/live`, `/metrics`,
