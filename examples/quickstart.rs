@@ -158,9 +158,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (kind, n) in &retries.retries {
         println!("retry transient: ran a call again {n} time(s) after {kind}");
     }
-    println!(
-        "fault: the server ended {ended} connection(s) mid-report; the report answered {tonnes:.1} t"
-    );
+    println!("fault: the server ended {ended} connection(s) mid-report");
+    println!("the report answered {tonnes:.1} t");
 
     // A connection goes back to its pool just after the call returns; let every one arrive.
     while rt.pool_stats().iter().any(|s| s.in_use > 0) {
