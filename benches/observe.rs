@@ -2,7 +2,7 @@
 //! duration histogram and counters, and the pool's acquire and release histograms.
 //!
 //! ```text
-//! cargo bench --bench observe
+//! cargo bench -p sqlx-resilience-benches --bench observe
 //! ```
 //!
 //! Three settings: nothing listening (no tracing subscriber, no metrics recorder: what a

@@ -1,9 +1,9 @@
 //! What the policies cost.
 //!
 //! ```sh
-//! cargo bench --bench overhead                 # everything
-//! cargo bench --bench overhead -- stack        # the policy stack around a ready future
-//! cargo bench --bench overhead -- db           # point selects through sqlx, the op API, #[db_op]
+//! cargo bench -p sqlx-resilience-benches --bench overhead            # everything
+//! cargo bench -p sqlx-resilience-benches --bench overhead -- stack   # the stack, ready future
+//! cargo bench -p sqlx-resilience-benches --bench overhead -- db      # sqlx, op API, #[db_op]
 //! ```
 //!
 //! - `stack/*`: the runtime's policies (limiter -> breaker -> bulkhead -> timeout, in a call

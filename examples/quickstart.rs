@@ -1,5 +1,5 @@
-//! Quickstart: three named pools on a throwaway PostgreSQL, a repository whose methods are
-//! `#[db_op]`s, and what the pools report afterwards.
+//! Quickstart: a repository whose methods are `#[db_op]`s, two named pools on a throwaway
+//! PostgreSQL, and what the toolkit did when the server ended a connection mid-query.
 //!
 //! ```sh
 //! cargo run --example quickstart
@@ -7,35 +7,35 @@
 //!
 //! Uses the test kit's throwaway server (started from the installed PostgreSQL server binaries
 //! in a temporary directory, removed on exit) unless `DATABASE_URL` points at a server where
-//! you are a superuser. The pools are seed 000's (http 150, ws 30, background 20), scaled down
-//! to what the server's `max_connections` allows (`budget.mode = "scale"`). Settings can be
-//! changed without touching code: `DB__POOLS__HTTP__MAX=40 cargo run --example quickstart`.
+//! you are a superuser. Settings can be changed without touching code:
+//! `DB__POOLS__HTTP__MAX=8 cargo run --example quickstart`.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use sqlx_resilience::{DbError, HasRuntime, Runtime, Tx, db_op};
 use sqlx_resilience_testkit::PgServer;
 
 // Every name the code may use, with its defaults: a typo in an op's attribute is a compile
-// error, and configuration can tune these but never invent others.
+// error, and configuration can tune these but never invent others. The pools are sized for a
+// 2-core database server by HikariCP's formula, cores x 2 + 1 = 5 connections in all: 4 for
+// requests, 1 for background work. The sizing report printed at the end does the same sum
+// with this machine's cores.
 sqlx_resilience::policies! {
-    pool http { max = 150, min = 10, acquire_timeout = "10s" }
-    pool ws { max = 30 }
-    pool background { max = 20, statement_timeout = "30s" }
+    pool http { max = 4, min = 1, acquire_timeout = "10s" }
+    pool background { max = 1, statement_timeout = "30s" }
     breaker harvest_stats { failures = 5, within = "60s", open_for = "30s", half_open = 3 }
     retry transient { attempts = 4, base = "50ms", max_delay = "2s" }
 }
 
-/// Harvest data, the way seed 000's repositories used it.
+/// Harvest data: the runtime is found in the field of type `Runtime`.
+#[derive(HasRuntime)]
 struct HarvestRepo {
     rt: Runtime,
-}
-
-impl HasRuntime for HarvestRepo {
-    fn runtime(&self) -> &Runtime {
-        &self.rt
-    }
+    /// How many times the report's body ran: once per attempt.
+    report_runs: AtomicU32,
 }
 
 impl HarvestRepo {
@@ -75,9 +75,21 @@ impl HarvestRepo {
         Ok(row)
     }
 
-    /// A record from a live subscription: serializable, run again whole on conflict.
+    /// The season's total, a slow report (`pg_sleep` stands in for a heavy query).
+    #[db_op(pool = "http", timeout = "10s", retry = "transient", read_only)]
+    async fn season_report(&self, conn: &mut PgConnection) -> Result<f64, DbError> {
+        self.report_runs.fetch_add(1, Ordering::Relaxed);
+        let tonnes = sqlx::query_scalar(
+            "select coalesce(sum(tonnes), 0)::float8 from harvest, pg_sleep(1.5)",
+        )
+        .fetch_one(conn)
+        .await?;
+        Ok(tonnes)
+    }
+
+    /// A record from the field: serializable, run again whole on conflict.
     #[db_op(
-        pool = "ws",
+        pool = "background",
         tx,
         isolation = "serializable",
         retry = "transient",
@@ -104,35 +116,62 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server.port()
     );
 
+    // Every pool and policy declared above is found without being told; then DB__* variables.
     let rt = Runtime::builder()
         .url(db.url())
-        .policies(policies::declared())
-        .set("budget.mode", "scale")
         .env_prefix("DB")
         .build()
         .await?;
-    let repo = std::sync::Arc::new(HarvestRepo { rt: rt.clone() });
-
+    let repo = Arc::new(HarvestRepo {
+        rt: rt.clone(),
+        report_runs: AtomicU32::new(0),
+    });
     repo.setup().await?;
 
+    // 200 requests at once on 4 connections: the rest wait their turn in the pool.
     let mut reads = tokio::task::JoinSet::new();
     for n in 0..200_i64 {
         let repo = repo.clone();
         reads.spawn(async move { repo.statistics(n % 12).await });
     }
-    let mut answered = 0;
     while let Some(result) = reads.join_next().await {
-        let (rows, _tonnes) = result??;
-        assert!(rows > 0);
-        answered += 1;
+        assert!(result??.0 > 0);
     }
-    println!("http: {answered} statistics queries answered");
+    println!("http: 200 statistics queries answered");
 
     for n in 0..30_i64 {
         repo.record(n % 12, 1.5).await?;
     }
-    println!("ws: 30 harvest records written");
+    println!("background: 30 harvest records written");
 
+    // The fault: while the report runs, the server ends every connection to the database
+    // (pg_terminate_backend, as an administrator or a failover would).
+    let report = tokio::spawn({
+        let repo = repo.clone();
+        async move { repo.season_report().await }
+    });
+    wait_for_the_report(db.url()).await?;
+    let ended = server.terminate_backends(db.name()).await?;
+    let tonnes = report.await??;
+    let runs = repo.report_runs.load(Ordering::Relaxed);
+    println!("fault: the server ended {ended} connection(s) while the report ran");
+    println!("the report ran {runs} times and answered {tonnes:.1} t");
+    // A connection that died in the pool is replaced and the op runs once more on its own; any
+    // further attempt is the retry policy's.
+    let retries = rt.retry_policy("transient").expect("declared").metrics();
+    for (kind, n) in &retries.retries {
+        println!("retry transient: ran a call again {n} time(s) after {kind}");
+    }
+
+    // A connection goes back to its pool just after the call returns; let every one arrive.
+    let waited = Instant::now();
+    while rt.pool_stats().iter().any(|s| s.in_use > 0) {
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "a connection never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     println!();
     for stats in rt.pool_stats() {
         println!("{stats}");
@@ -141,16 +180,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for report in rt.sizing_report() {
         print!("{report}");
     }
-    println!();
-    println!("ops:");
-    for op in rt.ops() {
-        println!(
-            "  {:<48} pool {:<11} {}",
-            op.name,
-            op.pool.as_deref().unwrap_or("-"),
-            op.location
-        );
-    }
     rt.shutdown(Duration::from_secs(5)).await?;
     Ok(())
+}
+
+/// Waits until the report's query runs on the server (`pg_stat_activity`).
+async fn wait_for_the_report(url: &str) -> Result<(), sqlx::Error> {
+    let mut conn = PgConnection::connect(url).await?;
+    let waited = Instant::now();
+    loop {
+        let running: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity where datname = current_database() \
+             and state = 'active' and query like '%pg_sleep%' and pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        if running > 0 {
+            return conn.close().await;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the report never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

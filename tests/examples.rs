@@ -94,10 +94,25 @@ fn assert_line(name: &str, stdout: &str, expected: &str) {
 }
 
 #[test]
-fn quickstart_answers_every_query() {
-    let out = run("quickstart");
-    assert_line("quickstart", &out, "http: 200 statistics queries answered");
-    assert_line("quickstart", &out, "ws: 30 harvest records written");
+fn quickstart_answers_every_query_and_survives_the_server_ending_its_connections() {
+    let name = "quickstart";
+    let out = run(name);
+    assert_line(name, &out, "http: 200 statistics queries answered");
+    assert_line(name, &out, "background: 30 harvest records written");
+    // The report's connection was ended mid-query: it ran again (on a replaced connection or
+    // by the retry policy) and answered with the seed data's total.
+    assert_line(name, &out, "fault: the server ended ");
+    assert!(
+        !out.contains("the report ran 1 times"),
+        "the report did not run again\n{out}"
+    );
+    assert_line(name, &out, "times and answered 23933.7 t");
+    // The sizing report and the pools tell one story: the pools as declared, no scaling.
+    assert_line(
+        name,
+        &out,
+        "connection budget: pools background 1 + http 4 = 5 per instance",
+    );
 }
 
 #[test]

@@ -242,11 +242,9 @@ async fn an_unreachable_database_answers_503_but_stays_live() {
     assert_eq!(get(addr, "/live").await.status, 503);
 }
 
-/// Where the screenshot goes (kept for people to look at).
+/// Where the screenshot goes (kept for people to look at): `target/tmp/status-page/`.
 fn screenshot_path() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("status-page");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("status-page.png")
 }

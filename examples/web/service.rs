@@ -1,11 +1,12 @@
-//! A service with the quickstart's three pools (http 150, ws 30, background 20, scaled to the
+//! A service with three pools (seed 000's http 150, ws 30, background 20, scaled to the
 //! server's connection budget), generated load, the monitor, and the HTTP endpoints with the
 //! status page.
 //!
 //! ```text
-//! cargo run --example service                      # serves for 30 s, then exits
-//! cargo run --example service -- --serve-for 5m    # or SERVE_FOR=5m
-//! cargo run --example service -- --serve-for forever --addr 127.0.0.1:8080
+//! cargo run -p sqlx-resilience-web-examples --example service       # serves for 30 s, then exits
+//! cargo run -p sqlx-resilience-web-examples --example service -- --serve-for 5m  # or SERVE_FOR=5m
+//! cargo run -p sqlx-resilience-web-examples --example service -- --serve-for forever \
+//!     --addr 127.0.0.1:8080
 //! ```
 //!
 //! Open the printed address for the status page; `/health`, `/ready`, `/live`, `/metrics`,
