@@ -9,6 +9,7 @@ pub mod classify;
 pub mod config;
 mod error;
 pub mod health;
+pub mod histogram;
 #[cfg(feature = "axum")]
 pub mod http;
 pub mod limiter;

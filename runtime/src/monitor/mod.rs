@@ -186,11 +186,14 @@ async fn run(
                     .telemetry
                     .ops()
                     .iter()
-                    .map(|o| SlowCount {
-                        op: o.op.to_owned(),
-                        pool: o.target.pool.to_string(),
-                        slow: o.slow_calls(cfg.slow_op),
-                        p99_us: o.stats().latency.p99_us,
+                    .map(|o| {
+                        let latency = o.stats().latency;
+                        SlowCount {
+                            op: o.op.to_owned(),
+                            pool: o.target.pool.to_string(),
+                            slow: latency.count_over(cfg.slow_op),
+                            p99_us: latency.p99_us,
+                        }
                     })
                     .collect();
                 alerts.extend(checker.ops(&counts));

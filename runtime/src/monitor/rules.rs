@@ -9,7 +9,8 @@ use super::alert::{Alert, AlertKind, Severity};
 use super::config::MonitorConfig;
 use crate::breaker::{BreakerMetrics, BreakerState};
 use crate::health::{HealthReport, HealthStatus};
-use crate::pool::{PoolStats, WAIT_BUCKETS_US};
+use crate::histogram::first_bucket_above;
+use crate::pool::PoolStats;
 use crate::telemetry::OpStats;
 
 /// What a pool looked like at the previous check.
@@ -85,8 +86,7 @@ impl Checker {
             let secs = now.saturating_duration_since(prev.at).as_secs_f64();
             let window =
                 humantime::format_duration(std::time::Duration::from_secs(secs.round() as u64));
-            let t = u64::try_from(cfg.acquire_wait.as_micros()).unwrap_or(u64::MAX);
-            let first = WAIT_BUCKETS_US.partition_point(|&b| b < t) + 1;
+            let first = first_bucket_above(cfg.acquire_wait);
             let long_waits: u64 = s
                 .acquire_wait
                 .buckets

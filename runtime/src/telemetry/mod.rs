@@ -33,7 +33,6 @@
 
 pub mod names;
 
-mod latency;
 mod op;
 mod pool;
 mod publish;

@@ -4,17 +4,16 @@ use std::sync::{Arc, OnceLock};
 // Real time: durations are measured, not scheduled, so tokio's (pausable) clock is not used.
 use std::time::Instant;
 
-use metrics::Histogram;
 use serde::Serialize;
 use tracing::field::Empty;
 use tracing::instrument::Instrumented;
 use tracing::{Instrument, Span};
 
-use super::latency::Latency;
 use super::names;
 use crate::classify::FailureKind;
 use crate::error::Error;
-use crate::pool::{Pool, WaitHistogram};
+use crate::histogram::{Histogram, Recorder};
+use crate::pool::Pool;
 
 /// Outcome slots: `ok`, then every failure kind in [`FailureKind::ALL`] order.
 const OUTCOMES: usize = 1 + FailureKind::ALL.len();
@@ -62,9 +61,9 @@ impl Target {
 pub(crate) struct OpTelemetry {
     pub(crate) op: &'static str,
     pub(crate) target: Target,
-    histograms: [OnceLock<Histogram>; OUTCOMES],
+    histograms: [OnceLock<metrics::Histogram>; OUTCOMES],
     counts: [AtomicU64; OUTCOMES],
-    latency: Latency,
+    latency: Recorder,
     /// Milliseconds since the Unix epoch of the last failure, and its outcome slot.
     last_failure: AtomicU64,
 }
@@ -85,7 +84,7 @@ impl OpTelemetry {
             target: Target::of(pool),
             histograms: std::array::from_fn(|_| OnceLock::new()),
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            latency: Latency::default(),
+            latency: Recorder::default(),
             last_failure: AtomicU64::new(0),
         }
     }
@@ -134,7 +133,7 @@ impl OpTelemetry {
         }
     }
 
-    fn histogram(&self, slot: usize) -> &Histogram {
+    fn histogram(&self, slot: usize) -> &metrics::Histogram {
         self.histograms[slot].get_or_init(|| {
             metrics::histogram!(
                 names::OPERATION_DURATION,
@@ -143,11 +142,6 @@ impl OpTelemetry {
                 names::OUTCOME => outcome_name(slot),
             )
         })
-    }
-
-    /// Calls slower than `threshold` so far (by histogram bucket).
-    pub(crate) fn slow_calls(&self, threshold: std::time::Duration) -> u64 {
-        self.latency.count_over(threshold)
     }
 
     pub(crate) fn stats(&self) -> OpStats {
@@ -295,7 +289,7 @@ pub struct OpStats {
     /// The most recent failure.
     pub last_failure: Option<LastFailure>,
     /// Call durations (whole calls: attempts, waits and retry delays).
-    pub latency: WaitHistogram,
+    pub latency: Histogram,
 }
 
 impl OpStats {
