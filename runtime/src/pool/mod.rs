@@ -32,6 +32,7 @@ use self::leak::LeakWatch;
 use self::stats::Counters;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
+use crate::observer::{Observer, PoolObserver, Unobserved};
 use crate::recovery::{Server, Servers, Waited};
 use crate::secret::DatabaseUrl;
 
@@ -67,8 +68,8 @@ pub(crate) struct PoolShared {
     pub(crate) counters: Arc<Counters>,
     pub(crate) events: Arc<EventSink>,
     pub(crate) leaks: Option<LeakWatch>,
-    /// Wait, use and create time histograms.
-    pub(crate) telemetry: crate::telemetry::PoolTelemetry,
+    /// Where acquires and releases are reported.
+    pub(crate) observer: Arc<dyn PoolObserver>,
     /// Callers waiting on a saturated pool, to whom connections are handed straight.
     handoff: Handoff,
     /// The server's health, shared with every pool and breaker that points at it.
@@ -97,11 +98,14 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// Builds a pool without connecting; call [`Pool::start`] to open connections eagerly.
+    /// A pool built on its own reports to no observer: its figures are in [`Pool::stats`];
+    /// the pools a runtime builds also report each acquire and release to the runtime's
+    /// observer (which records the connection histograms).
     ///
     /// The pool watches its server on its own; pools built by a runtime share one watch per
     /// server (see `crate::recovery`).
     pub fn new(name: &str, config: PoolConfig, default_url: Option<&DatabaseUrl>) -> Result<Pool> {
-        Pool::watched(name, config, default_url, &Servers::default())
+        Pool::watched(name, config, default_url, &Servers::default(), &Unobserved)
     }
 
     /// Builds a pool whose server is watched through `servers`.
@@ -110,6 +114,7 @@ impl Pool {
         config: PoolConfig,
         default_url: Option<&DatabaseUrl>,
         servers: &Servers,
+        observer: &dyn Observer,
     ) -> Result<Pool> {
         let name: Arc<str> = Arc::from(name);
         let url = config
@@ -153,13 +158,13 @@ impl Pool {
             .connect_lazy_with(options);
 
         let leaks = config.leak_threshold.map(LeakWatch::new);
-        let telemetry = crate::telemetry::PoolTelemetry::new(&name);
+        let observer = observer.pool(&name);
         let server = servers.watch(
             &sqlx.connect_options(),
             config.connect_timeout.min(config.probe_timeout),
         );
         let shared = Arc::new(PoolShared {
-            telemetry,
+            observer,
             recoveries_seen: std::sync::atomic::AtomicU64::new(server.recoveries()),
             server,
             handoff: Handoff::default(),
@@ -386,7 +391,7 @@ impl Pool {
                 s.counters.wait.record(waited);
                 s.counters.in_use.fetch_add(1, Relaxed);
                 s.events.emit(PoolEventKind::Acquire { waited });
-                s.telemetry.acquired(waited, reused);
+                s.observer.acquired(waited, reused);
                 let leak_id = s.leaks.as_ref().map(|w| w.register(holder));
                 Ok(PooledConn {
                     conn: Some(conn),
@@ -808,7 +813,7 @@ impl Drop for PooledConn {
         let p = &self.pool;
         p.counters.in_use.fetch_sub(1, Relaxed);
         p.counters.use_time.record(held);
-        p.telemetry.released(held);
+        p.observer.released(held);
         if let (Some(id), Some(watch)) = (self.leak_id, &p.leaks) {
             watch.release(id);
         }

@@ -12,6 +12,7 @@ use crate::bulkhead::Bulkhead;
 use crate::config::{FileSource, PolicySet, RuntimeConfig, Sources, Value};
 use crate::error::{Error, PolicyKind, Result, Site};
 use crate::limiter::RateLimiter;
+use crate::observer::{MakeObserver, Unobserved};
 use crate::pool::{BudgetCheck, BudgetMode, Pool, PoolConfig, Startup};
 use crate::retry::RetryPolicy;
 
@@ -24,14 +25,25 @@ use crate::retry::RetryPolicy;
 /// program with several runtimes over different names). Every `#[db_op]` in the program is
 /// resolved against the runtime when it is built: a call then finds its pool and policies by
 /// index, with no lookup.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuntimeBuilder {
     sources: Sources,
+    observer: MakeObserver,
 }
 
 impl RuntimeBuilder {
+    /// A builder whose runtime reports to no observer ([`Runtime::builder`] gives it one).
     pub(crate) fn new() -> Self {
-        RuntimeBuilder::default()
+        RuntimeBuilder {
+            sources: Sources::default(),
+            observer: || Arc::new(Unobserved),
+        }
+    }
+
+    /// The runtime's ops and pools report to the observer `make` returns.
+    pub(crate) fn observed_by(mut self, make: MakeObserver) -> Self {
+        self.observer = make;
+        self
     }
 
     /// The server URL every pool uses unless it has its own (otherwise `url` from the
@@ -157,10 +169,17 @@ impl RuntimeBuilder {
 
         let default_url = config.settings.url.clone();
         let servers = crate::recovery::Servers::default();
+        let observer = (self.observer)();
         let mut pools = HashMap::new();
         let mut order = Vec::new();
         for (name, cfg) in &config.pools {
-            let pool = Pool::watched(name, cfg.clone(), default_url.as_ref(), &servers)?;
+            let pool = Pool::watched(
+                name,
+                cfg.clone(),
+                default_url.as_ref(),
+                &servers,
+                &*observer,
+            )?;
             let key: Arc<str> = Arc::from(name.as_str());
             order.push(key.clone());
             pools.insert(key, pool);
@@ -203,7 +222,7 @@ impl RuntimeBuilder {
                 in_flight: AtomicUsize::new(0),
                 drained: Notify::new(),
                 ops: Default::default(),
-                telemetry: Default::default(),
+                observer,
                 servers,
             }),
         };

@@ -1,10 +1,10 @@
 use std::time::Duration;
 
-use super::alert::{Alert, AlertKind, Dedup, Severity};
-use super::config::MonitorConfig;
+use super::alert::Dedup;
 use super::rules::{Checker, SlowCount};
-use crate::config::{RuntimeSettings, Value};
+use crate::config::{MonitorConfig, RuntimeSettings, Value};
 use crate::histogram::Histogram;
+use crate::observability::alerts::{Alert, AlertKind, Severity};
 use crate::pool::PoolStats;
 
 fn stats(name: &str, in_use: u32, max: u32) -> PoolStats {
