@@ -9,25 +9,25 @@ pub mod classify;
 pub mod config;
 pub mod copy;
 mod error;
-pub mod health;
-#[cfg(feature = "axum")]
-pub mod http;
+pub mod histogram;
 pub mod limiter;
 mod location;
-pub mod monitor;
+pub mod observability;
+mod observer;
 pub mod op;
-pub mod pgstats;
 pub mod pool;
 pub mod recovery;
 pub mod retry;
 mod runtime;
 mod secret;
-pub mod telemetry;
 pub mod timeout;
 
 pub use self::classify::{Classification, FailureKind, Reach, classify};
 pub use self::config::{PolicySet, RuntimeConfig, Value};
 pub use self::error::{DbError, Error, OpError, PolicyKind, Result, Site};
+#[cfg(feature = "axum")]
+pub use self::observability::http;
+pub use self::observability::{health, monitor, pgstats, telemetry};
 pub use self::op::{BoxFuture, Conn, Isolation, Location, Op, OpBuilder, OpSpec, Tx, TxSpec};
 pub use self::pool::{Pool, PoolConfig, PoolStats, PooledConn};
 pub use self::runtime::{HasRuntime, Runtime, RuntimeBuilder};

@@ -11,6 +11,7 @@
 mod declare;
 pub(crate) mod fields;
 mod load;
+mod monitor;
 mod section;
 mod settings;
 mod value;
@@ -20,6 +21,7 @@ pub use sqlx_resilience_schema as schema;
 pub use self::declare::{Declaration, Literal, Policy, PolicyRegistration, PolicySet};
 pub use self::load::RuntimeConfig;
 pub(crate) use self::load::{FileSource, Sources, undeclared};
+pub use self::monitor::MonitorConfig;
 pub use self::section::{Invalid, Section};
 pub use self::settings::RuntimeSettings;
 pub use self::value::Value;

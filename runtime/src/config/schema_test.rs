@@ -4,13 +4,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use super::MonitorConfig;
 use super::fields::Fields;
 use super::schema::{self, DefaultIs, Key, Rule, Schema, Typed, show_duration};
 use super::{RuntimeSettings, Value};
 use crate::breaker::BreakerConfig;
 use crate::bulkhead::BulkheadConfig;
 use crate::limiter::LimiterConfig;
-use crate::monitor::MonitorConfig;
 use crate::pool::PoolConfig;
 use crate::retry::{KindOverride, RetryConfig};
 

@@ -1,9 +1,9 @@
 use std::time::Duration;
 
+use super::MonitorConfig;
 use super::Value;
 use super::fields::{self, Fields};
 use super::schema;
-use crate::monitor::MonitorConfig;
 use crate::op::OpsCheck;
 use crate::pool::BudgetMode;
 use crate::secret::DatabaseUrl;

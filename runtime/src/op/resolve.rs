@@ -5,6 +5,7 @@ use crate::breaker::CircuitBreaker;
 use crate::bulkhead::Bulkhead;
 use crate::error::{PolicyKind, Result, Site};
 use crate::limiter::RateLimiter;
+use crate::observer::OpObserver;
 use crate::pool::Pool;
 use crate::retry::RetryPolicy;
 use crate::runtime::Runtime;
@@ -23,8 +24,8 @@ pub(crate) struct Resolved {
     pub(crate) bulkhead: Option<Arc<Bulkhead>>,
     /// The op and pool, for errors and leak reports.
     pub(crate) site_cached: Site,
-    /// The op's span attributes, duration histograms and counters.
-    pub(crate) telemetry: Arc<crate::telemetry::OpTelemetry>,
+    /// Where its calls report what happens.
+    pub(crate) observer: Arc<dyn OpObserver>,
 }
 
 impl Resolved {
@@ -58,9 +59,11 @@ impl Resolved {
             op: Some(name.clone()),
             pool: Some(pool.name_arc().clone()),
         };
-        let telemetry = rt.shared.telemetry.op(spec.name, &pool);
+        let observer = rt
+            .observer()
+            .op(spec.name, pool.name(), &pool.sqlx().connect_options());
         Ok(Resolved {
-            telemetry,
+            observer,
             tx: spec.tx_options(),
             spec,
             name,

@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::attempt::{Attempt, Ended, Phase};
 use super::resolve::Resolved;
@@ -24,7 +25,6 @@ use crate::pool::{CloseReason, Holder, PooledConn};
 use crate::recovery::WaitEnd;
 use crate::retry::{RetryDecision, RetryState, StopReason};
 use crate::runtime::Runtime;
-use crate::telemetry::OpTelemetry;
 
 /// Gives the runner the database error inside a body's error type, if there is one.
 pub(crate) type ErrAccess<E> = fn(&mut E) -> Option<&mut Error>;
@@ -65,8 +65,8 @@ enum Next {
     Deadline,
 }
 
-/// Runs an op inside its telemetry: the op's span around the call, its duration and outcome
-/// recorded when it ends (see `crate::telemetry`).
+/// Runs an op inside the span its observer gives, and reports its duration and outcome to the
+/// observer when it ends (see `crate::observer`).
 pub(crate) async fn execute<T, E, A>(
     rt: &Runtime,
     op: &Resolved,
@@ -83,7 +83,7 @@ where
     // the call's own; the outcome is still counted. Otherwise the attempt decides, below.
     if op.limiter.is_none()
         && let Some(breaker) = &op.breaker
-        && !OpTelemetry::span_wanted()
+        && !op.observer.span_wanted()
         && !rt.is_shutting_down()
         && let Some(r) = breaker.rejects_now()
     {
@@ -92,23 +92,22 @@ where
             breaker: breaker.name().clone(),
             retry_after: r.retry_after,
         };
-        op.telemetry.turned_away(&error);
-        crate::telemetry::attempt_failed(
-            op.spec.name,
-            1,
-            FailureKind::BreakerOpen,
-            false,
-            Some(&error),
-        );
+        op.observer.turned_away(&error);
+        op.observer
+            .attempt_failed(1, FailureKind::BreakerOpen, false, Some(&error));
         return Err(E::from(error));
     }
-    let call = op.telemetry.start();
-    // One reading of the clock for the call's start, shared by telemetry and the deadline.
-    let started = Instant::from_std(call.started());
-    let (mut result, attempts) = call
-        .instrument(execute_inner(rt, op, key, access, body, started))
+    let span = op.observer.call_started();
+    // One reading of the clock for the call's start, shared by the observer and the deadline;
+    // real time: durations are measured, not scheduled, so tokio's (pausable) clock is not used.
+    let clock = std::time::Instant::now();
+    let started = Instant::from_std(clock);
+    let (mut result, attempts) = execute_inner(rt, op, key, access, body, started)
+        .instrument(span.clone())
         .await;
-    let (elapsed, span) = call.finish(result.as_mut().err().map(|e| access(e).map(|e| &*e)));
+    let elapsed = clock.elapsed();
+    let failure = result.as_mut().err().map(|e| access(e).map(|e| &*e));
+    op.observer.call_finished(&span, elapsed, attempts, failure);
     span.in_scope(|| finished(op, elapsed, attempts));
     result
 }
@@ -141,8 +140,7 @@ where
                 Ok(v) => break Ok(v),
                 Err(j) => j,
             };
-        crate::telemetry::attempt_failed(
-            op.spec.name,
+        op.observer.attempt_failed(
             attempts,
             judged.verdict.kind,
             judged.verdict.rerun,
@@ -167,7 +165,6 @@ where
             }
         }
     };
-    crate::telemetry::attempts(attempts);
     (result, attempts)
 }
 

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use super::events::EventSink;
 use super::stats::Counters;
 use super::{Parts, Pool, PoolConfig};
+use crate::observer::{Observer, Unobserved};
 use crate::recovery::Servers;
 use crate::secret::DatabaseUrl;
 
@@ -23,15 +24,16 @@ impl Pool {
     /// is listed in `docs/ADOPTING.md`. `config`'s sizing keys are replaced by the pool's own
     /// (see [`PoolConfig::adopting`]).
     pub fn adopt(name: &str, config: PoolConfig, sqlx: PgPool) -> Pool {
-        Pool::adopted(name, config, sqlx, &Servers::default())
+        Pool::adopted(name, config, sqlx, &Servers::default(), &Unobserved)
     }
 
-    /// Adopts `sqlx`, its server watched through `servers`.
+    /// Adopts `sqlx`, its server watched through `servers`, reporting to `observer`.
     pub(crate) fn adopted(
         name: &str,
         mut config: PoolConfig,
         sqlx: PgPool,
         servers: &Servers,
+        observer: &dyn Observer,
     ) -> Pool {
         config.adopting(&sqlx);
         let name: Arc<str> = Arc::from(name);
@@ -45,7 +47,7 @@ impl Pool {
             sqlx,
             adopted: true,
         };
-        Pool::assemble(parts, servers)
+        Pool::assemble(parts, servers, observer)
     }
 }
 

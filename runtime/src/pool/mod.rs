@@ -33,6 +33,7 @@ use self::leak::LeakWatch;
 use self::stats::Counters;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
+use crate::observer::{Observer, PoolObserver, Unobserved};
 use crate::recovery::{Server, Servers, Waited};
 use crate::secret::DatabaseUrl;
 
@@ -68,8 +69,8 @@ pub(crate) struct PoolShared {
     pub(crate) counters: Arc<Counters>,
     pub(crate) events: Arc<EventSink>,
     pub(crate) leaks: Option<LeakWatch>,
-    /// Wait, use and create time histograms.
-    pub(crate) telemetry: crate::telemetry::PoolTelemetry,
+    /// Where acquires and releases are reported.
+    pub(crate) observer: Arc<dyn PoolObserver>,
     /// Callers waiting on a saturated pool, to whom connections are handed straight.
     handoff: Handoff,
     /// The server's health, shared with every pool and breaker that points at it.
@@ -112,11 +113,14 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// Builds a pool without connecting; call [`Pool::start`] to open connections eagerly.
+    /// A pool built on its own reports to no observer: its figures are in [`Pool::stats`];
+    /// the pools a runtime builds also report each acquire and release to the runtime's
+    /// observer (which records the connection histograms).
     ///
     /// The pool watches its server on its own; pools built by a runtime share one watch per
     /// server (see `crate::recovery`).
     pub fn new(name: &str, config: PoolConfig, default_url: Option<&DatabaseUrl>) -> Result<Pool> {
-        Pool::watched(name, config, default_url, &Servers::default())
+        Pool::watched(name, config, default_url, &Servers::default(), &Unobserved)
     }
 
     /// Builds a pool whose server is watched through `servers`.
@@ -125,6 +129,7 @@ impl Pool {
         config: PoolConfig,
         default_url: Option<&DatabaseUrl>,
         servers: &Servers,
+        observer: &dyn Observer,
     ) -> Result<Pool> {
         let name: Arc<str> = Arc::from(name);
         let url = config
@@ -175,11 +180,11 @@ impl Pool {
             events,
             adopted: false,
         };
-        Ok(Pool::assemble(parts, servers))
+        Ok(Pool::assemble(parts, servers, observer))
     }
 
     /// The pool around a sqlx pool, built here or adopted (see `adopt`).
-    fn assemble(parts: Parts, servers: &Servers) -> Pool {
+    fn assemble(parts: Parts, servers: &Servers, observer: &dyn Observer) -> Pool {
         let Parts {
             name,
             config,
@@ -190,13 +195,13 @@ impl Pool {
             adopted,
         } = parts;
         let leaks = config.leak_threshold.map(LeakWatch::new);
-        let telemetry = crate::telemetry::PoolTelemetry::new(&name);
+        let observer = observer.pool(&name);
         let server = servers.watch(
             &sqlx.connect_options(),
             config.connect_timeout.min(config.probe_timeout),
         );
         let shared = Arc::new(PoolShared {
-            telemetry,
+            observer,
             recoveries_seen: std::sync::atomic::AtomicU64::new(server.recoveries()),
             server,
             handoff: Handoff::default(),
@@ -425,7 +430,7 @@ impl Pool {
                 s.counters.in_use.fetch_add(1, Relaxed);
                 s.events.emit(PoolEventKind::Acquire { waited });
                 // An adopted pool never says whether it opened the connection: no create time.
-                s.telemetry.acquired(waited, reused || s.adopted);
+                s.observer.acquired(waited, reused || s.adopted);
                 let leak_id = s.leaks.as_ref().map(|w| w.register(holder));
                 Ok(PooledConn {
                     conn: Some(conn),
@@ -853,7 +858,7 @@ impl Drop for PooledConn {
         let p = &self.pool;
         p.counters.in_use.fetch_sub(1, Relaxed);
         p.counters.use_time.record(held);
-        p.telemetry.released(held);
+        p.observer.released(held);
         if let (Some(id), Some(watch)) = (self.leak_id, &p.leaks) {
             watch.release(id);
         }

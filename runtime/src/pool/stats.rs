@@ -3,87 +3,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// Upper bounds (microseconds) of the acquire-wait histogram's buckets; the last bucket holds
-/// everything slower.
-pub const WAIT_BUCKETS_US: [u64; 16] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 5_000_000,
-];
+use crate::histogram::{Histogram, Recorder};
 
-/// A lock-free histogram with fixed exponential buckets.
-///
-/// Written here rather than taken from a crate because it sits on the acquire path of every
-/// op: recording is one relaxed atomic add per field, with no allocation or lock, which the
-/// well-kept histogram crates (hdrhistogram, metrics-util's summaries) do not offer for
-/// concurrent writers.
-#[derive(Debug, Default)]
-pub(crate) struct Histogram {
-    buckets: [AtomicU64; WAIT_BUCKETS_US.len() + 1],
-    count: AtomicU64,
-    sum_us: AtomicU64,
-    max_us: AtomicU64,
-}
+/// The former name of [`histogram::BUCKETS_US`](crate::histogram::BUCKETS_US), kept so that
+/// code written against it compiles.
+pub const WAIT_BUCKETS_US: [u64; 16] = crate::histogram::BUCKETS_US;
 
-impl Histogram {
-    pub(crate) fn record(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let idx = WAIT_BUCKETS_US.partition_point(|&b| b < us);
-        self.buckets[idx].fetch_add(1, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(us, Relaxed);
-        self.max_us.fetch_max(us, Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> WaitHistogram {
-        let buckets: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
-        let count = self.count.load(Relaxed);
-        let sum_us = self.sum_us.load(Relaxed);
-        WaitHistogram {
-            bounds_us: WAIT_BUCKETS_US.to_vec(),
-            p50_us: quantile(&buckets, count, 0.50),
-            p99_us: quantile(&buckets, count, 0.99),
-            max_us: self.max_us.load(Relaxed),
-            mean_us: sum_us.checked_div(count).unwrap_or(0),
-            count,
-            buckets,
-        }
-    }
-}
-
-/// The bucket bound at or above quantile `q` (an upper estimate).
-fn quantile(buckets: &[u64], count: u64, q: f64) -> u64 {
-    if count == 0 {
-        return 0;
-    }
-    let target = ((count as f64) * q).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (i, n) in buckets.iter().enumerate() {
-        seen += n;
-        if seen >= target {
-            return WAIT_BUCKETS_US.get(i).copied().unwrap_or(u64::MAX);
-        }
-    }
-    u64::MAX
-}
-
-/// How long callers waited for connections.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WaitHistogram {
-    /// Upper bounds of the buckets in microseconds; `buckets` has one more entry for slower.
-    pub bounds_us: Vec<u64>,
-    /// Waits per bucket.
-    pub buckets: Vec<u64>,
-    /// Waits recorded.
-    pub count: u64,
-    /// Mean wait.
-    pub mean_us: u64,
-    /// Median (upper bucket bound).
-    pub p50_us: u64,
-    /// 99th percentile (upper bucket bound; `u64::MAX` when in the overflow bucket).
-    pub p99_us: u64,
-    /// Longest wait.
-    pub max_us: u64,
-}
+/// The former name of [`histogram::Histogram`](crate::histogram::Histogram), kept so that
+/// code written against it compiles.
+pub type WaitHistogram = Histogram;
 
 /// Counters a pool keeps for itself, and its suspicion of idle connections.
 #[derive(Debug)]
@@ -108,8 +36,8 @@ pub(crate) struct Counters {
     pub(crate) leaks: AtomicU64,
     pub(crate) validations: AtomicU64,
     pub(crate) validation_failures: AtomicU64,
-    pub(crate) wait: Histogram,
-    pub(crate) use_time: Histogram,
+    pub(crate) wait: Recorder,
+    pub(crate) use_time: Recorder,
 }
 
 impl Default for Counters {
@@ -130,8 +58,8 @@ impl Default for Counters {
             leaks: AtomicU64::new(0),
             validations: AtomicU64::new(0),
             validation_failures: AtomicU64::new(0),
-            wait: Histogram::default(),
-            use_time: Histogram::default(),
+            wait: Recorder::default(),
+            use_time: Recorder::default(),
         }
     }
 }
@@ -197,9 +125,9 @@ pub struct PoolStats {
     /// Pings that found a dead connection (which was replaced).
     pub validation_failures: u64,
     /// Acquire waits.
-    pub acquire_wait: WaitHistogram,
+    pub acquire_wait: Histogram,
     /// How long connections were held.
-    pub use_time: WaitHistogram,
+    pub use_time: Histogram,
 }
 
 impl std::fmt::Display for PoolStats {
@@ -234,33 +162,5 @@ fn fmt_us(us: u64) -> String {
         us if us >= 1_000_000 => format!("{:.1}s", us as f64 / 1e6),
         us if us >= 1_000 => format!("{:.1}ms", us as f64 / 1e3),
         us => format!("{us}us"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_quantiles_are_bucket_bounds() {
-        let h = Histogram::default();
-        for _ in 0..98 {
-            h.record(Duration::from_micros(80));
-        }
-        h.record(Duration::from_millis(3));
-        h.record(Duration::from_secs(10));
-        let s = h.snapshot();
-        assert_eq!(s.count, 100);
-        assert_eq!(s.p50_us, 100);
-        assert_eq!(s.p99_us, 5_000);
-        assert_eq!(s.max_us, 10_000_000);
-        assert_eq!(s.buckets.iter().sum::<u64>(), 100);
-        assert_eq!(*s.buckets.last().unwrap(), 1);
-    }
-
-    #[test]
-    fn empty_histogram() {
-        let s = Histogram::default().snapshot();
-        assert_eq!((s.count, s.p50_us, s.p99_us, s.mean_us), (0, 0, 0, 0));
     }
 }

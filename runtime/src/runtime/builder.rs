@@ -13,6 +13,7 @@ use crate::bulkhead::Bulkhead;
 use crate::config::{FileSource, PolicySet, RuntimeConfig, Sources, Value};
 use crate::error::{Error, PolicyKind, Result, Site};
 use crate::limiter::RateLimiter;
+use crate::observer::{MakeObserver, Unobserved};
 use crate::pool::{BudgetCheck, BudgetMode, Pool, PoolConfig, Startup};
 use crate::retry::RetryPolicy;
 use crate::secret::DatabaseUrl;
@@ -26,16 +27,28 @@ use crate::secret::DatabaseUrl;
 /// program with several runtimes over different names). Every `#[db_op]` in the program is
 /// resolved against the runtime when it is built: a call then finds its pool and policies by
 /// index, with no lookup.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuntimeBuilder {
     sources: Sources,
     /// sqlx pools the application built, by the declared pool name they stand for.
     adopted: Vec<(String, PgPool)>,
+    observer: MakeObserver,
 }
 
 impl RuntimeBuilder {
+    /// A builder whose runtime reports to no observer ([`Runtime::builder`] gives it one).
     pub(crate) fn new() -> Self {
-        RuntimeBuilder::default()
+        RuntimeBuilder {
+            sources: Sources::default(),
+            adopted: Vec::new(),
+            observer: || Arc::new(Unobserved),
+        }
+    }
+
+    /// The runtime's ops and pools report to the observer `make` returns.
+    pub(crate) fn observed_by(mut self, make: MakeObserver) -> Self {
+        self.observer = make;
+        self
     }
 
     /// The server URL every pool uses unless it has its own (otherwise `url` from the
@@ -210,12 +223,21 @@ impl RuntimeBuilder {
 
         let default_url = config.settings.url.clone();
         let servers = crate::recovery::Servers::default();
+        let observer = (self.observer)();
         let mut pools = HashMap::new();
         let mut order = Vec::new();
         for (name, cfg) in &config.pools {
             let pool = match self.adopted.iter().find(|(n, _)| n == name) {
-                Some((_, sqlx)) => Pool::adopted(name, cfg.clone(), sqlx.clone(), &servers),
-                None => Pool::watched(name, cfg.clone(), default_url.as_ref(), &servers)?,
+                Some((_, sqlx)) => {
+                    Pool::adopted(name, cfg.clone(), sqlx.clone(), &servers, &*observer)
+                }
+                None => Pool::watched(
+                    name,
+                    cfg.clone(),
+                    default_url.as_ref(),
+                    &servers,
+                    &*observer,
+                )?,
             };
             let key: Arc<str> = Arc::from(name.as_str());
             order.push(key.clone());
@@ -259,7 +281,7 @@ impl RuntimeBuilder {
                 in_flight: AtomicUsize::new(0),
                 drained: Notify::new(),
                 ops: Default::default(),
-                telemetry: Default::default(),
+                observer,
                 servers,
             }),
         };

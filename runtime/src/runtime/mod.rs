@@ -45,8 +45,8 @@ pub(crate) struct Shared {
     /// Every `#[db_op]` op resolved against this runtime, by the op's index: set once, right
     /// after the runtime is built; a call reads it with one index, no lock, no lookup.
     pub(crate) ops: std::sync::OnceLock<Vec<Option<Arc<Resolved>>>>,
-    /// Op telemetry, pool samples and alert history (`crate::telemetry`).
-    pub(crate) telemetry: crate::telemetry::Telemetry,
+    /// Where the ops and pools report what happens (`crate::observer`).
+    pub(crate) observer: Arc<dyn crate::observer::Observer>,
     /// One health watch per database server the pools point at (`crate::recovery`).
     pub(crate) servers: crate::recovery::Servers,
 }
@@ -103,13 +103,13 @@ impl<T: HasRuntime + ?Sized> HasRuntime for Box<T> {
 }
 
 impl Runtime {
-    /// Starts building a runtime.
-    pub fn builder() -> RuntimeBuilder {
-        RuntimeBuilder::new()
-    }
-
     pub(crate) fn next_id() -> u64 {
         NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Where the runtime's ops and pools report what happens.
+    pub(crate) fn observer(&self) -> &dyn crate::observer::Observer {
+        &*self.shared.observer
     }
 
     /// The resolved configuration.

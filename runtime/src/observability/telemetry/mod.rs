@@ -33,41 +33,67 @@
 
 pub mod names;
 
-mod latency;
 mod op;
 mod pool;
 mod publish;
 mod samples;
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use sqlx::postgres::PgConnectOptions;
+
+pub(crate) use self::op::OpTelemetry;
 pub use self::op::{LastFailure, OpStats};
-pub(crate) use self::op::{OpTelemetry, attempt_failed, attempts};
 pub(crate) use self::pool::PoolTelemetry;
 pub(crate) use self::publish::state_number;
 pub(crate) use self::samples::Samples;
 pub use self::samples::{PoolHistory, PoolSample};
-use crate::pool::Pool;
+use crate::observability::alerts::AlertLog;
+use crate::observer::{Observer, OpObserver, PoolObserver};
 use crate::runtime::Runtime;
 
 /// An op's name and its pool's.
 type OpKey = (&'static str, Arc<str>);
 
-/// A runtime's telemetry state: the ops seen so far, the ring of pool samples and the alert
-/// history.
+/// A runtime's telemetry state, and its observer: the ops seen so far, the ring of pool
+/// samples and the alert history.
 #[derive(Debug, Default)]
 pub(crate) struct Telemetry {
     ops: RwLock<HashMap<OpKey, Arc<OpTelemetry>>>,
     pub(crate) samples: Samples,
-    pub(crate) alerts: crate::monitor::AlertLog,
+    pub(crate) alerts: AlertLog,
+}
+
+impl Observer for Telemetry {
+    fn op(&self, op: &'static str, pool: &str, connect: &PgConnectOptions) -> Arc<dyn OpObserver> {
+        self.op_telemetry(op, pool, connect)
+    }
+
+    fn pool(&self, pool: &str) -> Arc<dyn PoolObserver> {
+        Arc::new(PoolTelemetry::new(pool))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 impl Telemetry {
+    /// A new runtime's observer.
+    pub(crate) fn observer() -> Arc<dyn Observer> {
+        Arc::new(Telemetry::default())
+    }
+
     /// The telemetry of op `op` on `pool`, created on first use.
-    pub(crate) fn op(&self, op: &'static str, pool: &Pool) -> Arc<OpTelemetry> {
-        let key = (op, Arc::<str>::from(pool.name()));
+    pub(crate) fn op_telemetry(
+        &self,
+        op: &'static str,
+        pool: &str,
+        connect: &PgConnectOptions,
+    ) -> Arc<OpTelemetry> {
+        let key = (op, Arc::<str>::from(pool));
         if let Some(t) = self.ops.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return t.clone();
         }
@@ -75,7 +101,7 @@ impl Telemetry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(key)
-            .or_insert_with(|| Arc::new(OpTelemetry::new(op, pool)))
+            .or_insert_with(|| Arc::new(OpTelemetry::new(op, pool, connect)))
             .clone()
     }
 
@@ -93,15 +119,16 @@ impl Telemetry {
 }
 
 impl Runtime {
+    /// The runtime's telemetry (every runtime built with [`Runtime::builder`] has one).
+    pub(crate) fn telemetry(&self) -> Option<&Telemetry> {
+        self.observer().as_any().downcast_ref()
+    }
+
     /// The figures of every op that has run, sorted by name: calls, failures by kind,
     /// durations.
     pub fn op_stats(&self) -> Vec<OpStats> {
-        self.shared
-            .telemetry
-            .ops()
-            .iter()
-            .map(|o| o.stats())
-            .collect()
+        self.telemetry()
+            .map_or_else(Vec::new, |t| t.ops().iter().map(|o| o.stats()).collect())
     }
 }
 
@@ -163,35 +190,34 @@ pub(crate) fn describe() {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The op-path hooks in isolation, for `benches/observe.rs`. Not part of the API.
 #[doc(hidden)]
 pub mod bench {
-    use std::time::Duration;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
     use super::{OpTelemetry, PoolTelemetry};
+    use crate::observer::{OpObserver, PoolObserver};
     use crate::pool::Pool;
 
-    /// One op's and one pool's telemetry, as the runner and the pool hold them.
+    /// One op's and one pool's telemetry, as the runner and the pool hold them (behind the
+    /// observer interface).
     #[derive(Debug)]
     pub struct Hooks {
-        op: OpTelemetry,
-        pool: PoolTelemetry,
+        op: Arc<dyn OpObserver>,
+        pool: Arc<dyn PoolObserver>,
     }
 
     impl Hooks {
         /// Hooks for op `bench::op` on `pool` (registered with the current recorder).
         pub fn new(pool: &Pool) -> Self {
             Hooks {
-                op: OpTelemetry::new("bench::op", pool),
-                pool: PoolTelemetry::new(pool.name()),
+                op: Arc::new(OpTelemetry::new(
+                    "bench::op",
+                    pool.name(),
+                    &pool.sqlx().connect_options(),
+                )),
+                pool: Arc::new(PoolTelemetry::new(pool.name())),
             }
         }
 
@@ -199,10 +225,11 @@ pub mod bench {
         /// counters, the acquire and release histograms.
         #[inline]
         pub fn call(&self) {
-            let call = self.op.start();
+            let span = self.op.call_started();
+            let started = Instant::now();
             self.pool.acquired(Duration::from_micros(20), true);
             self.pool.released(Duration::from_micros(80));
-            call.finish(None);
+            self.op.call_finished(&span, started.elapsed(), 1, None);
         }
     }
 }

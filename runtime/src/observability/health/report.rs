@@ -7,9 +7,9 @@ use tokio::time::Instant;
 
 use super::probe::{DatabaseHealth, ms, probe};
 use crate::breaker::BreakerState;
+use crate::observability::telemetry::OpStats;
 use crate::pool::PoolStats;
 use crate::runtime::Runtime;
-use crate::telemetry::OpStats;
 
 /// Overall status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -257,10 +257,8 @@ pub(crate) fn assess(
     let mut pools = Vec::new();
     for s in stats {
         let recent = rt
-            .shared
-            .telemetry
-            .samples
-            .at_least(&s.name, Duration::from_secs(60))
+            .telemetry()
+            .and_then(|t| t.samples.at_least(&s.name, Duration::from_secs(60)))
             .map_or(s.acquire_timeouts, |old| {
                 s.acquire_timeouts
                     .saturating_sub(old.sample.acquire_timeouts)
@@ -384,7 +382,7 @@ pub(crate) fn assess(
         pools,
         breakers,
         shutting_down,
-        checked_at_unix_ms: crate::telemetry::unix_ms(),
+        checked_at_unix_ms: crate::observability::clock::unix_ms(),
         took_ms: 0.0,
     }
 }

@@ -29,7 +29,6 @@
 //! shuts down or is dropped (it holds the runtime weakly).
 
 mod alert;
-mod config;
 mod rules;
 
 use std::sync::{Arc, Weak};
@@ -38,10 +37,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-pub(crate) use self::alert::AlertLog;
-pub use self::alert::{Alert, AlertKind, AlertSink, Dedup, Severity, TracingSink};
-pub use self::config::MonitorConfig;
+pub use self::alert::{AlertSink, Dedup, TracingSink};
 use self::rules::{Checker, SlowCount};
+pub use crate::config::MonitorConfig;
+pub use crate::observability::alerts::{Alert, AlertKind, Severity};
 use crate::runtime::{Runtime, Shared};
 
 /// A running monitor. Dropping it stops the loop.
@@ -78,7 +77,8 @@ impl Runtime {
 
     /// The alerts the monitors of this runtime sent, oldest first (at most `monitor.history`).
     pub fn recent_alerts(&self) -> Vec<Alert> {
-        self.shared.telemetry.alerts.recent()
+        self.telemetry()
+            .map_or_else(Vec::new, |t| t.alerts.recent())
     }
 }
 
@@ -181,16 +181,13 @@ async fn run(
                 rt.publish_metrics();
                 let ops = rt.op_stats();
                 let mut alerts = checker.pools(&rt.pool_stats(), &ops);
-                let counts: Vec<SlowCount> = rt
-                    .shared
-                    .telemetry
-                    .ops()
+                let counts: Vec<SlowCount> = ops
                     .iter()
                     .map(|o| SlowCount {
-                        op: o.op.to_owned(),
-                        pool: o.target.pool.to_string(),
-                        slow: o.slow_calls(cfg.slow_op),
-                        p99_us: o.stats().latency.p99_us,
+                        op: o.op.clone(),
+                        pool: o.pool.clone(),
+                        slow: o.latency.count_over(cfg.slow_op),
+                        p99_us: o.latency.p99_us,
                     })
                     .collect();
                 alerts.extend(checker.ops(&counts));
@@ -223,7 +220,9 @@ async fn run(
                 for sink in &sinks {
                     sink.send(&alert);
                 }
-                rt.shared.telemetry.alerts.push(alert, history);
+                if let Some(t) = rt.telemetry() {
+                    t.alerts.push(alert, history);
+                }
             }
         }
     }

@@ -1,10 +1,10 @@
 use serde::Serialize;
 
 use super::HealthReport;
-use crate::monitor::Alert;
+use crate::observability::alerts::Alert;
+use crate::observability::telemetry::{OpStats, PoolHistory};
 use crate::pool::{BudgetCheck, SizingReport};
 use crate::runtime::Runtime;
-use crate::telemetry::{OpStats, PoolHistory};
 
 /// Everything the status page shows: the health report, every op, the utilization history,
 /// recent alerts, and the other policies' figures.

@@ -3,6 +3,7 @@ use std::time::Duration;
 use metrics::Histogram;
 
 use super::names;
+use crate::observer::PoolObserver;
 
 /// A pool's hot-path histograms, registered once when the pool is built (with the recorder
 /// installed then) so recording is a handle call, not a registry lookup.
@@ -28,10 +29,11 @@ impl PoolTelemetry {
             create: metrics::histogram!(names::CONNECTION_CREATE_TIME, names::POOL => pool),
         }
     }
+}
 
-    /// A caller got a connection after `waited`; `reused` is false when it was opened for it.
+impl PoolObserver for PoolTelemetry {
     #[inline]
-    pub(crate) fn acquired(&self, waited: Duration, reused: bool) {
+    fn acquired(&self, waited: Duration, reused: bool) {
         let secs = waited.as_secs_f64();
         self.wait.record(secs);
         if !reused {
@@ -39,9 +41,8 @@ impl PoolTelemetry {
         }
     }
 
-    /// A caller gave a connection back after holding it for `held`.
     #[inline]
-    pub(crate) fn released(&self, held: Duration) {
+    fn released(&self, held: Duration) {
         self.use_time.record(held.as_secs_f64());
     }
 }

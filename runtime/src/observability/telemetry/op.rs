@@ -1,20 +1,18 @@
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-// Real time: durations are measured, not scheduled, so tokio's (pausable) clock is not used.
-use std::time::Instant;
+use std::time::Duration;
 
-use metrics::Histogram;
 use serde::Serialize;
+use sqlx::postgres::PgConnectOptions;
+use tracing::Span;
 use tracing::field::Empty;
-use tracing::instrument::Instrumented;
-use tracing::{Instrument, Span};
 
-use super::latency::Latency;
 use super::names;
 use crate::classify::FailureKind;
 use crate::error::Error;
-use crate::pool::{Pool, WaitHistogram};
+use crate::histogram::{Histogram, Recorder};
+use crate::observability::clock::unix_ms;
+use crate::observer::OpObserver;
 
 /// Outcome slots: `ok`, then every failure kind in [`FailureKind::ALL`] order.
 const OUTCOMES: usize = 1 + FailureKind::ALL.len();
@@ -46,10 +44,9 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub(crate) fn of(pool: &Pool) -> Self {
-        let o = pool.sqlx().connect_options();
+    pub(crate) fn of(pool: &str, o: &PgConnectOptions) -> Self {
         Target {
-            pool: Arc::from(pool.name()),
+            pool: Arc::from(pool),
             namespace: o.get_database().unwrap_or_default().to_owned(),
             address: o.get_host().to_owned(),
             port: o.get_port(),
@@ -62,9 +59,9 @@ impl Target {
 pub(crate) struct OpTelemetry {
     pub(crate) op: &'static str,
     pub(crate) target: Target,
-    histograms: [OnceLock<Histogram>; OUTCOMES],
+    histograms: [OnceLock<metrics::Histogram>; OUTCOMES],
     counts: [AtomicU64; OUTCOMES],
-    latency: Latency,
+    latency: Recorder,
     /// Milliseconds since the Unix epoch of the last failure, and its outcome slot.
     last_failure: AtomicU64,
 }
@@ -79,62 +76,18 @@ impl std::fmt::Debug for OpTelemetry {
 }
 
 impl OpTelemetry {
-    pub(crate) fn new(op: &'static str, pool: &Pool) -> Self {
+    pub(crate) fn new(op: &'static str, pool: &str, connect: &PgConnectOptions) -> Self {
         OpTelemetry {
             op,
-            target: Target::of(pool),
+            target: Target::of(pool, connect),
             histograms: std::array::from_fn(|_| OnceLock::new()),
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            latency: Latency::default(),
+            latency: Recorder::default(),
             last_failure: AtomicU64::new(0),
         }
     }
 
-    /// Whether anyone listens for the op's span (a subscriber interested in it).
-    #[inline]
-    pub(crate) fn span_wanted() -> bool {
-        tracing::span_enabled!(target: "sqlx_resilience::op", tracing::Level::INFO)
-    }
-
-    /// Counts a call turned away before it started (an open breaker), when nobody listens for
-    /// its span: its outcome and a zero duration, with no span and no clock of its own.
-    pub(crate) fn turned_away(&self, error: &Error) {
-        let slot = slot(Some(error.kind()));
-        self.counts[slot].fetch_add(1, Relaxed);
-        self.latency.record(std::time::Duration::ZERO);
-        self.histogram(slot).record(0.0);
-        self.last_failure
-            .store((super::unix_ms() << 8) | slot as u64, Relaxed);
-    }
-
-    /// Starts one call: its span and its clock.
-    #[inline]
-    pub(crate) fn start(&self) -> OpCall<'_> {
-        let t = &self.target;
-        let span = tracing::info_span!(
-            target: "sqlx_resilience::op",
-            "db.op",
-            otel.name = self.op,
-            otel.kind = "client",
-            db.system.name = "postgresql",
-            db.operation.name = self.op,
-            db.namespace = t.namespace.as_str(),
-            server.address = t.address.as_str(),
-            server.port = t.port,
-            db.client.connection.pool.name = &*t.pool,
-            attempts = Empty,
-            outcome = Empty,
-            error.type = Empty,
-            db.response.status_code = Empty,
-        );
-        OpCall {
-            tel: self,
-            started: Instant::now(),
-            span,
-        }
-    }
-
-    fn histogram(&self, slot: usize) -> &Histogram {
+    fn histogram(&self, slot: usize) -> &metrics::Histogram {
         self.histograms[slot].get_or_init(|| {
             metrics::histogram!(
                 names::OPERATION_DURATION,
@@ -143,11 +96,6 @@ impl OpTelemetry {
                 names::OUTCOME => outcome_name(slot),
             )
         })
-    }
-
-    /// Calls slower than `threshold` so far (by histogram bucket).
-    pub(crate) fn slow_calls(&self, threshold: std::time::Duration) -> u64 {
-        self.latency.count_over(threshold)
     }
 
     pub(crate) fn stats(&self) -> OpStats {
@@ -178,89 +126,108 @@ impl OpTelemetry {
     }
 }
 
-/// One call of an op in progress.
-pub(crate) struct OpCall<'a> {
-    tel: &'a OpTelemetry,
-    started: Instant,
-    span: Span,
-}
-
-impl OpCall<'_> {
-    /// When the call started (the runner takes its deadline from this reading too).
+impl OpObserver for OpTelemetry {
+    /// Whether anyone listens for the op's span (a subscriber interested in it).
     #[inline]
-    pub(crate) fn started(&self) -> Instant {
-        self.started
+    fn span_wanted(&self) -> bool {
+        tracing::span_enabled!(target: "sqlx_resilience::op", tracing::Level::INFO)
     }
 
-    /// Runs `fut` inside the op's span.
-    #[inline]
-    pub(crate) fn instrument<F: Future>(&self, fut: F) -> Instrumented<F> {
-        fut.instrument(self.span.clone())
+    /// Counts a call turned away before it started (an open breaker), when nobody listens for
+    /// its span: its outcome and a zero duration, with no span and no clock of its own.
+    fn turned_away(&self, error: &Error) {
+        let slot = slot(Some(error.kind()));
+        self.counts[slot].fetch_add(1, Relaxed);
+        self.latency.record(Duration::ZERO);
+        self.histogram(slot).record(0.0);
+        self.last_failure
+            .store((unix_ms() << 8) | slot as u64, Relaxed);
     }
 
-    /// Records the call's outcome: `None` for success, or the error it returned (`Err(None)`
-    /// for an application error that is not one of ours).
-    /// Returns how long the call took, and its span (for what is logged after the call).
+    /// The op's span.
     #[inline]
-    pub(crate) fn finish(self, failure: Option<Option<&Error>>) -> (std::time::Duration, Span) {
-        let elapsed = self.started.elapsed();
+    fn call_started(&self) -> Span {
+        let t = &self.target;
+        tracing::info_span!(
+            target: "sqlx_resilience::op",
+            "db.op",
+            otel.name = self.op,
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = self.op,
+            db.namespace = t.namespace.as_str(),
+            server.address = t.address.as_str(),
+            server.port = t.port,
+            db.client.connection.pool.name = &*t.pool,
+            attempts = Empty,
+            outcome = Empty,
+            error.type = Empty,
+            db.response.status_code = Empty,
+        )
+    }
+
+    /// One event inside the op's span, with the failure's kind and SQLSTATE (never the
+    /// statement or its parameters).
+    fn attempt_failed(
+        &self,
+        attempt: u32,
+        kind: FailureKind,
+        retryable: bool,
+        error: Option<&Error>,
+    ) {
+        let op = self.op;
+        // Field values and the message are only evaluated when the event is enabled.
+        let message = Shown(error);
+        match kind {
+            FailureKind::Rejected | FailureKind::BreakerOpen => tracing::debug!(
+                target: "sqlx_resilience::op",
+                op,
+                attempt,
+                error.type = kind.as_str(),
+                "call rejected: {message}"
+            ),
+            _ => tracing::debug!(
+                target: "sqlx_resilience::op",
+                op,
+                attempt,
+                error.type = kind.as_str(),
+                db.response.status_code = error.and_then(Error::sqlstate).as_deref(),
+                retryable,
+                "attempt failed: {message}"
+            ),
+        }
+    }
+
+    /// Records the call's outcome in the counters, the histograms and the span.
+    #[inline]
+    fn call_finished(
+        &self,
+        span: &Span,
+        elapsed: Duration,
+        attempts: u32,
+        failure: Option<Option<&Error>>,
+    ) {
         let kind = failure.map(|e| e.map_or(FailureKind::Application, Error::kind));
         let slot = slot(kind);
-        let tel = self.tel;
-        tel.counts[slot].fetch_add(1, Relaxed);
-        tel.latency.record(elapsed);
-        tel.histogram(slot).record(elapsed.as_secs_f64());
+        self.counts[slot].fetch_add(1, Relaxed);
+        self.latency.record(elapsed);
+        self.histogram(slot).record(elapsed.as_secs_f64());
         if slot != 0 {
-            tel.last_failure
-                .store((super::unix_ms() << 8) | slot as u64, Relaxed);
+            self.last_failure
+                .store((unix_ms() << 8) | slot as u64, Relaxed);
         }
-        if !self.span.is_disabled() {
-            self.span.record("outcome", outcome_name(slot));
+        if !span.is_disabled() {
+            if attempts > 0 {
+                span.record("attempts", attempts);
+            }
+            span.record("outcome", outcome_name(slot));
             if let Some(kind) = kind {
-                self.span.record("error.type", kind.as_str());
+                span.record("error.type", kind.as_str());
             }
             if let Some(code) = failure.flatten().and_then(Error::sqlstate) {
-                self.span.record("db.response.status_code", code.as_str());
+                span.record("db.response.status_code", code.as_str());
             }
         }
-        (elapsed, self.span)
-    }
-}
-
-/// Records how many attempts the call made, on the current op span.
-#[inline]
-pub(crate) fn attempts(n: u32) {
-    Span::current().record("attempts", n);
-}
-
-/// An attempt failed: one event inside the op's span, with the failure's kind and SQLSTATE
-/// (never the statement or its parameters).
-pub(crate) fn attempt_failed(
-    op: &'static str,
-    attempt: u32,
-    kind: FailureKind,
-    retryable: bool,
-    error: Option<&Error>,
-) {
-    // Field values and the message are only evaluated when the event is enabled.
-    let message = Shown(error);
-    match kind {
-        FailureKind::Rejected | FailureKind::BreakerOpen => tracing::debug!(
-            target: "sqlx_resilience::op",
-            op,
-            attempt,
-            error.type = kind.as_str(),
-            "call rejected: {message}"
-        ),
-        _ => tracing::debug!(
-            target: "sqlx_resilience::op",
-            op,
-            attempt,
-            error.type = kind.as_str(),
-            db.response.status_code = error.and_then(Error::sqlstate).as_deref(),
-            retryable,
-            "attempt failed: {message}"
-        ),
     }
 }
 
@@ -295,7 +262,7 @@ pub struct OpStats {
     /// The most recent failure.
     pub last_failure: Option<LastFailure>,
     /// Call durations (whole calls: attempts, waits and retry delays).
-    pub latency: WaitHistogram,
+    pub latency: Histogram,
 }
 
 impl OpStats {

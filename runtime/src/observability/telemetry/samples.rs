@@ -62,7 +62,7 @@ impl Samples {
 
     pub(crate) fn push(&self, stats: &[PoolStats], cap: usize) {
         let at = Instant::now();
-        let at_unix_ms = super::unix_ms();
+        let at_unix_ms = crate::observability::clock::unix_ms();
         let mut rings = self.lock();
         for s in stats {
             let ring = rings.entry(Arc::from(s.name.as_str())).or_default();
@@ -114,22 +114,27 @@ impl Runtime {
     /// every `monitor.sample_interval`; the ring keeps `monitor.samples` per pool).
     pub fn record_sample(&self) {
         let cap = self.config().settings.monitor.samples as usize;
-        self.shared.telemetry.samples.push(&self.pool_stats(), cap);
+        if let Some(t) = self.telemetry() {
+            t.samples.push(&self.pool_stats(), cap);
+        }
     }
 
     /// Each pool's recent samples, oldest first: what the status page charts.
     pub fn utilization_history(&self) -> Vec<PoolHistory> {
-        self.shared
-            .telemetry
-            .samples
-            .history(self.config().settings.monitor.sample_interval)
+        self.telemetry().map_or_else(Vec::new, |t| {
+            t.samples
+                .history(self.config().settings.monitor.sample_interval)
+        })
     }
 
     /// Starts the sampling task once per runtime (the health report, the monitor and the
     /// HTTP router need it). It holds the runtime weakly and stops when the runtime is dropped
     /// or shuts down.
     pub(crate) fn ensure_sampler(&self) {
-        let samples = &self.shared.telemetry.samples;
+        let Some(telemetry) = self.telemetry() else {
+            return;
+        };
+        let samples = &telemetry.samples;
         if samples.started.get().is_some() || tokio::runtime::Handle::try_current().is_err() {
             return;
         }

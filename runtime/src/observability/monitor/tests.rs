@@ -1,21 +1,14 @@
 use std::time::Duration;
 
-use super::alert::{Alert, AlertKind, Dedup, Severity};
-use super::config::MonitorConfig;
+use super::alert::Dedup;
 use super::rules::{Checker, SlowCount};
-use crate::config::{RuntimeSettings, Value};
-use crate::pool::{PoolStats, WAIT_BUCKETS_US, WaitHistogram};
+use crate::config::{MonitorConfig, RuntimeSettings, Value};
+use crate::histogram::Histogram;
+use crate::observability::alerts::{Alert, AlertKind, Severity};
+use crate::pool::PoolStats;
 
 fn stats(name: &str, in_use: u32, max: u32) -> PoolStats {
-    let empty = WaitHistogram {
-        bounds_us: WAIT_BUCKETS_US.to_vec(),
-        buckets: vec![0; WAIT_BUCKETS_US.len() + 1],
-        count: 0,
-        mean_us: 0,
-        p50_us: 0,
-        p99_us: 0,
-        max_us: 0,
-    };
+    let empty = Histogram::default();
     PoolStats {
         name: name.into(),
         size: in_use,

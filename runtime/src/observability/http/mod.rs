@@ -39,8 +39,8 @@ use serde::Serialize;
 
 #[cfg(feature = "prometheus")]
 pub use self::prometheus::{PrometheusHandle, install_prometheus};
-use crate::health::HealthStatus;
-use crate::pgstats::PgStatsOptions;
+use crate::observability::health::HealthStatus;
+use crate::observability::pgstats::PgStatsOptions;
 use crate::runtime::Runtime;
 
 /// The endpoints of one runtime; [`Endpoints::router`] makes the axum router.
@@ -127,7 +127,7 @@ async fn health(State(e): S) -> Response {
 #[derive(Serialize)]
 struct Databases {
     reachable: bool,
-    databases: Vec<crate::health::DatabaseHealth>,
+    databases: Vec<crate::observability::health::DatabaseHealth>,
 }
 
 async fn health_database(State(e): S) -> Response {

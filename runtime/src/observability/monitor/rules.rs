@@ -5,12 +5,13 @@ use std::collections::HashMap;
 
 use tokio::time::Instant;
 
-use super::alert::{Alert, AlertKind, Severity};
-use super::config::MonitorConfig;
 use crate::breaker::{BreakerMetrics, BreakerState};
-use crate::health::{HealthReport, HealthStatus};
-use crate::pool::{PoolStats, WAIT_BUCKETS_US};
-use crate::telemetry::OpStats;
+use crate::config::MonitorConfig;
+use crate::histogram::first_bucket_above;
+use crate::observability::alerts::{Alert, AlertKind, Severity};
+use crate::observability::health::{HealthReport, HealthStatus};
+use crate::observability::telemetry::OpStats;
+use crate::pool::PoolStats;
 
 /// What a pool looked like at the previous check.
 #[derive(Debug, Clone)]
@@ -68,7 +69,7 @@ impl Checker {
                     &s.name,
                     s.utilization_pct,
                     cfg.utilization_pct,
-                    crate::health::pool_advice(s, ops),
+                    crate::observability::health::pool_advice(s, ops),
                 ));
             }
             let mark = PoolMark {
@@ -85,8 +86,7 @@ impl Checker {
             let secs = now.saturating_duration_since(prev.at).as_secs_f64();
             let window =
                 humantime::format_duration(std::time::Duration::from_secs(secs.round() as u64));
-            let t = u64::try_from(cfg.acquire_wait.as_micros()).unwrap_or(u64::MAX);
-            let first = WAIT_BUCKETS_US.partition_point(|&b| b < t) + 1;
+            let first = first_bucket_above(cfg.acquire_wait);
             let long_waits: u64 = s
                 .acquire_wait
                 .buckets
@@ -192,7 +192,7 @@ impl Checker {
                 c.op,
                 c.pool,
                 self.cfg.slow_op,
-                crate::health::fmt_us(c.p99_us)
+                crate::observability::health::fmt_us(c.p99_us)
             ),
         )
     }
@@ -205,13 +205,13 @@ impl Checker {
             .map(|(name, m)| {
                 let why = match (m.state, m.failure_rate) {
                     (BreakerState::ForcedOpen, _) => "forced open by hand".to_owned(),
-                    _ => crate::health::why_open(m),
+                    _ => crate::observability::health::why_open(m),
                 };
                 Alert::new(
                     AlertKind::BreakerOpen,
                     Severity::Critical,
                     name,
-                    crate::telemetry::state_number(m.state),
+                    crate::observability::telemetry::state_number(m.state),
                     0.0,
                     format!(
                         "circuit breaker {name} is open ({why}; {} calls rejected so far): calls \

@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::health::{HealthStatus, StatusReport};
+use crate::observability::health::{HealthStatus, StatusReport};
+use crate::observability::telemetry::{OpStats, PoolHistory};
 use crate::runtime::Runtime;
-use crate::telemetry::{OpStats, PoolHistory};
 
 /// Escapes text for HTML.
 fn esc(s: &str) -> String {
@@ -301,11 +301,11 @@ pub(crate) fn render(s: &StatusReport, rt: &Runtime) -> String {
         o.push_str("<tr><td class=\"muted\">no alerts (the monitor sends them; start it with Runtime::start_monitor)</td></tr>");
     }
     for a in s.alerts.iter().rev().take(12) {
-        let age = crate::telemetry::unix_ms().saturating_sub(a.at_unix_ms) / 1000;
+        let age = crate::observability::clock::unix_ms().saturating_sub(a.at_unix_ms) / 1000;
         let _ = write!(
             o,
             "<tr><td class=\"t\">{age} s ago</td><td><span class=\"pill {}\">{}</span></td><td>{}</td></tr>",
-            if a.severity == crate::monitor::Severity::Critical {
+            if a.severity == crate::observability::alerts::Severity::Critical {
                 "bad"
             } else {
                 "warn"

@@ -204,7 +204,7 @@ pub async fn collect(conn: &mut PgConnection, options: &PgStatsOptions) -> Resul
     Ok(PgStats {
         server_version,
         database_name,
-        collected_at_unix_ms: crate::telemetry::unix_ms(),
+        collected_at_unix_ms: crate::observability::clock::unix_ms(),
         connections: Connections {
             server_total,
             max_connections: i64::from(max_connections),

@@ -1,7 +1,7 @@
 pub use metrics_exporter_prometheus::PrometheusHandle;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 
-use crate::telemetry::names;
+use crate::observability::telemetry::names;
 
 /// Installs metrics-exporter-prometheus as the global `metrics` recorder, with histogram
 /// buckets suited to database calls for this crate's histograms

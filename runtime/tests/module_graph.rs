@@ -1,0 +1,588 @@
+//! The module graph of the runtime crate: which top-level module uses which, read from the
+//! `crate::`, `super::` and `self::` paths in `src/**/*.rs`.
+//!
+//! Fails on a cycle between modules (beyond the core modules listed in
+//! [`KNOWN_CYCLE_MODULES`], a list that may only shrink) and on any core module using an observability module. The modules of
+//! `src/observability/` count one by one (`observability::telemetry`, ...), every other
+//! top-level module as a whole; `src/lib.rs` assembles them and is no node. Items the crate
+//! root re-exports (`crate::Runtime`, `crate::telemetry`) count as the module they come from.
+//!
+//! Written here rather than run through a tool such as `cargo-modules` because it runs in
+//! `cargo test` without installing anything, and checks the two rules this crate has.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The core modules that take part in cycles today: `config` assembles every policy's
+/// settings while each policy's settings use `config`'s fields; the runner and the runtime
+/// resolve each other; the error enum names what `recovery` and `secret` define while they
+/// return it (which puts every module that returns an error in the group). Each is a cycle to
+/// break; the test fails when a module outside this list joins a cycle, and when one of these
+/// no longer takes part in any, so the list only shrinks.
+const KNOWN_CYCLE_MODULES: &[&str] = &[
+    "breaker", "bulkhead", "config", "error", "limiter", "observer", "op", "pool", "recovery",
+    "retry", "runtime", "secret",
+];
+
+/// One use of a module by another, where it was seen first.
+#[derive(Debug, Clone)]
+struct Use {
+    file: String,
+    line: usize,
+}
+
+type Graph = BTreeMap<String, BTreeMap<String, Use>>;
+
+fn is_observability(node: &str) -> bool {
+    node == "observability" || node.starts_with("observability::")
+}
+
+/// The node a module path belongs to.
+fn node_of(path: &[String]) -> Option<String> {
+    match path {
+        [] => None,
+        [first, second, ..] if first == "observability" => Some(format!("{first}::{second}")),
+        [first, ..] => Some(first.clone()),
+    }
+}
+
+/// The module path of a file: `pool/mod.rs` is `pool`, `pool/stats.rs` is `pool::stats`.
+fn module_of(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .with_extension("")
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
+        parts.pop();
+    }
+    parts
+}
+
+/// The text without comments, string literals and character literals (kept as blanks, so
+/// line numbers stay right).
+fn code_only(text: &str) -> String {
+    let b: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let keep_newlines = |s: &[char], out: &mut String| {
+        for c in s {
+            out.push(if *c == '\n' { '\n' } else { ' ' });
+        }
+    };
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            let end = b[i..]
+                .iter()
+                .position(|c| *c == '\n')
+                .map_or(b.len(), |p| i + p);
+            keep_newlines(&b[i..end], &mut out);
+            i = end;
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            let start = i;
+            while i < b.len() {
+                if b[i] == '/' && b.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    i += 2;
+                } else if b[i] == '*' && b.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            keep_newlines(&b[start..i.min(b.len())], &mut out);
+        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !ident_before(&b, i) {
+            // A raw string: r"...", r#"..."#.
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while b.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if b.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            j += 1;
+            loop {
+                if j >= b.len() {
+                    break;
+                }
+                if b[j] == '"' && (0..hashes).all(|h| b.get(j + 1 + h) == Some(&'#')) {
+                    j += 1 + hashes;
+                    break;
+                }
+                j += 1;
+            }
+            keep_newlines(&b[i..j.min(b.len())], &mut out);
+            i = j;
+        } else if c == '"' {
+            let mut j = i + 1;
+            while j < b.len() && b[j] != '"' {
+                j += if b[j] == '\\' { 2 } else { 1 };
+            }
+            let end = (j + 1).min(b.len());
+            keep_newlines(&b[i..end], &mut out);
+            i = end;
+        } else if c == '\'' {
+            // A character literal ('x', '\n', '\u{..}'), or a lifetime ('a), left as it is.
+            let end = if next == Some('\\') {
+                b[i + 2..]
+                    .iter()
+                    .position(|c| *c == '\'')
+                    .map(|p| i + 2 + p + 1)
+            } else if b.get(i + 2) == Some(&'\'') {
+                Some(i + 3)
+            } else {
+                None
+            };
+            match end {
+                Some(end) => {
+                    keep_newlines(&b[i..end], &mut out);
+                    i = end;
+                }
+                None => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn ident_before(b: &[char], i: usize) -> bool {
+    i > 0 && (b[i - 1].is_alphanumeric() || b[i - 1] == '_')
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Sep,
+    Open,
+    Close,
+    Comma,
+    Other(char),
+}
+
+fn tokens(code: &str) -> Vec<(Tok, usize)> {
+    let b: Vec<char> = code.chars().collect();
+    let mut out = Vec::new();
+    let mut line = 1;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == '\n' {
+            line += 1;
+            i += 1;
+        } else if c.is_whitespace() {
+            i += 1;
+        } else if c.is_alphabetic() || c == '_' {
+            let start = i;
+            while i < b.len() && (b[i].is_alphanumeric() || b[i] == '_') {
+                i += 1;
+            }
+            out.push((Tok::Ident(b[start..i].iter().collect()), line));
+        } else if c == ':' && b.get(i + 1) == Some(&':') {
+            out.push((Tok::Sep, line));
+            i += 2;
+        } else {
+            out.push((
+                match c {
+                    '{' => Tok::Open,
+                    '}' => Tok::Close,
+                    ',' => Tok::Comma,
+                    c => Tok::Other(c),
+                },
+                line,
+            ));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Every path starting at `toks[at]` (a path such as `crate::a::{b, c::d}` gives two), as
+/// segments; and where the path ends.
+fn paths_at(toks: &[(Tok, usize)], at: usize) -> (Vec<Vec<String>>, usize) {
+    let mut prefix = Vec::new();
+    let mut i = at;
+    loop {
+        match toks.get(i) {
+            Some((Tok::Ident(s), _)) => {
+                prefix.push(s.clone());
+                i += 1;
+            }
+            Some((Tok::Open, _)) => {
+                // A group: each comma-separated member is a path of its own.
+                let mut out = Vec::new();
+                i += 1;
+                loop {
+                    match toks.get(i) {
+                        Some((Tok::Close, _)) | None => return (out, i + 1),
+                        Some((Tok::Comma, _)) => i += 1,
+                        Some((Tok::Ident(_), _)) | Some((Tok::Open, _)) => {
+                            let (inner, end) = paths_at(toks, i);
+                            for p in inner {
+                                let mut full = prefix.clone();
+                                full.extend(p);
+                                out.push(full);
+                            }
+                            // Skip `as name` and anything else up to the next member.
+                            i = end;
+                            while let Some((t, _)) = toks.get(i) {
+                                if matches!(t, Tok::Comma | Tok::Close) {
+                                    break;
+                                }
+                                i += 1;
+                            }
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            _ => return (vec![prefix], i),
+        }
+        if toks.get(i).map(|t| &t.0) == Some(&Tok::Sep) {
+            i += 1;
+        } else {
+            return (vec![prefix], i);
+        }
+    }
+}
+
+/// The crate's source files: path relative to `src`, and text.
+type Sources = Vec<(PathBuf, String)>;
+
+/// The module graph of `sources`.
+fn graph(sources: &Sources) -> Graph {
+    let modules: BTreeSet<Vec<String>> = sources.iter().map(|(p, _)| module_of(p)).collect();
+    // What the crate root re-exports: `pub use self::observability::telemetry` makes
+    // `crate::telemetry` the observability module, `pub use self::runtime::Runtime` makes
+    // `crate::Runtime` the runtime module.
+    let mut root_alias: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (rel, text) in sources {
+        if !module_of(rel).is_empty() {
+            continue;
+        }
+        let toks = tokens(&code_only(text));
+        for (i, (t, _)) in toks.iter().enumerate() {
+            if *t == Tok::Ident("self".into()) && toks.get(i + 1).map(|t| &t.0) == Some(&Tok::Sep) {
+                for path in paths_at(&toks, i + 2).0 {
+                    if let Some(last) = path.last()
+                        && modules.contains(&path[..1])
+                    {
+                        root_alias.insert(last.clone(), path.clone());
+                    }
+                }
+            }
+        }
+    }
+    let mut g = Graph::new();
+    for (rel, text) in sources {
+        let file_module = module_of(rel);
+        let Some(from) = node_of(&file_module) else {
+            continue;
+        };
+        let toks = tokens(&code_only(text));
+        // Inline modules (`mod tests { .. }`) shift what `self` and `super` mean.
+        let mut inline: Vec<(String, usize)> = Vec::new();
+        let mut depth = 0usize;
+        let mut i = 0;
+        while i < toks.len() {
+            let (t, line) = &toks[i];
+            match t {
+                Tok::Open => depth += 1,
+                Tok::Close => {
+                    depth = depth.saturating_sub(1);
+                    if inline.last().is_some_and(|(_, d)| *d == depth) {
+                        inline.pop();
+                    }
+                }
+                Tok::Ident(kw) if kw == "mod" => {
+                    if let (Some((Tok::Ident(name), _)), Some((Tok::Open, _))) =
+                        (toks.get(i + 1), toks.get(i + 2))
+                    {
+                        inline.push((name.clone(), depth));
+                    }
+                }
+                _ => {}
+            }
+            let start = match t {
+                Tok::Ident(s) if s == "crate" || s == "super" || s == "self" => s.clone(),
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            if toks.get(i + 1).map(|t| &t.0) != Some(&Tok::Sep) {
+                i += 1;
+                continue;
+            }
+            let mut here = file_module.clone();
+            here.extend(inline.iter().map(|(n, _)| n.clone()));
+            let (paths, end) = paths_at(&toks, i);
+            for path in paths {
+                let mut segs: &[String] = &path;
+                let mut base: Vec<String> = match start.as_str() {
+                    "crate" => {
+                        segs = &segs[1..];
+                        Vec::new()
+                    }
+                    _ => here.clone(),
+                };
+                while let Some(first) = segs.first() {
+                    match first.as_str() {
+                        "self" => segs = &segs[1..],
+                        "super" => {
+                            base.pop();
+                            segs = &segs[1..];
+                        }
+                        _ => break,
+                    }
+                }
+                let mut target = base;
+                target.extend(segs.iter().cloned());
+                if let Some(alias) = target.first().and_then(|f| root_alias.get(f)) {
+                    let mut full = alias.clone();
+                    full.extend(target[1..].iter().cloned());
+                    target = full;
+                }
+                if !modules.contains(&target[..target.len().min(1)]) {
+                    continue; // a macro's `$crate`, an item of the root, or a dependency.
+                }
+                let Some(to) = node_of(&target) else { continue };
+                if to != from {
+                    g.entry(from.clone()).or_default().entry(to).or_insert(Use {
+                        file: format!("runtime/src/{}", rel.display()),
+                        line: *line,
+                    });
+                }
+            }
+            // Past the path, whose inner `self` and `super` are not paths of their own.
+            i = end.max(i + 1);
+        }
+    }
+    g
+}
+
+/// The strongly connected components with more than one node (Tarjan's algorithm).
+fn cycles(g: &Graph) -> Vec<BTreeSet<String>> {
+    struct State<'a> {
+        g: &'a Graph,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on_stack: BTreeSet<&'a str>,
+        out: Vec<BTreeSet<String>>,
+    }
+    fn visit<'a>(s: &mut State<'a>, v: &'a str) {
+        let n = s.index.len();
+        s.index.insert(v, n);
+        s.low.insert(v, n);
+        s.stack.push(v);
+        s.on_stack.insert(v);
+        if let Some(next) = s.g.get(v) {
+            for w in next.keys() {
+                if !s.index.contains_key(w.as_str()) {
+                    visit(s, w);
+                    let lw = s.low[w.as_str()];
+                    let lv = s.low.get_mut(v).unwrap();
+                    *lv = (*lv).min(lw);
+                } else if s.on_stack.contains(w.as_str()) {
+                    let iw = s.index[w.as_str()];
+                    let lv = s.low.get_mut(v).unwrap();
+                    *lv = (*lv).min(iw);
+                }
+            }
+        }
+        if s.low[v] == s.index[v] {
+            let mut scc = BTreeSet::new();
+            while let Some(w) = s.stack.pop() {
+                s.on_stack.remove(w);
+                scc.insert(w.to_owned());
+                if w == v {
+                    break;
+                }
+            }
+            if scc.len() > 1 {
+                s.out.push(scc);
+            }
+        }
+    }
+    let mut s = State {
+        g,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        out: Vec::new(),
+    };
+    let nodes: Vec<&str> = g.keys().map(String::as_str).collect();
+    for v in nodes {
+        if !s.index.contains_key(v) {
+            visit(&mut s, v);
+        }
+    }
+    s.out
+}
+
+/// What is wrong with `g`: core modules using observability modules, and cycles through
+/// modules not `known` to be in one.
+fn problems(g: &Graph, known: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (from, tos) in g {
+        for (to, u) in tos {
+            if !is_observability(from) && is_observability(to) {
+                out.push(format!(
+                    "core module `{from}` uses observability module `{to}` ({}:{}); report \
+                     through `crate::observer` instead",
+                    u.file, u.line
+                ));
+            }
+        }
+    }
+    let mut in_cycles = BTreeSet::new();
+    for scc in cycles(g) {
+        in_cycles.extend(scc.iter().cloned());
+        let members = scc.iter().cloned().collect::<Vec<_>>().join(", ");
+        for from in &scc {
+            for (to, u) in &g[from] {
+                let new = |m: &String| !known.contains(&m.as_str());
+                if scc.contains(to) && (new(from) || new(to)) {
+                    out.push(format!(
+                        "`{from} -> {to}` ({}:{}) closes a cycle between {members}; no module \
+                         may use one that uses it back",
+                        u.file, u.line
+                    ));
+                }
+            }
+        }
+    }
+    for m in known {
+        if !in_cycles.contains(*m) {
+            out.push(format!(
+                "`{m}` is no longer part of a cycle: remove it from KNOWN_CYCLE_MODULES"
+            ));
+        }
+    }
+    out
+}
+
+fn read_sources(dir: &Path, base: &Path, out: &mut Sources) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            read_sources(&p, base, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            out.push((p.strip_prefix(base).unwrap().to_path_buf(), text));
+        }
+    }
+}
+
+#[test]
+fn core_does_not_use_observability_and_modules_form_no_new_cycle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut sources = Sources::new();
+    read_sources(&src, &src, &mut sources);
+    let g = graph(&sources);
+    assert!(
+        g.get("op").is_some_and(|t| t.contains_key("pool")),
+        "the reader finds the runner's use of the pools: {g:#?}"
+    );
+    let problems = problems(&g, KNOWN_CYCLE_MODULES);
+    assert!(
+        problems.is_empty(),
+        "module graph of runtime/src:\n{}",
+        problems.join("\n")
+    );
+}
+
+fn fake(files: &[(&str, &str)]) -> Sources {
+    files
+        .iter()
+        .map(|(p, t)| (PathBuf::from(p), (*t).to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_core_module_using_an_observability_module_fails() {
+    let g = graph(&fake(&[
+        (
+            "lib.rs",
+            "mod op; pub mod observability; pub use self::observability::{telemetry};",
+        ),
+        ("op/mod.rs", "mod run;"),
+        (
+            "op/run.rs",
+            "// crate::telemetry in a comment\nfn f() {}\nuse crate::telemetry::Telemetry;",
+        ),
+        ("observability/mod.rs", "pub mod telemetry;"),
+        ("observability/telemetry/mod.rs", "use crate::op::Thing;"),
+    ]));
+    let p = problems(&g, &[]);
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(
+        p[0].contains(
+            "core module `op` uses observability module `observability::telemetry` \
+             (runtime/src/op/run.rs:3)"
+        ),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|p| p.contains(
+            "`op -> observability::telemetry` (runtime/src/op/run.rs:3) closes a cycle between \
+             observability::telemetry, op"
+        )),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_cycle_through_super_and_groups_fails_and_known_modules_must_still_be_in_one() {
+    let g = graph(&fake(&[
+        ("lib.rs", "mod a; mod b; mod c;"),
+        (
+            "a/mod.rs",
+            "mod x; #[cfg(test)] mod tests { use super::x::Y; }",
+        ),
+        (
+            "a/x.rs",
+            "use super::super::{b::B, c};\nlet s = \"crate::c::Z\";",
+        ),
+        ("b.rs", "fn f() -> crate::a::x::Y { todo!() }"),
+        ("c.rs", "const C: char = '\"'; fn g() {}"),
+    ]));
+    assert_eq!(
+        g["a"].keys().collect::<Vec<_>>(),
+        ["b", "c"],
+        "the string is no use, the group is"
+    );
+    let p = problems(&g, &["a", "c"]);
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(
+        p[0].contains("`a -> b` (runtime/src/a/x.rs:1) closes a cycle between a, b"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].contains("`b -> a` (runtime/src/b.rs:1) closes a cycle between a, b"),
+        "{p:?}"
+    );
+    assert!(p[2].contains("`c` is no longer part of a cycle"), "{p:?}");
+}
