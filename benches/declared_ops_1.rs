@@ -1,0 +1,3 @@
+//! One `#[db_op]` declared (see `declared_ops/bench.rs`).
+
+include!("declared_ops/bench.rs");
