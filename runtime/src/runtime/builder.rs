@@ -213,7 +213,8 @@ impl RuntimeBuilder {
                 origin: "code".into(),
             });
         }
-        let budget = check_budget(&mut config).await?;
+        let adopted: Vec<&str> = self.adopted.iter().map(|(n, _)| n.as_str()).collect();
+        let budget = check_budget(&mut config, &adopted).await?;
         // The budget mode `scale` cannot shrink a pool the application built.
         for (name, pool) in &self.adopted {
             if let Some(cfg) = config.pools.get_mut(name) {
@@ -312,7 +313,7 @@ fn invalid(section: &str, name: &str, i: crate::config::Invalid) -> Error {
 
 /// Reads each server's connection limits and applies the budget mode. A server that cannot
 /// be reached is skipped when all of its pools are lazy, and is an error otherwise.
-async fn check_budget(config: &mut RuntimeConfig) -> Result<Vec<BudgetCheck>> {
+async fn check_budget(config: &mut RuntimeConfig, adopted: &[&str]) -> Result<Vec<BudgetCheck>> {
     let settings = config.settings.clone();
     // Group pools by server.
     let mut servers: BTreeMap<String, (crate::secret::DatabaseUrl, Vec<String>)> = BTreeMap::new();
@@ -390,6 +391,19 @@ async fn check_budget(config: &mut RuntimeConfig) -> Result<Vec<BudgetCheck>> {
                     for (name, max) in check.scaled() {
                         let pool: &mut PoolConfig =
                             config.pools.get_mut(&name).expect("pool exists");
+                        if adopted.contains(&name.as_str()) {
+                            // The application built this pool: its size is fixed.
+                            tracing::warn!(
+                                server = %target,
+                                pool = %name,
+                                max = pool.max,
+                                wanted = max,
+                                "connection budget exceeded, and pool `{name}` is adopted: it \
+                                 keeps its own maximum; build it smaller to fit: {}",
+                                check.arithmetic()
+                            );
+                            continue;
+                        }
                         tracing::warn!(
                             server = %target,
                             pool = %name,
