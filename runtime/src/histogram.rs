@@ -1,5 +1,5 @@
 //! The one duration histogram: op call durations, pool acquire waits and connection use times
-//! are all recorded into a [`Recorder`] and read as a [`Histogram`], with the same buckets and
+//! are all recorded into a `Recorder` and read as a [`Histogram`], with the same buckets and
 //! the same quantile estimate.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
