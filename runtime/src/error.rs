@@ -187,6 +187,20 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// The password for a new connection could not be had from `password_file` or the pool's
+    /// password provider. Nothing was sent to the server.
+    #[error("{site}: cannot get the password from {source_name}: {reason}; {hint}")]
+    Credentials {
+        /// The pool that was about to connect.
+        site: Site,
+        /// `password_file PATH`, or "the password provider".
+        source_name: String,
+        /// Why: the file's or the provider's error (never the password).
+        reason: String,
+        /// What to do.
+        hint: String,
+    },
+
     /// Pool maxima exceed the server's connection budget.
     #[error(
         "connection budget exceeded: {arithmetic}; lower the pool maxima, the instance count, or raise max_connections"
@@ -567,6 +581,7 @@ impl Error {
     pub fn site(&self) -> Option<&Site> {
         match self {
             Error::Connect { site, .. }
+            | Error::Credentials { site, .. }
             | Error::AcquireTimeout { site, .. }
             | Error::PoolClosed { site }
             | Error::Timeout { site, .. }
@@ -599,6 +614,7 @@ impl Error {
     fn site_mut(&mut self) -> Option<&mut Site> {
         match self {
             Error::Connect { site, .. }
+            | Error::Credentials { site, .. }
             | Error::AcquireTimeout { site, .. }
             | Error::PoolClosed { site }
             | Error::Timeout { site, .. }
@@ -636,6 +652,7 @@ impl Error {
             | Error::ConfigProblems { .. }
             | Error::UndeclaredName { .. }
             | Error::Budget { .. }
+            | Error::Credentials { .. }
             | Error::Misconfigured { .. } => FailureKind::Configuration,
             _ => FailureKind::Unknown,
         }

@@ -29,6 +29,6 @@ pub use self::error::{DbError, Error, OpError, PolicyKind, Result, Site};
 pub use self::observability::http;
 pub use self::observability::{health, monitor, pgstats, telemetry};
 pub use self::op::{BoxFuture, Conn, Isolation, Location, Op, OpBuilder, OpSpec, Tx, TxSpec};
-pub use self::pool::{Pool, PoolConfig, PoolStats, PooledConn};
+pub use self::pool::{PasswordProvider, Pool, PoolConfig, PoolStats, PooledConn, ProviderError};
 pub use self::runtime::{HasRuntime, Runtime, RuntimeBuilder};
 pub use self::secret::{DatabaseUrl, redact};

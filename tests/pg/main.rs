@@ -20,6 +20,7 @@ mod budget;
 mod classify;
 mod classify_real;
 mod copy;
+mod credentials;
 mod deadline;
 mod drills;
 mod macros;

@@ -4,6 +4,7 @@
 mod adopt;
 mod budget;
 mod config;
+mod credentials;
 mod events;
 mod handoff;
 mod leak;
@@ -23,9 +24,12 @@ use tokio::time::Instant;
 
 pub use self::budget::{BudgetCheck, BudgetMode, PoolSizing, SizingReport};
 pub use self::config::{PoolConfig, Startup, Validation};
+pub use self::credentials::{PasswordProvider, ProviderError};
 pub use self::events::{CloseReason, PoolEvent, PoolEventKind};
 pub use self::stats::{PoolStats, WAIT_BUCKETS_US, WaitHistogram};
 
+pub(crate) use self::credentials::Providers;
+use self::credentials::{Credentials, Source};
 use self::events::EventSink;
 use self::handoff::{Handed, Handoff, MAX_HANDOFFS};
 pub(crate) use self::leak::Holder;
@@ -81,6 +85,8 @@ pub(crate) struct PoolShared {
     /// Built by the application and adopted: its own hooks, not the runtime's, see its
     /// connections opened and checked.
     adopted: bool,
+    /// A password fetched again before the pool may open a connection.
+    credentials: Option<Credentials>,
 }
 
 /// What a [`Pool`] is assembled from.
@@ -92,6 +98,8 @@ struct Parts {
     counters: Arc<Counters>,
     events: Arc<EventSink>,
     adopted: bool,
+    /// Where the password comes from when it is not fixed in the URL.
+    password: Option<Source>,
 }
 
 impl PoolShared {
@@ -131,6 +139,20 @@ impl Pool {
         servers: &Servers,
         observer: &dyn Observer,
     ) -> Result<Pool> {
+        Pool::watched_with(name, config, default_url, servers, observer, None)
+    }
+
+    /// Builds a pool whose server is watched through `servers`, asking `provider` (when
+    /// given) for the password before it may open a connection.
+    pub(crate) fn watched_with(
+        name: &str,
+        config: PoolConfig,
+        default_url: Option<&DatabaseUrl>,
+        servers: &Servers,
+        observer: &dyn Observer,
+        provider: Option<Arc<dyn PasswordProvider>>,
+    ) -> Result<Pool> {
+        let password = password_source(&config, provider);
         let name: Arc<str> = Arc::from(name);
         let url = config
             .url
@@ -179,6 +201,7 @@ impl Pool {
             counters,
             events,
             adopted: false,
+            password,
         };
         Ok(Pool::assemble(parts, servers, observer))
     }
@@ -193,6 +216,7 @@ impl Pool {
             counters,
             events,
             adopted,
+            password,
         } = parts;
         let leaks = config.leak_threshold.map(LeakWatch::new);
         let observer = observer.pool(&name);
@@ -213,6 +237,7 @@ impl Pool {
             leaks,
             config,
             adopted,
+            credentials: password.map(Credentials::new),
         });
         if let Some(threshold) = shared.config.leak_threshold
             && tokio::runtime::Handle::try_current().is_ok()
@@ -227,6 +252,8 @@ impl Pool {
     pub async fn start(&self) -> Result<()> {
         let cfg = &self.shared.config;
         let site = Site::pool(self.shared.name.clone());
+        self.refresh_password(&site, Instant::now() + cfg.startup_timeout)
+            .await?;
         let options = self.shared.sqlx.connect_options();
         // A direct connect first: the pool's own connect loop retries refusals until its
         // timeout and would hide the reason.
@@ -374,7 +401,37 @@ impl Pool {
 
     /// Acquires within `timeout`; `check_reused` pings any reused connection first. After a
     /// timeout, finding out why never runs past `deadline` (the caller's).
+    ///
+    /// With a password from a file or a provider, a connect the server refuses for its
+    /// password (28P01, 28000) fetches the password again and tries once more: sqlx may open
+    /// a connection in place of a dead idle one, which the check before acquiring cannot see.
     pub(crate) async fn acquire_for(
+        &self,
+        site: &Site,
+        timeout: Duration,
+        deadline: Option<Instant>,
+        check_reused: bool,
+        holder: Holder,
+    ) -> Result<PooledConn> {
+        let started = Instant::now();
+        let first = self
+            .acquire_once(site, timeout, deadline, check_reused, holder.clone())
+            .await;
+        match first {
+            Err(Error::Database { ref source, .. })
+                if self.shared.credentials.is_some() && credentials::refused(source) =>
+            {
+                let limit = started + timeout;
+                self.refresh_password(site, limit).await?;
+                let left = limit.saturating_duration_since(Instant::now());
+                self.acquire_once(site, left, deadline, check_reused, holder)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn acquire_once(
         &self,
         site: &Site,
         timeout: Duration,
@@ -388,6 +445,10 @@ impl Pool {
         let limit = started + timeout;
         let acquired_before = s.counters.acquired.load(Relaxed);
         let opened_before = s.counters.opened.load(Relaxed);
+        if s.sqlx.num_idle() == 0 && s.sqlx.size() < s.config.max {
+            // This acquire may open a connection: with the password of now.
+            self.refresh_password(site, limit).await?;
+        }
         let result = loop {
             // A server confirmed down: wait for a probe to reach it (bounded), instead of
             // every caller trying to connect on its own.
@@ -465,6 +526,22 @@ impl Pool {
                     source,
                 })
             }
+        }
+    }
+
+    /// Fetches the password again (from `password_file` or the provider), within `limit`.
+    async fn refresh_password(&self, site: &Site, limit: Instant) -> Result<()> {
+        let Some(credentials) = &self.shared.credentials else {
+            return Ok(());
+        };
+        let failed = |reason| credentials.source().failed(site, reason);
+        match tokio::time::timeout_at(limit, credentials.refresh(&self.shared.sqlx)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(failed(reason)),
+            Err(_) => Err(failed(format!(
+                "no answer within the acquire's time ({:?})",
+                crate::error::rounded(limit.saturating_duration_since(Instant::now()))
+            ))),
         }
     }
 
@@ -651,6 +728,20 @@ impl Pool {
     pub fn is_closed(&self) -> bool {
         self.shared.sqlx.is_closed()
     }
+}
+
+/// Where the password comes from when it may change: the provider given in code, else
+/// `password_file`.
+pub(crate) fn password_source(
+    config: &PoolConfig,
+    provider: Option<Arc<dyn PasswordProvider>>,
+) -> Option<Source> {
+    provider.map(Source::Provider).or_else(|| {
+        config
+            .password_file
+            .as_ref()
+            .map(|path| Source::File(path.into()))
+    })
 }
 
 /// The server settings of every session, sent in the startup packet (no extra round trip).
