@@ -79,8 +79,8 @@ pub use sqlx_resilience_runtime::{
 #[cfg(feature = "axum")]
 pub use sqlx_resilience_runtime::http;
 pub use sqlx_resilience_runtime::{
-    breaker, bulkhead, config, copy, health, histogram, limiter, monitor, pgstats, pool, recovery,
-    retry, telemetry, timeout,
+    breaker, bulkhead, config, copy, faults, health, histogram, limiter, monitor, pgstats, pool,
+    recovery, retry, telemetry, timeout,
 };
 
 /// Ops: the op builder, what an op declares, and every op declared with `#[db_op]`.

@@ -9,6 +9,7 @@ pub mod classify;
 pub mod config;
 pub mod copy;
 mod error;
+pub mod faults;
 pub mod histogram;
 pub mod limiter;
 mod location;

@@ -23,6 +23,7 @@ mod copy;
 mod credentials;
 mod deadline;
 mod drills;
+mod faults;
 mod macros;
 mod nested;
 mod observe_health;

@@ -301,6 +301,7 @@ impl RuntimeBuilder {
             .as_deref()
             .and_then(|n| pools.get(n).cloned());
 
+        let faults = crate::faults::Faults::from_config(&config.settings.faults)?;
         let rt = Runtime {
             shared: Arc::new(Shared {
                 id: Runtime::next_id(),
@@ -319,6 +320,7 @@ impl RuntimeBuilder {
                 ops: Default::default(),
                 observer,
                 servers,
+                faults,
             }),
         };
         let _ = rt.shared.ops.set(crate::op::resolve_all(&rt));

@@ -68,6 +68,24 @@ pub struct PoolHealth {
     pub stats: PoolStats,
 }
 
+/// One armed fault in the health report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct FaultHealth {
+    /// Its id (`Faults::disarm`).
+    pub id: u64,
+    /// What it does: the SQLSTATE, `drop_connection` or `latency`.
+    pub fault: String,
+    /// The op it hits (`None`: every op).
+    pub op: Option<String>,
+    /// The pool whose ops it hits (`None`: every pool).
+    pub pool: Option<String>,
+    /// Calls hit so far.
+    pub hits: u64,
+    /// Calls it may still hit, when armed for the next N.
+    pub left: Option<u32>,
+}
+
 /// One breaker in the health report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -110,6 +128,8 @@ pub struct HealthReport {
     pub pools: Vec<PoolHealth>,
     /// Each breaker.
     pub breakers: Vec<BreakerHealth>,
+    /// Each armed fault, when fault injection is enabled (`None` when it is off).
+    pub faults: Option<Vec<FaultHealth>>,
     /// Whether the runtime is shutting down.
     pub shutting_down: bool,
     /// When the report was made, in milliseconds since the Unix epoch.
@@ -381,6 +401,19 @@ pub(crate) fn assess(
         databases,
         pools,
         breakers,
+        faults: rt.faults().map(|f| {
+            f.armed()
+                .into_iter()
+                .map(|a| FaultHealth {
+                    id: a.id,
+                    fault: a.fault.label().to_owned(),
+                    op: a.fault.target_op().map(str::to_owned),
+                    pool: a.fault.target_pool().map(str::to_owned),
+                    hits: a.hits,
+                    left: a.left,
+                })
+                .collect()
+        }),
         shutting_down,
         checked_at_unix_ms: crate::observability::clock::unix_ms(),
         took_ms: 0.0,
