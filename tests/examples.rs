@@ -165,6 +165,14 @@ fn seed_000_http_is_served_while_the_ws_pool_is_exhausted() {
         &out,
         "acquire_timeouts: pool ws: 10 callers gave up waiting",
     );
+    // The seed's own tests: at least 20 requests a second for 10 s, average under 2 s, errors
+    // under 5 %; rapid requests trip the breaker, and it recovers.
+    let line = kpi_line(name, &out);
+    assert!(kpi_number(line, "req_per_s") >= 20.0, "{line}");
+    assert!(kpi_number(line, "avg_ms") < 2000.0, "{line}");
+    assert!(kpi_number(line, "error_rate") < 0.05, "{line}");
+    assert_eq!(kpi(line, "breaker_tripped"), "true", "{line}");
+    assert_eq!(kpi(line, "breaker_recovered"), "true", "{line}");
 }
 
 #[test]
