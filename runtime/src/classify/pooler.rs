@@ -30,6 +30,16 @@ pub(super) fn classify_pooler(code: &str, message: &str) -> Option<Classificatio
         // The server behind PgBouncer cannot be reached (server_login_retry), or the database
         // is closed to clients (DISABLE): unavailable, nothing ran.
         (ConnectionLost, Reach::NotSent)
+    } else if has("is not currently accepting connections") {
+        // The server's reason for refusing PgBouncer's login, passed on to the clients
+        // waiting for it (under PgBouncer's SQLSTATE): unavailable, nothing ran.
+        (ConnectionLost, Reach::NotSent)
+    } else if has("the database system is") {
+        // 57P03's texts (starting up, shutting down, in recovery), passed on the same way.
+        (ServerShutdown, Reach::NotSent)
+    } else if has("too many connections") || has("connection slots are reserved") {
+        // 53300's texts, passed on the same way.
+        (Backpressure, Reach::NotSent)
     } else if has("unsupported startup parameter") {
         // The startup packet carried a parameter PgBouncer refuses: `pooler` is not set, or
         // ignore_startup_parameters lacks it.
@@ -62,18 +72,28 @@ mod tests {
     fn pgbouncer_messages_tell_what_ran_and_what_to_do() {
         let c = |m: &str| classify_pooler("08P01", m).expect(m);
         let full = c("no more connections allowed (max_client_conn)");
-        assert_eq!((full.kind, full.reach), (FailureKind::Backpressure, Reach::NotSent));
+        assert_eq!(
+            (full.kind, full.reach),
+            (FailureKind::Backpressure, Reach::NotSent)
+        );
         assert!(full.transient && !full.counts_for_breaker && full.evict);
         let wait = c("query_wait_timeout");
-        assert_eq!((wait.kind, wait.reach), (FailureKind::Backpressure, Reach::NotSent));
+        assert_eq!(
+            (wait.kind, wait.reach),
+            (FailureKind::Backpressure, Reach::NotSent)
+        );
         for down in [
             "server login has been failing, try again later (server_login_retry)",
             "server login has been failing, cached error: connect failed (server_login_retry)",
             "pgbouncer cannot connect to server",
             "database \"app\" is disabled",
+            "database \"app\" is not currently accepting connections",
         ] {
             let d = c(down);
-            assert_eq!((d.kind, d.reach), (FailureKind::ConnectionLost, Reach::NotSent));
+            assert_eq!(
+                (d.kind, d.reach),
+                (FailureKind::ConnectionLost, Reach::NotSent)
+            );
             assert!(d.transient && d.counts_for_breaker, "{down}");
         }
         let refused = c("unsupported startup parameter: options");

@@ -165,7 +165,12 @@ impl Pool {
             .after_connect(move |conn, _meta| {
                 let (counters, events) = (c1.clone(), e1.clone());
                 if let Some(config) = &behind {
-                    return Box::pin(after_connect_behind_pooler(conn, config.clone(), counters, events));
+                    return Box::pin(after_connect_behind_pooler(
+                        conn,
+                        config.clone(),
+                        counters,
+                        events,
+                    ));
                 }
                 Box::pin(after_connect(conn, check_interval, counters, events))
             })

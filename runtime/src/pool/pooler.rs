@@ -31,9 +31,7 @@ pub(super) fn startup(options: PgConnectOptions, pooler: Pooler) -> PgConnectOpt
     match pooler {
         Pooler::None => options,
         Pooler::Session => options.extra_float_digits(None),
-        Pooler::Transaction => options
-            .extra_float_digits(None)
-            .statement_cache_capacity(0),
+        Pooler::Transaction => options.extra_float_digits(None).statement_cache_capacity(0),
     }
 }
 

@@ -338,6 +338,14 @@ async fn check_budget(config: &mut RuntimeConfig, adopted: &[&str]) -> Result<Ve
             .iter()
             .all(|n| config.pools[n].startup == Startup::Lazy);
         let first = &config.pools[&names[0]];
+        // Behind a pooler the server's max_connections bounds the pooler's server
+        // connections, not these pools' client connections (docs/SCALING.md).
+        if names
+            .iter()
+            .any(|n| config.pools[n].pooler != crate::pool::Pooler::None)
+        {
+            continue;
+        }
         let timeout = first.startup_timeout.min(first.connect_timeout);
         let options = url.connect_options("url")?;
         let conn = tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await;
