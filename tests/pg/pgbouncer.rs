@@ -13,7 +13,7 @@ use sqlx_resilience::{
     DbError, Error, FailureKind, PolicyKind, Reach, Runtime, RuntimeBuilder, Tx, Value, classify,
     db_op,
 };
-use sqlx_resilience_testkit::{PgBouncer, PgBouncerOptions, PgServer, TestDb};
+use sqlx_resilience_testkit::{PgBouncer, PgBouncerOptions, PgServer, PoolMode, TestDb};
 
 /// How long any condition may take to appear on a loaded machine.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -208,6 +208,32 @@ async fn ops_of_every_shape_run_through_transaction_pooling_without_prepared_sta
         .unwrap()
         .expect("a PgBouncer pool");
     assert!(pool.server_connections() <= 4, "{pool:?}");
+}
+
+#[tokio::test]
+async fn behind_a_session_pooler_the_settings_are_set_after_connect() {
+    let server = PgServer::shared().await.unwrap();
+    let db = server.create_database().await.unwrap();
+    let options = PgBouncerOptions::new()
+        .pool_mode(PoolMode::Session)
+        .ignore_startup_parameters(Vec::<String>::new());
+    let bouncer = PgBouncer::start_with(server, options).await.unwrap();
+    let rt = runtime(
+        &bouncer,
+        &db,
+        &[
+            ("pooler", "session".into()),
+            ("lock_timeout", "3s".into()),
+            ("idle_in_transaction_session_timeout", "40s".into()),
+            ("search_path", "app, public".into()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        settings_seen(&rt).await,
+        ("3s".into(), "app, public".into(), "40s".into())
+    );
+    assert_eq!(pgb_plus_one(&rt, 41).await.unwrap(), 42);
 }
 
 /// Polls the server until no statement containing `marker` is active in `db`; the time from
