@@ -32,6 +32,7 @@ mod observe_pgstats;
 mod observe_telemetry;
 mod order;
 mod outage;
+mod pgbouncer;
 mod pool;
 mod pool_lifetimes;
 mod retry;

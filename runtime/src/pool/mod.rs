@@ -8,6 +8,7 @@ mod credentials;
 mod events;
 mod handoff;
 mod leak;
+pub(crate) mod pooler;
 mod stats;
 
 use std::ops::{Deref, DerefMut};
@@ -23,7 +24,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 pub use self::budget::{BudgetCheck, BudgetMode, PoolSizing, SizingReport};
-pub use self::config::{PoolConfig, Startup, Validation};
+pub use self::config::{PoolConfig, Pooler, Startup, Validation};
 pub use self::credentials::{PasswordProvider, ProviderError};
 pub use self::events::{CloseReason, PoolEvent, PoolEventKind};
 pub use self::stats::{PoolStats, WAIT_BUCKETS_US, WaitHistogram};
@@ -173,6 +174,7 @@ impl Pool {
         let validation = config.validation;
         let window = config.validation_window;
         let check_interval = config.client_connection_check_interval;
+        let behind = (config.pooler != Pooler::None).then(|| config.clone());
         let (c1, e1) = (counters.clone(), events.clone());
         let (c2, e2) = (counters.clone(), events.clone());
         let sqlx = PgPoolOptions::new()
@@ -184,6 +186,14 @@ impl Pool {
             .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 let (counters, events) = (c1.clone(), e1.clone());
+                if let Some(config) = &behind {
+                    return Box::pin(after_connect_behind_pooler(
+                        conn,
+                        config.clone(),
+                        counters,
+                        events,
+                    ));
+                }
                 Box::pin(after_connect(conn, check_interval, counters, events))
             })
             .before_acquire(move |conn, meta| {
@@ -744,7 +754,8 @@ pub(crate) fn password_source(
     })
 }
 
-/// The server settings of every session, sent in the startup packet (no extra round trip).
+/// The server settings of every session, sent in the startup packet (no extra round trip);
+/// behind a pooler, applied by statements instead (see `pooler`).
 fn session_options(name: &str, config: &PoolConfig, url: &DatabaseUrl) -> Result<PgConnectOptions> {
     let origin = format!("pools.{name}.url");
     let mut options = url.connect_options(&origin)?;
@@ -770,10 +781,10 @@ fn session_options(name: &str, config: &PoolConfig, url: &DatabaseUrl) -> Result
     if let Some(path) = &config.search_path {
         settings.push(("search_path", path.clone()));
     }
-    if !settings.is_empty() {
+    if !settings.is_empty() && config.pooler == Pooler::None {
         options = options.options(settings);
     }
-    Ok(options)
+    Ok(pooler::startup(options, config.pooler))
 }
 
 async fn after_connect(
@@ -802,6 +813,31 @@ async fn after_connect(
         None
     };
     events.emit(PoolEventKind::Connect { backend_pid: pid });
+    Ok(())
+}
+
+/// After connect through a pooler: behind a session pooler the session settings, as `SET`
+/// (one simple query: a statement with arguments takes two round trips, which a transaction
+/// pooler may serve from two server connections); behind a transaction pooler nothing, since
+/// the next statement may run on another server connection (the settings go with every
+/// transaction instead, and there is no one backend to name).
+async fn after_connect_behind_pooler(
+    conn: &mut PgConnection,
+    config: PoolConfig,
+    counters: Arc<Counters>,
+    events: Arc<EventSink>,
+) -> std::result::Result<(), sqlx::Error> {
+    counters.opened.fetch_add(1, Relaxed);
+    if config.pooler == Pooler::Session {
+        let version = conn.server_version_num().unwrap_or(0);
+        let sql = pooler::settings_sql(&config, version, false, true);
+        if let Some(sql) = sql.strip_prefix("; ") {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    events.emit(PoolEventKind::Connect { backend_pid: None });
     Ok(())
 }
 

@@ -379,6 +379,14 @@ async fn check_budget(
             .iter()
             .all(|n| config.pools[n].startup == Startup::Lazy);
         let first = &config.pools[&names[0]];
+        // Behind a pooler the server's max_connections bounds the pooler's server
+        // connections, not these pools' client connections (docs/SCALING.md).
+        if names
+            .iter()
+            .any(|n| config.pools[n].pooler != crate::pool::Pooler::None)
+        {
+            continue;
+        }
         let timeout = first.startup_timeout.min(first.connect_timeout);
         let mut options = url.connect_options("url")?;
         if let Some(source) = crate::pool::password_source(first, providers.get(&names[0])) {

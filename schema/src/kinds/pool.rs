@@ -131,6 +131,14 @@ pub const POOL: Schema = Schema {
              is still there, so a statement the client gave up on stops",
         ),
         Key::new(
+            "pooler",
+            Choice(&["none", "transaction", "session"]),
+            Value(Text("none")),
+            "what sits between the pool and the server: `\"none\"`; `\"transaction\"`: a \
+             transaction pooler (PgBouncer `pool_mode = transaction`), so nothing relies on \
+             session state; `\"session\"`: a session pooler",
+        ),
+        Key::new(
             "outage_wait",
             Rule::duration_to(DAY),
             Value(Duration(secs(5))),

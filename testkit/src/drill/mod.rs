@@ -52,6 +52,7 @@ mod load;
 mod nemesis;
 mod outage;
 mod overhead;
+mod pgbouncer;
 mod report;
 mod restart;
 mod storm;
@@ -69,6 +70,7 @@ use sqlx_resilience_runtime::{Error, PolicyKind, Runtime, Value};
 pub use self::contention::{ContentionReport, ContentionSide};
 pub use self::copy::CopyBench;
 pub use self::outage::OutageCase;
+pub use self::pgbouncer::PgBouncerReport;
 pub use self::report::{LoadReport, OverheadReport, Report};
 
 use self::load::{Ops, Workload};
@@ -104,11 +106,14 @@ pub enum Scenario {
     Nemesis,
     /// Rows a second through COPY, batched inserts and one insert a row.
     Copy,
+    /// Many instances behind PgBouncer in transaction mode, against the same load straight
+    /// to the server ([`PgBouncerReport`]).
+    PgBouncer,
 }
 
 impl Scenario {
     /// Every scenario, in the order of the docs.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Restart,
         Scenario::Kill9,
         Scenario::Blackhole,
@@ -120,6 +125,7 @@ impl Scenario {
         Scenario::Contention,
         Scenario::Nemesis,
         Scenario::Copy,
+        Scenario::PgBouncer,
     ];
 
     /// The name on the command line and in the report.
@@ -136,6 +142,7 @@ impl Scenario {
             Scenario::Contention => "contention",
             Scenario::Nemesis => "nemesis",
             Scenario::Copy => "copy",
+            Scenario::PgBouncer => "pgbouncer",
         }
     }
 }
@@ -254,6 +261,7 @@ pub async fn run_with(scenario: Scenario, size: Size, options: Options) -> Resul
         Scenario::Contention => Report::Contention(contention::run(size).await?),
         Scenario::Nemesis => Report::Load(nemesis::run(size, o).await?),
         Scenario::Copy => Report::Copy(copy::run(size).await?),
+        Scenario::PgBouncer => Report::PgBouncer(pgbouncer::run(size).await?),
     };
     tracing::info!(scenario = scenario.name(), "drill finished");
     Ok(report)
