@@ -10,6 +10,7 @@ pub mod config;
 pub mod copy;
 mod error;
 pub mod histogram;
+pub mod hosts;
 pub mod limiter;
 mod location;
 pub mod observability;

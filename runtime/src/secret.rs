@@ -65,10 +65,25 @@ impl DatabaseUrl {
     /// would.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         match &self.0 {
-            Target::Url(url) => PgConnectOptions::from_str(url)
-                .map(drop)
-                .map_err(|e| self.refused(&e)),
+            Target::Url(url) => match crate::hosts::parse(url) {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => PgConnectOptions::from_str(url)
+                    .map(drop)
+                    .map_err(|e| self.refused(&e)),
+                Err(what) => Err(multi_host_refused(&what)),
+            },
             Target::Options(_) => Ok(()),
+        }
+    }
+
+    /// The hosts of a multi-host URL (libpq's `h1:p1,h2:p2` and `host=a,b port=..` forms, or
+    /// one host with `target_session_attrs`); `None` for a one-server URL or connect options.
+    pub(crate) fn host_list(&self, origin: &str) -> Result<Option<crate::hosts::HostList>> {
+        match &self.0 {
+            Target::Url(url) => crate::hosts::parse(url).map_err(|what| {
+                Error::config("url", self.redacted(), multi_host_refused(&what), origin)
+            }),
+            Target::Options(_) => Ok(None),
         }
     }
 
@@ -87,6 +102,14 @@ impl DatabaseUrl {
         };
         format!("a PostgreSQL URL the driver accepts ({})", redact(&text))
     }
+}
+
+fn multi_host_refused(what: &str) -> String {
+    format!(
+        "a connection string in libpq's forms, `postgres://u@h1:5432,h2:5433/db?target_session_attrs=read-write` \
+         or `host=h1,h2 port=5432,5433 dbname=db` ({})",
+        redact(what)
+    )
 }
 
 /// Connect options as a URL without secrets: user, `***` for a password, host (or socket

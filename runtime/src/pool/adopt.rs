@@ -46,6 +46,7 @@ impl Pool {
             url,
             sqlx,
             adopted: true,
+            hosts: None,
         };
         Pool::assemble(parts, servers, observer)
     }
