@@ -60,6 +60,19 @@ impl DatabaseUrl {
         }
     }
 
+    /// The connect options of each host of a multi-host URL, in the order written (without
+    /// the pool's session settings); the one host's options otherwise.
+    pub(crate) fn each_host_options(&self, origin: &str) -> Result<Vec<PgConnectOptions>> {
+        Ok(match self.host_list(origin)? {
+            Some(list) => list
+                .hosts
+                .iter()
+                .map(|h| list.base.clone().host(&h.host).port(h.port))
+                .collect(),
+            None => vec![self.connect_options(origin)?],
+        })
+    }
+
     /// Whether the driver accepts this URL; otherwise what was expected, and why not. The
     /// configuration checks it when the URL is set, so `resolve()` refuses what `build()`
     /// would.

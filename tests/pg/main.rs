@@ -22,6 +22,7 @@ mod classify_real;
 mod copy;
 mod deadline;
 mod drills;
+mod failover;
 mod macros;
 mod nested;
 mod observe_health;

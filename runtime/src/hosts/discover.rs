@@ -25,7 +25,8 @@ const ROUND_FIRST: Duration = Duration::from_millis(25);
 const ROUND_MAX: Duration = Duration::from_millis(200);
 
 /// What a host was when last asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum HostRole {
     /// Not asked yet.
@@ -66,7 +67,7 @@ impl HostRole {
 }
 
 /// One host of a multi-host pool, for the health report and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct HostStatus {
     /// The host's name or address (OpenTelemetry's `server.address`).

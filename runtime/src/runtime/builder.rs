@@ -339,28 +339,30 @@ async fn check_budget(config: &mut RuntimeConfig, adopted: &[&str]) -> Result<Ve
             .all(|n| config.pools[n].startup == Startup::Lazy);
         let first = &config.pools[&names[0]];
         let timeout = first.startup_timeout.min(first.connect_timeout);
-        let options = url.connect_options("url")?;
-        let conn = tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await;
+        // A multi-host URL: the budget is read from the first host that answers.
+        let mut conn = Err(sqlx::Error::PoolClosed);
+        for options in url.each_host_options("url")? {
+            conn = match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {timeout:?}"),
+                ))),
+            };
+            if conn.is_ok() {
+                break;
+            }
+        }
         let mut conn = match conn {
-            Ok(Ok(c)) => c,
-            Ok(Err(source)) if !all_lazy => {
+            Ok(c) => c,
+            Err(source) if !all_lazy => {
                 return Err(Error::Connect {
                     site: Site::pool(names[0].as_str()),
                     target,
                     source,
                 });
             }
-            Err(_) if !all_lazy => {
-                return Err(Error::Connect {
-                    site: Site::pool(names[0].as_str()),
-                    target,
-                    source: sqlx::Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no answer within {timeout:?}"),
-                    )),
-                });
-            }
-            _ => {
+            Err(_) => {
                 tracing::warn!(server = %target, "server unreachable at start-up; connection budget not checked (all its pools are lazy)");
                 continue;
             }
