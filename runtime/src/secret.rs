@@ -309,6 +309,30 @@ mod tests {
     }
 
     #[test]
+    fn multi_host_strings_are_checked_and_never_show_their_password() {
+        for text in [
+            "postgres://app:s3cret@h1:5432,h2:5433/db?target_session_attrs=read-write",
+            "host=h1,h2 port=5432,5433 dbname=db user=app password=s3cret",
+        ] {
+            let url = DatabaseUrl::new(text);
+            assert_eq!(url.check(), Ok(()));
+            assert_eq!(url.each_host_options("test").unwrap().len(), 2);
+            assert!(!format!("{url} {url:?}").contains("s3cret"), "{url}");
+        }
+        let bad = DatabaseUrl::new("postgres://app:s3cret@h1,h2:99999/db");
+        let err = bad.host_list("pools.main.url").unwrap_err().to_string();
+        assert!(
+            err.contains("host 2 of 2") && err.contains("99999"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+        assert_eq!(
+            bad.check().map_err(|e| e.contains("host 2 of 2")),
+            Err(true)
+        );
+    }
+
+    #[test]
     fn bad_url_error_does_not_leak() {
         let url = DatabaseUrl::new("postgres://app:hunter2@[bad/db");
         let err = url.connect_options("test").unwrap_err().to_string();

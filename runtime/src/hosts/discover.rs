@@ -368,15 +368,14 @@ impl Hosts {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let previous = failover.as_ref().and_then(|f| f.old);
-        let first = self.switched_at_us.load(Acquire) == 0;
-        if first || previous != Some(i) {
-            if let Some(sqlx) = self.sqlx.get() {
-                sqlx.set_connect_options(self.members[i].options.clone());
-            }
-            let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-            self.switched_at_us.store(now.max(1), Release);
-            self.generation.fetch_add(1, AcqRel);
+        if let Some(sqlx) = self.sqlx.get() {
+            sqlx.set_connect_options(self.members[i].options.clone());
         }
+        // Every connection opened before is closed, even when the same host was found again:
+        // one name may point at another server now (a managed service's DNS name).
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.switched_at_us.store(now.max(1), Release);
+        self.generation.fetch_add(1, AcqRel);
         if let Some(f) = &failover
             && previous != Some(i)
         {
