@@ -24,6 +24,10 @@ use crate::recovery::{Server, Servers};
 const ROUND_FIRST: Duration = Duration::from_millis(25);
 const ROUND_MAX: Duration = Duration::from_millis(200);
 
+/// How long an acquire waits before asking whether the host in use still answers, and how
+/// often the pool asks while acquires wait.
+pub(crate) const STALL_CHECK: Duration = Duration::from_millis(250);
+
 /// What a host was when last asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -130,6 +134,8 @@ pub(crate) struct Hosts {
     failovers: AtomicU64,
     /// The last host used, for the error while there is none.
     last: AtomicU64,
+    /// When `current_answers` last asked, in microseconds since `epoch`.
+    checked_at_us: AtomicU64,
 }
 
 impl Hosts {
@@ -173,6 +179,7 @@ impl Hosts {
             discovering: AtomicBool::new(false),
             failovers: AtomicU64::new(0),
             last: AtomicU64::new(0),
+            checked_at_us: AtomicU64::new(0),
         })
     }
 
@@ -246,6 +253,40 @@ impl Hosts {
             HostRole::of(role).as_str(),
             self.target
         )))
+    }
+
+    /// Asks the host in use (at most once per `STALL_CHECK` for the pool) whether it still
+    /// answers as the target wants; when not, starts a re-discovery and returns `false`.
+    /// For callers whose acquire has been waiting: a host that died with no op on it yet
+    /// (idle connections, refused connects) is noticed here.
+    pub(crate) async fn current_answers(self: &Arc<Self>, generation: u64) -> bool {
+        let Some(i) = *self.current.borrow() else {
+            return true;
+        };
+        if generation != self.generation() {
+            return true;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let last = self.checked_at_us.load(Acquire);
+        let every = u64::try_from(STALL_CHECK.as_micros()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) < every
+            || self
+                .checked_at_us
+                .compare_exchange(last, now, AcqRel, Acquire)
+                .is_err()
+        {
+            return true;
+        }
+        let suits = self.check(i).await.is_some_and(|role| {
+            self.target.accepts(role) || self.target == TargetSessionAttrs::PreferStandby
+        });
+        if !suits {
+            self.suspect(
+                generation,
+                "the host in use no longer answers as the target wants",
+            );
+        }
+        suits
     }
 
     /// Waits until a host is in use, until `until` at the latest; starts a discovery when none
@@ -451,8 +492,13 @@ async fn discover(hosts: Weak<Hosts>) {
             return;
         }
         if let Some(i) = h.round().await {
-            h.discovering.store(false, Release);
             h.switch(i);
+            h.discovering.store(false, Release);
+            // A failure reported between the switch and now found no discovery running to
+            // start: look again.
+            if h.current.borrow().is_none() {
+                h.start_discovery();
+            }
             return;
         }
         drop(h);

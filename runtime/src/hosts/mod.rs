@@ -20,8 +20,8 @@ mod discover;
 mod parse;
 mod target;
 
-pub(crate) use self::discover::Hosts;
 pub use self::discover::{HostRole, HostStatus};
+pub(crate) use self::discover::{Hosts, STALL_CHECK};
 pub use self::parse::HostAddr;
 pub(crate) use self::parse::{HostList, parse};
 pub use self::target::{LoadBalance, TargetSessionAttrs};

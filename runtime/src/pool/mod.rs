@@ -33,7 +33,7 @@ use self::leak::LeakWatch;
 use self::stats::Counters;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
-use crate::hosts::{HostStatus, Hosts};
+use crate::hosts::{HostStatus, Hosts, STALL_CHECK};
 use crate::observer::{Observer, PoolObserver, Unobserved};
 use crate::recovery::{Server, Servers, Waited};
 use crate::secret::DatabaseUrl;
@@ -458,18 +458,24 @@ impl Pool {
         let s = &self.shared;
         let waiting = WaitingGuard::new(&s.counters);
         let started = Instant::now();
-        let limit = started + timeout;
-        // A multi-host pool between hosts: wait for one, within the caller's deadline.
-        let generation = match &s.hosts {
-            Some(hosts) => {
-                hosts.ready(site, deadline.unwrap_or(limit)).await?;
-                hosts.generation()
-            }
-            None => 0,
-        };
+        let mut limit = started + timeout;
+        let mut generation = 0;
         let acquired_before = s.counters.acquired.load(Relaxed);
         let opened_before = s.counters.opened.load(Relaxed);
         let result = loop {
+            // A multi-host pool between hosts: wait for one, within the caller's deadline;
+            // the server watched below is then the new host's.
+            if let Some(hosts) = &s.hosts {
+                let wait_from = Instant::now();
+                hosts.ready(site, deadline.unwrap_or(limit)).await?;
+                generation = hosts.generation();
+                // Waiting for the new host used up the acquire timeout: the acquire gets its
+                // own again, within the deadline.
+                let now = Instant::now();
+                if now > limit && now > wait_from {
+                    limit = deadline.map_or(now + timeout, |d| d.min(now + timeout));
+                }
+            }
             // A server confirmed down: wait for a probe to reach it (bounded), instead of
             // every caller trying to connect on its own.
             if self.server().is_down() {
@@ -493,6 +499,20 @@ impl Pool {
             if self.server().is_down() {
                 continue;
             }
+            // A multi-host pool's acquire that waits: is the host still there? (Its idle
+            // connections may have died with it, and sqlx retries refused connects until the
+            // timeout.) When not, the loop waits for the host discovery finds.
+            let stalled = async {
+                match &s.hosts {
+                    Some(hosts) => loop {
+                        tokio::time::sleep(STALL_CHECK).await;
+                        if !hosts.current_answers(generation).await {
+                            break;
+                        }
+                    },
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 r = tokio::time::timeout_at(limit, self.take(check_reused)) => break match r {
@@ -500,6 +520,7 @@ impl Pool {
                     Err(e) => (Err(e), false, 0),
                 },
                 () = &mut went_down => continue,
+                () = stalled => continue,
             }
         };
         let (result, reused, handoffs) = result;
