@@ -1,5 +1,5 @@
 //! Multi-host URLs and failover on real servers: a primary with a streaming replica (the host
-//! chosen by asking the servers, a kill -9 of the primary, a typed error while no primary
+//! chosen by asking the servers, a primary turned read-only, a typed error while no primary
 //! answers, the promoted replica taking the writes), and a Patroni cluster (a switchover and a
 //! kill -9 of the leader's postgres under writes: no acknowledged write lost or applied
 //! twice, no connection to the old primary used again). Conditions are polled with generous
@@ -114,9 +114,23 @@ async fn the_pool_asks_for_the_primary_and_follows_a_promoted_replica() {
     );
     standby_rt.shutdown(Duration::from_secs(5)).await.ok();
 
-    // The primary dies and nothing is promoted: a write waits out its deadline, then says a
+    // Four connections open on the primary, idle in the pool from now on.
+    let ports = ports_in_use(&rt, 4).await;
+    assert!(
+        ports.iter().all(|p| *p == i32::from(primary.port())),
+        "{ports:?}"
+    );
+
+    // The primary turns read-only (alive, as a demoted primary is) and nothing is promoted:
+    // a write meets 25006, waits out its deadline for a read-write host, then says a
     // failover is in progress, naming the old host.
-    set.primary().kill9().await.unwrap();
+    set.primary()
+        .set_setting("default_transaction_read_only", "on")
+        .await
+        .unwrap();
+    // A backend idle at the reload runs its next statement with the old settings: one read on
+    // each of the four connections first.
+    ports_in_use(&rt, 4).await;
     let err = upsert(&rt, 2, Duration::from_millis(1500))
         .await
         .unwrap_err();
@@ -126,10 +140,21 @@ async fn the_pool_asks_for_the_primary_and_follows_a_promoted_replica() {
     assert!(text.contains(&primary.to_string()), "{text}");
     assert!(!text.contains(":***@") && !url.contains(&text), "{text}");
 
-    // The replica is promoted: the same pool writes there, within the write's deadline.
+    // The replica is promoted: the same pool writes there, within the write's deadline, and
+    // none of its connections to the old primary (alive, still accepting sessions) is used.
     set.promote(0).await.unwrap();
+    let give_up = tokio::time::Instant::now() + LIMIT;
+    while pool.current_host() != Some(standby.to_string()) {
+        assert!(tokio::time::Instant::now() < give_up, "{:?}", pool.hosts());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Reads first: a connection to the old primary would serve them without an error.
+    let ports = ports_in_use(&rt, 8).await;
+    assert!(
+        ports.iter().all(|p| *p == i32::from(standby.port())),
+        "{ports:?}"
+    );
     upsert(&rt, 3, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(pool.current_host(), Some(standby.to_string()));
     assert_eq!(pool.failovers(), Some(1));
     let mut promoted = PgConnection::connect(&set.replica_url(0, &db))
         .await
