@@ -320,6 +320,38 @@ pub enum Error {
         breaker: Option<Arc<str>>,
     },
 
+    /// A multi-host pool has no host that suits its `target_session_attrs` (its primary
+    /// failed over, or none answered yet), and the call's deadline (or acquire timeout)
+    /// ended before one did.
+    #[error(
+        "{site}: failover in progress: {} ({reason}) since {} ({:?} ago); none of {} \
+         answered as `{target}` within the {:?} this call waited; calls resume once a host \
+         does: give ops a deadline longer than a failover takes to ride it out",
+        old_host.as_ref().map_or_else(|| "no host in use yet".to_owned(), |h| format!("host {h} stopped being usable")),
+        humantime::format_rfc3339_millis(*.since),
+        crate::error::rounded(*.lasted),
+        .hosts.join(", "),
+        crate::error::rounded(*.waited)
+    )]
+    Failover {
+        /// Where.
+        site: Site,
+        /// The host the pool used before, if it had one.
+        old_host: Option<String>,
+        /// Every host of the pool, `host:port`.
+        hosts: Vec<String>,
+        /// What the pool asks of a host.
+        target: crate::hosts::TargetSessionAttrs,
+        /// When the failover began.
+        since: std::time::SystemTime,
+        /// How long it had lasted when the call gave up.
+        lasted: Duration,
+        /// How long the call waited.
+        waited: Duration,
+        /// What started it (a read-only error, a lost connection, ...), without secrets.
+        reason: String,
+    },
+
     /// A rate limiter rejected the call.
     #[error(
         "{site}: rate limiter `{limiter}` rejected the call{}; slow down or raise its rate",
@@ -588,6 +620,7 @@ impl Error {
             | Error::DeadlineExceeded { site, .. }
             | Error::BreakerOpen { site, .. }
             | Error::Unavailable { site, .. }
+            | Error::Failover { site, .. }
             | Error::RateLimited { site, .. }
             | Error::BulkheadFull { site, .. }
             | Error::Database { site, .. }
@@ -621,6 +654,7 @@ impl Error {
             | Error::DeadlineExceeded { site, .. }
             | Error::BreakerOpen { site, .. }
             | Error::Unavailable { site, .. }
+            | Error::Failover { site, .. }
             | Error::RateLimited { site, .. }
             | Error::BulkheadFull { site, .. }
             | Error::Database { site, .. }
@@ -644,6 +678,7 @@ impl Error {
             Error::Timeout { .. } | Error::DeadlineExceeded { .. } => FailureKind::Deadline,
             Error::BreakerOpen { .. } => FailureKind::BreakerOpen,
             Error::Unavailable { .. } => FailureKind::Unavailable,
+            Error::Failover { .. } => FailureKind::Failover,
             Error::RateLimited { .. } | Error::BulkheadFull { .. } => FailureKind::Rejected,
             Error::UnknownOutcome { .. } => FailureKind::UnknownOutcome,
             Error::PoolClosed { .. } | Error::ShuttingDown { .. } => FailureKind::ShuttingDown,

@@ -11,6 +11,7 @@ pub mod copy;
 mod error;
 pub mod faults;
 pub mod histogram;
+pub mod hosts;
 pub mod limiter;
 mod location;
 pub mod observability;

@@ -42,8 +42,11 @@ impl Role {
     }
 
     async fn admin(&self, sql: &str) {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&self.admin_url)
+        use sqlx::{ConnectOptions, Connection};
+        // Not logged: the statements carry the passwords the test looks for in the logs.
+        let options: sqlx::postgres::PgConnectOptions =
+            self.admin_url.parse().expect("the admin URL");
+        let mut conn = sqlx::PgConnection::connect_with(&options.disable_statement_logging())
             .await
             .expect("admin connection");
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))

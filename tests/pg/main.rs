@@ -23,6 +23,7 @@ mod copy;
 mod credentials;
 mod deadline;
 mod drills;
+mod failover;
 mod faults;
 mod macros;
 mod nested;

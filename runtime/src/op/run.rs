@@ -685,7 +685,10 @@ fn failed(at: AttemptEnd<'_>, db: Option<&mut Error>) -> Verdict {
         c.kind,
         FailureKind::ConnectionLost | FailureKind::ServerShutdown
     );
-    let replace = dead && conn.reused() && safe;
+    // On a multi-host pool these may be a failover: the pool finds its host again, and a
+    // body that is safe to run again runs once more there (waiting for it within the deadline).
+    let moved = (dead || c.kind == FailureKind::Failover) && conn.suspect_host(&db.to_string());
+    let replace = (dead && conn.reused() || moved) && safe;
     if dead {
         conn.suspect_siblings();
     }

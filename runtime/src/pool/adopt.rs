@@ -51,6 +51,7 @@ impl Pool {
             password,
             sqlx,
             adopted: true,
+            hosts: None,
         };
         Pool::assemble(parts, servers, observer)
     }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 
 /// Did the server refuse a connection for its password (`invalid_password`,
 /// `invalid_authorization_specification`)?
@@ -99,8 +100,11 @@ impl Source {
 /// A pool's changing password: its source and the one last handed to sqlx.
 pub(crate) struct Credentials {
     source: Source,
-    /// The password last set on sqlx's pool, to set it again only when it changed.
-    current: Mutex<Option<String>>,
+    /// The password last set on sqlx's pool, and the connect options it was set in: when
+    /// something else replaced them since (a multi-host pool moving to another host), the
+    /// password is set again.
+    /// The options are held, not only compared, so their address cannot be reused.
+    current: Mutex<Option<(String, Arc<PgConnectOptions>)>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -137,10 +141,13 @@ impl Credentials {
     pub(crate) async fn refresh(&self, sqlx: &PgPool) -> Result<(), String> {
         let password = self.source.fetch().await?;
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.as_deref() != Some(password.as_str()) {
-            let options = sqlx.connect_options().as_ref().clone().password(&password);
-            sqlx.set_connect_options(options);
-            *current = Some(password);
+        let options = sqlx.connect_options();
+        let unchanged = current
+            .as_ref()
+            .is_some_and(|(p, set)| *p == password && Arc::ptr_eq(set, &options));
+        if !unchanged {
+            sqlx.set_connect_options(options.as_ref().clone().password(&password));
+            *current = Some((password, sqlx.connect_options()));
         }
         Ok(())
     }

@@ -388,35 +388,42 @@ async fn check_budget(
             continue;
         }
         let timeout = first.startup_timeout.min(first.connect_timeout);
-        let mut options = url.connect_options("url")?;
-        if let Some(source) = crate::pool::password_source(first, providers.get(&names[0])) {
-            let password = source
-                .fetch()
-                .await
-                .map_err(|reason| source.failed(&Site::pool(names[0].as_str()), reason))?;
-            options = options.password(&password);
+        // A multi-host URL: the budget is read from the first host that answers.
+        let password = match crate::pool::password_source(first, providers.get(&names[0])) {
+            Some(source) => Some(
+                source
+                    .fetch()
+                    .await
+                    .map_err(|reason| source.failed(&Site::pool(names[0].as_str()), reason))?,
+            ),
+            None => None,
+        };
+        let mut conn = Err(sqlx::Error::PoolClosed);
+        for mut options in url.each_host_options("url")? {
+            if let Some(password) = &password {
+                options = options.password(password);
+            }
+            conn = match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {timeout:?}"),
+                ))),
+            };
+            if conn.is_ok() {
+                break;
+            }
         }
-        let conn = tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await;
         let mut conn = match conn {
-            Ok(Ok(c)) => c,
-            Ok(Err(source)) if !all_lazy => {
+            Ok(c) => c,
+            Err(source) if !all_lazy => {
                 return Err(Error::Connect {
                     site: Site::pool(names[0].as_str()),
                     target,
                     source,
                 });
             }
-            Err(_) if !all_lazy => {
-                return Err(Error::Connect {
-                    site: Site::pool(names[0].as_str()),
-                    target,
-                    source: sqlx::Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no answer within {timeout:?}"),
-                    )),
-                });
-            }
-            _ => {
+            Err(_) => {
                 tracing::warn!(server = %target, "server unreachable at start-up; connection budget not checked (all its pools are lazy)");
                 continue;
             }

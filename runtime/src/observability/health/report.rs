@@ -66,6 +66,13 @@ pub struct PoolHealth {
     pub acquire_wait_p99_ms: f64,
     /// Every figure the pool keeps.
     pub stats: PoolStats,
+    /// A pool on a multi-host URL: every host, its role, health and counters, and which one
+    /// the pool uses (absent for a one-server pool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<crate::hosts::HostStatus>>,
+    /// A pool on a multi-host URL: how many times it moved to another host after a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failovers: Option<u64>,
 }
 
 /// One armed fault in the health report.
@@ -324,7 +331,10 @@ pub(crate) fn assess(
                 reason: format!("pool {} {}", s.name, reasons.join(", ")),
             });
         }
+        let pool = rt.pool(&s.name);
         pools.push(PoolHealth {
+            hosts: pool.and_then(crate::Pool::hosts),
+            failovers: pool.and_then(crate::Pool::failovers),
             name: s.name.clone(),
             status: status_of(100u32.saturating_sub(points), false),
             utilization_pct: util,
