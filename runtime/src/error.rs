@@ -329,7 +329,7 @@ pub enum Error {
          does: give ops a deadline longer than a failover takes to ride it out",
         old_host.as_ref().map_or_else(|| "no host in use yet".to_owned(), |h| format!("host {h} stopped being usable")),
         humantime::format_rfc3339_millis(*.since),
-        crate::error::rounded(*.lasted),
+        crate::error::rounded(.since.elapsed().unwrap_or_default()),
         .hosts.join(", "),
         crate::error::rounded(*.waited)
     )]
@@ -337,19 +337,17 @@ pub enum Error {
         /// Where.
         site: Site,
         /// The host the pool used before, if it had one.
-        old_host: Option<String>,
+        old_host: Option<Box<str>>,
         /// Every host of the pool, `host:port`.
-        hosts: Vec<String>,
+        hosts: Box<[String]>,
         /// What the pool asks of a host.
         target: crate::hosts::TargetSessionAttrs,
         /// When the failover began.
         since: std::time::SystemTime,
-        /// How long it had lasted when the call gave up.
-        lasted: Duration,
         /// How long the call waited.
         waited: Duration,
         /// What started it (a read-only error, a lost connection, ...), without secrets.
-        reason: String,
+        reason: Box<str>,
     },
 
     /// A rate limiter rejected the call.

@@ -439,24 +439,18 @@ impl Hosts {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let (since, since_wall, old, reason) = match f {
-            Some(f) => (f.since, f.since_wall, f.old, f.reason),
-            None => (
-                Instant::now(),
-                SystemTime::now(),
-                None,
-                "not found yet".to_owned(),
-            ),
+        let (since_wall, old, reason) = match f {
+            Some(f) => (f.since_wall, f.old, f.reason),
+            None => (SystemTime::now(), None, "not found yet".to_owned()),
         };
         Error::Failover {
             site: site.clone(),
-            old_host: old.map(|o| self.members[o].addr.to_string()),
+            old_host: old.map(|o| self.members[o].addr.to_string().into()),
             hosts: self.members.iter().map(|m| m.addr.to_string()).collect(),
             target: self.target,
             since: since_wall,
-            lasted: since.elapsed(),
             waited,
-            reason,
+            reason: reason.into(),
         }
     }
 
