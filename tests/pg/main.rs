@@ -32,6 +32,7 @@ mod order;
 mod outage;
 mod pool;
 mod pool_lifetimes;
+mod replicas;
 mod retry;
 mod shutdown;
 mod support;

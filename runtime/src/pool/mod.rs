@@ -35,6 +35,7 @@ use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
 use crate::observer::{Observer, PoolObserver, Unobserved};
 use crate::recovery::{Server, Servers, Waited};
+use crate::replica::{ReplicaReport, Replicas};
 use crate::secret::DatabaseUrl;
 
 /// The longest an acquire timeout waits to find out whether the server is reachable.
@@ -81,6 +82,8 @@ pub(crate) struct PoolShared {
     /// Built by the application and adopted: its own hooks, not the runtime's, see its
     /// connections opened and checked.
     adopted: bool,
+    /// Its read replicas, if it names any.
+    replicas: Option<Arc<Replicas>>,
 }
 
 /// What a [`Pool`] is assembled from.
@@ -92,6 +95,7 @@ struct Parts {
     counters: Arc<Counters>,
     events: Arc<EventSink>,
     adopted: bool,
+    replicas: Option<Arc<Replicas>>,
 }
 
 impl PoolShared {
@@ -171,6 +175,7 @@ impl Pool {
                 ))
             })
             .connect_lazy_with(options);
+        let replicas = Replicas::build(&name, &config, (*sqlx.connect_options()).clone(), servers)?;
         let parts = Parts {
             name,
             config,
@@ -179,6 +184,7 @@ impl Pool {
             counters,
             events,
             adopted: false,
+            replicas,
         };
         Ok(Pool::assemble(parts, servers, observer))
     }
@@ -193,6 +199,7 @@ impl Pool {
             counters,
             events,
             adopted,
+            replicas,
         } = parts;
         let leaks = config.leak_threshold.map(LeakWatch::new);
         let observer = observer.pool(&name);
@@ -213,6 +220,7 @@ impl Pool {
             leaks,
             config,
             adopted,
+            replicas,
         });
         if let Some(threshold) = shared.config.leak_threshold
             && tokio::runtime::Handle::try_current().is_ok()
@@ -642,9 +650,23 @@ impl Pool {
         }
     }
 
-    /// Closes every connection; later acquires fail with [`Error::PoolClosed`].
+    /// Closes every connection (its replicas' too); later acquires fail with
+    /// [`Error::PoolClosed`].
     pub async fn close(&self) {
+        if let Some(replicas) = &self.shared.replicas {
+            replicas.close().await;
+        }
         self.shared.sqlx.close().await;
+    }
+
+    /// Its read replicas now: each one's lag, health and share of reads; `None` when the pool
+    /// names no replicas.
+    pub fn replica_report(&self) -> Option<ReplicaReport> {
+        self.shared.replicas.as_ref().map(|r| r.report())
+    }
+
+    pub(crate) fn replicas(&self) -> Option<&Arc<Replicas>> {
+        self.shared.replicas.as_ref()
     }
 
     /// Whether [`Pool::close`] was called.
