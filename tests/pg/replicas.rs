@@ -30,16 +30,19 @@ async fn runtime(set: &ReplicaSet, db: &TestDb, settings: &[(&str, Value)]) -> R
         .expect("runtime")
 }
 
+const READ: &str = "SELECT pg_is_in_recovery(), (SELECT count(*) FROM t)";
+
 /// A read-only op: whether it ran on a standby, and the rows of `t` it saw.
 async fn read(rt: &Runtime) -> Result<(bool, i64), Error> {
+    read_with(rt, READ).await
+}
+
+async fn read_with(rt: &Runtime, sql: &'static str) -> Result<(bool, i64), Error> {
     rt.op("replicas::read")
         .read_only(true)
         .run(|c| {
             Box::pin(async move {
-                let row: (bool, i64) =
-                    sqlx::query_as("SELECT pg_is_in_recovery(), (SELECT count(*) FROM t)")
-                        .fetch_one(c.as_mut())
-                        .await?;
+                let row: (bool, i64) = sqlx::query_as(sql).fetch_one(c.as_mut()).await?;
                 Ok(row)
             })
         })
@@ -108,13 +111,36 @@ async fn reads_go_to_a_fresh_replica_and_to_the_primary_while_it_lags_or_is_down
     until_serving(&rt, true).await;
     assert_eq!(read(&rt).await.unwrap(), (true, 1));
 
-    // The replica killed: reads still succeed, on the primary.
+    // The replica killed under a read: the read runs again on the primary, and so do the
+    // reads after it.
+    let slow = {
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            read_with(
+                &rt,
+                "SELECT pg_is_in_recovery(), (SELECT count(*) FROM t) FROM pg_sleep(5)",
+            )
+            .await
+        })
+    };
+    let started = std::time::Instant::now();
+    while report(&rt).replicas[0].in_flight == 0 {
+        assert!(
+            started.elapsed() < LIMIT,
+            "the slow read never ran on the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     set.replica(0).kill9().await.unwrap();
+    assert_eq!(slow.await.unwrap().unwrap(), (false, 1));
+    assert_eq!(report(&rt).replicas[0].rerouted, 1);
     for _ in 0..3 {
         assert_eq!(read(&rt).await.unwrap(), (false, 1));
     }
     let r = report(&rt);
-    assert!(r.primary_reads >= 4, "{r:?}");
+    assert!(r.primary_reads >= 5, "{r:?}");
+    assert_eq!(r.replicas[0].state, "down", "{r:?}");
 }
 
 #[tokio::test]
