@@ -31,6 +31,10 @@ pub struct ReplicaReport {
 pub struct ReplicaStatus {
     /// The replica's URL, password redacted.
     pub server: String,
+    /// Its host (OpenTelemetry's `server.address`).
+    pub address: String,
+    /// Its port (`server.port`).
+    pub port: u16,
     /// `"up"`, `"down"`, `"not_replica"` (not in recovery: never used) or `"unknown"` (not
     /// measured yet).
     pub state: &'static str,
@@ -68,6 +72,8 @@ impl Replicas {
             .zip(reads)
             .map(|(node, reads)| ReplicaStatus {
                 server: node.pool.url().redacted(),
+                address: node.pool.sqlx().connect_options().get_host().to_owned(),
+                port: node.pool.sqlx().connect_options().get_port(),
                 state: node.state().as_str(),
                 lag_ms: node.lag(now).map(|d| d.as_secs_f64() * 1000.0),
                 serving: node.eligible(now, self.max_lag, None),

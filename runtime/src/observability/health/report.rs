@@ -9,6 +9,7 @@ use super::probe::{DatabaseHealth, ms, probe};
 use crate::breaker::BreakerState;
 use crate::observability::telemetry::OpStats;
 use crate::pool::PoolStats;
+use crate::replica::ReplicaReport;
 use crate::runtime::Runtime;
 
 /// Overall status.
@@ -66,6 +67,8 @@ pub struct PoolHealth {
     pub acquire_wait_p99_ms: f64,
     /// Every figure the pool keeps.
     pub stats: PoolStats,
+    /// Its read replicas (lag, health, share of reads), when it names any.
+    pub replicas: Option<ReplicaReport>,
 }
 
 /// One breaker in the health report.
@@ -304,7 +307,22 @@ pub(crate) fn assess(
                 reason: format!("pool {} {}", s.name, reasons.join(", ")),
             });
         }
+        let replicas = rt.pool(&s.name).and_then(|p| p.replica_report());
+        for r in replicas.iter().flat_map(|r| &r.replicas) {
+            if !r.serving {
+                recommendations.push(format!(
+                    "pool {}: replica {} is {} (lag {}): its reads go to another replica or \
+                     the primary; check the replica's log and replication",
+                    s.name,
+                    r.server,
+                    r.state,
+                    r.lag_ms
+                        .map_or_else(|| "unknown".to_owned(), |ms| format!("{ms:.0} ms")),
+                ));
+            }
+        }
         pools.push(PoolHealth {
+            replicas,
             name: s.name.clone(),
             status: status_of(100u32.saturating_sub(points), false),
             utilization_pct: util,

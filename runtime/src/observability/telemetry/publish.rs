@@ -39,6 +39,9 @@ impl Runtime {
             metrics::counter!(names::CONNECTION_TIMEOUTS, names::POOL => pool)
                 .absolute(s.acquire_timeouts);
         }
+        for report in self.pools().filter_map(|p| p.replica_report()) {
+            publish_replicas(&report);
+        }
         for b in self.breakers() {
             let name = b.name().to_string();
             let m = b.metrics();
@@ -72,5 +75,25 @@ impl Runtime {
             metrics::gauge!(names::BULKHEAD_QUEUED, names::BULKHEAD => name)
                 .set(f64::from(m.queued));
         }
+    }
+}
+
+/// A pool's read replicas: lag, serving, reads and reroutes of each, reads on the primary.
+fn publish_replicas(report: &crate::replica::ReplicaReport) {
+    let pool = report.pool.clone();
+    metrics::counter!(names::REPLICA_PRIMARY_READS, names::POOL => pool.clone())
+        .absolute(report.primary_reads);
+    for r in &report.replicas {
+        let labels = [
+            (names::POOL, pool.clone()),
+            (names::SERVER_ADDRESS, r.address.clone()),
+            (names::SERVER_PORT, r.port.to_string()),
+        ];
+        if let Some(ms) = r.lag_ms {
+            metrics::gauge!(names::REPLICA_LAG, &labels).set(ms / 1000.0);
+        }
+        metrics::gauge!(names::REPLICA_SERVING, &labels).set(f64::from(u8::from(r.serving)));
+        metrics::counter!(names::REPLICA_READS, &labels).absolute(r.reads);
+        metrics::counter!(names::REPLICA_REROUTED, &labels).absolute(r.rerouted);
     }
 }
