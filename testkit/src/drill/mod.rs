@@ -52,6 +52,7 @@ mod load;
 mod nemesis;
 mod outage;
 mod overhead;
+mod replica_lag;
 mod report;
 mod restart;
 mod storm;
@@ -69,6 +70,7 @@ use sqlx_resilience_runtime::{Error, PolicyKind, Runtime, Value};
 pub use self::contention::{ContentionReport, ContentionSide};
 pub use self::copy::CopyBench;
 pub use self::outage::OutageCase;
+pub use self::replica_lag::ReplicaLagReport;
 pub use self::report::{LoadReport, OverheadReport, Report};
 
 use self::load::{Ops, Workload};
@@ -104,11 +106,15 @@ pub enum Scenario {
     Nemesis,
     /// Rows a second through COPY, batched inserts and one insert a row.
     Copy,
+    /// Reads through a pool with two streaming replicas and `max_lag = "1s"` while replay is
+    /// paused on both for a while: stale reads, and the replicas' share of reads before,
+    /// during and after.
+    ReplicaLag,
 }
 
 impl Scenario {
     /// Every scenario, in the order of the docs.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Restart,
         Scenario::Kill9,
         Scenario::Blackhole,
@@ -120,6 +126,7 @@ impl Scenario {
         Scenario::Contention,
         Scenario::Nemesis,
         Scenario::Copy,
+        Scenario::ReplicaLag,
     ];
 
     /// The name on the command line and in the report.
@@ -136,6 +143,7 @@ impl Scenario {
             Scenario::Contention => "contention",
             Scenario::Nemesis => "nemesis",
             Scenario::Copy => "copy",
+            Scenario::ReplicaLag => "replica-lag",
         }
     }
 }
@@ -254,6 +262,7 @@ pub async fn run_with(scenario: Scenario, size: Size, options: Options) -> Resul
         Scenario::Contention => Report::Contention(contention::run(size).await?),
         Scenario::Nemesis => Report::Load(nemesis::run(size, o).await?),
         Scenario::Copy => Report::Copy(copy::run(size).await?),
+        Scenario::ReplicaLag => Report::ReplicaLag(replica_lag::run(size).await?),
     };
     tracing::info!(scenario = scenario.name(), "drill finished");
     Ok(report)

@@ -21,6 +21,8 @@ pub enum Report {
     Contention(super::ContentionReport),
     /// The `copy` drill.
     Copy(super::CopyBench),
+    /// The `replica-lag` drill.
+    ReplicaLag(super::ReplicaLagReport),
 }
 
 impl Report {
@@ -32,6 +34,7 @@ impl Report {
             Report::Outage(_) => "outage",
             Report::Contention(_) => "contention",
             Report::Copy(_) => "copy",
+            Report::ReplicaLag(_) => "replica-lag",
         }
     }
 
