@@ -150,15 +150,7 @@ async fn measure(
     match answer {
         Ok((false, _)) => node.not_replica(),
         Ok((true, Some(text))) => match parse_lsn(&text) {
-            Ok(replayed) => {
-                // The newest moment whose position the replica has replayed.
-                let fresh = samples
-                    .iter()
-                    .rev()
-                    .find(|(_, lsn)| *lsn <= replayed)
-                    .map(|(at, _)| *at);
-                node.measured(replayed, fresh);
-            }
+            Ok(replayed) => node.measured(replayed, fresh_as_of(samples, replayed)),
             Err(e) => node.down(&e),
         },
         // A standby that has replayed nothing yet: up, with nothing known.
@@ -172,6 +164,16 @@ async fn measure(
     }
 }
 
+/// The newest moment whose primary position the replica has replayed: it has every write
+/// acknowledged before then. `None` when it is behind every remembered position.
+fn fresh_as_of(samples: &VecDeque<(Instant, u64)>, replayed: u64) -> Option<Instant> {
+    samples
+        .iter()
+        .rev()
+        .find(|(_, lsn)| *lsn <= replayed)
+        .map(|(at, _)| *at)
+}
+
 /// A `pg_lsn` in PostgreSQL's `X/Y` form as a byte position.
 pub(crate) fn parse_lsn(text: &str) -> Result<u64, String> {
     let bad = || format!("`{text}` is not an LSN such as 0/3000148");
@@ -183,7 +185,25 @@ pub(crate) fn parse_lsn(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_lsn;
+    use std::collections::VecDeque;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{fresh_as_of, parse_lsn};
+
+    #[test]
+    fn a_replica_is_as_fresh_as_the_newest_primary_position_it_replayed() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        // The primary wrote up to 100 by 0 ms, 200 by 200 ms, and nothing more by 400 ms
+        // (idle).
+        let samples: VecDeque<_> = [(at(0), 100), (at(200), 200), (at(400), 200)].into();
+        assert_eq!(fresh_as_of(&samples, 50), None);
+        assert_eq!(fresh_as_of(&samples, 150), Some(at(0)));
+        // Caught up with an idle primary: as fresh as the last question.
+        assert_eq!(fresh_as_of(&samples, 200), Some(at(400)));
+    }
 
     #[test]
     fn lsns_read_as_byte_positions() {
