@@ -80,7 +80,7 @@ pub use sqlx_resilience_runtime::{
 pub use sqlx_resilience_runtime::http;
 pub use sqlx_resilience_runtime::{
     breaker, bulkhead, config, copy, faults, health, histogram, limiter, monitor, pgstats, pool,
-    recovery, retry, telemetry, timeout,
+    recovery, replica, retry, telemetry, timeout,
 };
 
 /// Ops: the op builder, what an op declares, and every op declared with `#[db_op]`.

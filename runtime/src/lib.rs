@@ -19,6 +19,7 @@ mod observer;
 pub mod op;
 pub mod pool;
 pub mod recovery;
+pub mod replica;
 pub mod retry;
 mod runtime;
 mod secret;

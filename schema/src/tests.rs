@@ -158,7 +158,7 @@ fn full_keys_are_found_through_their_groups() {
         "{unknown}"
     );
     assert!(
-        unknown.ends_with(", outage_waiters; did you mean `max`?"),
+        unknown.ends_with(", read_your_writes_window; did you mean `max`?"),
         "{unknown}"
     );
     assert!(

@@ -36,6 +36,7 @@ mod outage;
 mod pgbouncer;
 mod pool;
 mod pool_lifetimes;
+mod replicas;
 mod retry;
 mod shutdown;
 mod support;

@@ -167,6 +167,13 @@ fn samples(spec: &Key) -> (Vec<Value>, Vec<Value>) {
             vec![Value::from("app; drop table x")],
         ),
         Rule::Name(_) => (vec![Value::from("http")], vec![Value::from(" ")]),
+        Rule::UrlList => (
+            vec![Value::from("postgres://app@r1/app, postgres://app@r2/app")],
+            vec![
+                Value::from("mysql://app@db/app"),
+                Value::from("postgres://app@r1/app?sslmode=bogus"),
+            ],
+        ),
     }
 }
 

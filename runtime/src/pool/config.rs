@@ -4,6 +4,7 @@ use crate::config::fields;
 use crate::config::schema::{self, Schema};
 use crate::config::{Invalid, Section, Value};
 use crate::error::PolicyKind;
+use crate::replica::{ReadYourWrites, ReplicaUrls};
 use crate::secret::DatabaseUrl;
 
 /// When a pool opens its first connections.
@@ -113,6 +114,19 @@ crate::config::fields::settings! {
         /// What sits between the pool and the server (a transaction pooler changes how ops
         /// run, see [`Pooler`]).
         pub pooler: Pooler = "pooler",
+        /// Streaming replicas of this pool's server: `read_only` ops go to one whose lag is
+        /// within `max_lag` (see [`crate::replica`]).
+        pub replicas: Option<ReplicaUrls> = "replicas",
+        /// Maximum connections to each replica (default: `max`).
+        pub replica_max: Option<u32> = "replica_max",
+        /// A replica serves a `read_only` op only if it has replayed every write the primary
+        /// acknowledged longer ago than this (an op may ask for less with
+        /// [`OpBuilder::max_lag`](crate::OpBuilder::max_lag)).
+        pub max_lag: Duration = "max_lag",
+        /// What reads in a [`ReadSession`](crate::replica::ReadSession) do after a write.
+        pub read_your_writes: ReadYourWrites = "read_your_writes",
+        /// How long after a write `read_your_writes` applies.
+        pub read_your_writes_window: Duration = "read_your_writes_window",
     }
 }
 

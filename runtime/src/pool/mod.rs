@@ -41,6 +41,7 @@ use crate::error::{Error, Result, Site};
 use crate::hosts::{HostStatus, Hosts, STALL_CHECK};
 use crate::observer::{Observer, PoolObserver, Unobserved};
 use crate::recovery::{Server, Servers, Waited};
+use crate::replica::{ReplicaReport, Replicas};
 use crate::secret::DatabaseUrl;
 
 /// The longest an acquire timeout waits to find out whether the server is reachable.
@@ -91,6 +92,8 @@ pub(crate) struct PoolShared {
     credentials: Option<Credentials>,
     /// The hosts of a multi-host URL, and which one the pool uses (see `crate::hosts`).
     hosts: Option<Arc<Hosts>>,
+    /// Its read replicas, if it names any.
+    replicas: Option<Arc<Replicas>>,
 }
 
 /// What a [`Pool`] is assembled from.
@@ -105,6 +108,7 @@ struct Parts {
     /// Where the password comes from when it is not fixed in the URL.
     password: Option<Source>,
     hosts: Option<Arc<Hosts>>,
+    replicas: Option<Arc<Replicas>>,
 }
 
 impl PoolShared {
@@ -239,6 +243,7 @@ impl Pool {
         if let Some(h) = &hosts {
             h.attach(sqlx.clone());
         }
+        let replicas = Replicas::build(&name, &config, (*sqlx.connect_options()).clone(), servers)?;
         let parts = Parts {
             name,
             config,
@@ -249,6 +254,7 @@ impl Pool {
             adopted: false,
             password,
             hosts,
+            replicas,
         };
         Ok(Pool::assemble(parts, servers, observer))
     }
@@ -265,6 +271,7 @@ impl Pool {
             adopted,
             password,
             hosts,
+            replicas,
         } = parts;
         let leaks = config.leak_threshold.map(LeakWatch::new);
         let observer = observer.pool(&name);
@@ -287,6 +294,7 @@ impl Pool {
             adopted,
             credentials: password.map(Credentials::new),
             hosts,
+            replicas,
         });
         if let Some(threshold) = shared.config.leak_threshold
             && tokio::runtime::Handle::try_current().is_ok()
@@ -842,9 +850,23 @@ impl Pool {
         }
     }
 
-    /// Closes every connection; later acquires fail with [`Error::PoolClosed`].
+    /// Closes every connection (its replicas' too); later acquires fail with
+    /// [`Error::PoolClosed`].
     pub async fn close(&self) {
+        if let Some(replicas) = &self.shared.replicas {
+            replicas.close().await;
+        }
         self.shared.sqlx.close().await;
+    }
+
+    /// Its read replicas now: each one's lag, health and share of reads; `None` when the pool
+    /// names no replicas.
+    pub fn replica_report(&self) -> Option<ReplicaReport> {
+        self.shared.replicas.as_ref().map(|r| r.report())
+    }
+
+    pub(crate) fn replicas(&self) -> Option<&Arc<Replicas>> {
+        self.shared.replicas.as_ref()
     }
 
     /// Whether [`Pool::close`] was called.

@@ -1,7 +1,7 @@
 use super::{DAY, HOUR, MONTH, ms, secs};
 use crate::Constraint::Order;
 use crate::DefaultIs::{Absent, Derived, Value};
-use crate::Rule::{Ascii, Choice, SchemaList, Url};
+use crate::Rule::{Ascii, Choice, SchemaList, Url, UrlList};
 use crate::Typed::{Duration, Text, Whole};
 use crate::{Key, Rule, Schema, Side};
 
@@ -159,6 +159,41 @@ pub const POOL: Schema = Schema {
              with `Error::Unavailable`",
         )
         .unit("callers"),
+        Key::new(
+            "replicas",
+            UrlList,
+            Absent("none: every op uses `url`"),
+            "streaming replicas of this pool's server, comma-separated; `read_only` ops go to \
+             one whose measured lag is within `max_lag`, else to the primary",
+        ),
+        Key::new(
+            "replica_max",
+            Rule::whole(1, 10_000),
+            Derived("the pool's `max`"),
+            "maximum connections to each replica (each replica also has one for measuring lag)",
+        )
+        .unit("connections"),
+        Key::new(
+            "max_lag",
+            Rule::duration_to(HOUR),
+            Value(Duration(secs(1))),
+            "a replica serves a `read_only` op only if it has replayed every write the primary \
+             acknowledged longer ago than this",
+        ),
+        Key::new(
+            "read_your_writes",
+            Choice(&["primary", "wait", "off"]),
+            Value(Text("primary")),
+            "after a write in a `ReadSession`, its reads: `\"primary\"`: go to the primary for \
+             `read_your_writes_window`; `\"wait\"`: wait (up to the window) for a replica that \
+             replayed the write, else the primary; `\"off\"`: no difference",
+        ),
+        Key::new(
+            "read_your_writes_window",
+            Rule::duration_to(HOUR),
+            Value(Duration(secs(2))),
+            "how long after a write `read_your_writes` applies",
+        ),
     ],
     constraints: &[
         Order {

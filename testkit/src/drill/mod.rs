@@ -56,6 +56,7 @@ mod nemesis;
 mod outage;
 mod overhead;
 mod pgbouncer;
+mod replica_lag;
 mod report;
 mod restart;
 mod storm;
@@ -74,6 +75,7 @@ pub use self::contention::{ContentionReport, ContentionSide};
 pub use self::copy::CopyBench;
 pub use self::outage::OutageCase;
 pub use self::pgbouncer::PgBouncerReport;
+pub use self::replica_lag::ReplicaLagReport;
 pub use self::report::{LoadReport, OverheadReport, Report};
 
 use self::load::{Ops, Workload};
@@ -115,11 +117,15 @@ pub enum Scenario {
     /// The load through a multi-host pool on a Patroni cluster: a switchover, then a kill -9
     /// of the leader's postgres.
     Failover,
+    /// Reads through a pool with two streaming replicas and `max_lag = "1s"` while replay is
+    /// paused on both for a while: stale reads, and the replicas' share of reads before,
+    /// during and after.
+    ReplicaLag,
 }
 
 impl Scenario {
     /// Every scenario, in the order of the docs.
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::Restart,
         Scenario::Kill9,
         Scenario::Blackhole,
@@ -133,6 +139,7 @@ impl Scenario {
         Scenario::Copy,
         Scenario::PgBouncer,
         Scenario::Failover,
+        Scenario::ReplicaLag,
     ];
 
     /// The name on the command line and in the report.
@@ -151,6 +158,7 @@ impl Scenario {
             Scenario::Copy => "copy",
             Scenario::PgBouncer => "pgbouncer",
             Scenario::Failover => "failover",
+            Scenario::ReplicaLag => "replica-lag",
         }
     }
 }
@@ -271,6 +279,7 @@ pub async fn run_with(scenario: Scenario, size: Size, options: Options) -> Resul
         Scenario::Copy => Report::Copy(copy::run(size).await?),
         Scenario::PgBouncer => Report::PgBouncer(pgbouncer::run(size).await?),
         Scenario::Failover => Report::Load(failover::run(size, o).await?),
+        Scenario::ReplicaLag => Report::ReplicaLag(replica_lag::run(size).await?),
     };
     tracing::info!(scenario = scenario.name(), "drill finished");
     Ok(report)

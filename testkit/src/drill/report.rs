@@ -23,6 +23,8 @@ pub enum Report {
     Copy(super::CopyBench),
     /// The `pgbouncer` drill.
     PgBouncer(super::PgBouncerReport),
+    /// The `replica-lag` drill.
+    ReplicaLag(super::ReplicaLagReport),
 }
 
 impl Report {
@@ -35,6 +37,7 @@ impl Report {
             Report::Contention(_) => "contention",
             Report::Copy(_) => "copy",
             Report::PgBouncer(_) => "pgbouncer",
+            Report::ReplicaLag(_) => "replica-lag",
         }
     }
 

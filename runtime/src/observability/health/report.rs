@@ -9,6 +9,7 @@ use super::probe::{DatabaseHealth, ms, probe};
 use crate::breaker::BreakerState;
 use crate::observability::telemetry::OpStats;
 use crate::pool::PoolStats;
+use crate::replica::ReplicaReport;
 use crate::runtime::Runtime;
 
 /// Overall status.
@@ -73,6 +74,8 @@ pub struct PoolHealth {
     /// A pool on a multi-host URL: how many times it moved to another host after a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failovers: Option<u64>,
+    /// Its read replicas (lag, health, share of reads), when it names any.
+    pub replicas: Option<ReplicaReport>,
 }
 
 /// One armed fault in the health report.
@@ -331,8 +334,23 @@ pub(crate) fn assess(
                 reason: format!("pool {} {}", s.name, reasons.join(", ")),
             });
         }
+        let replicas = rt.pool(&s.name).and_then(|p| p.replica_report());
+        for r in replicas.iter().flat_map(|r| &r.replicas) {
+            if !r.serving {
+                recommendations.push(format!(
+                    "pool {}: replica {} is {} (lag {}): its reads go to another replica or \
+                     the primary; check the replica's log and replication",
+                    s.name,
+                    r.server,
+                    r.state,
+                    r.lag_ms
+                        .map_or_else(|| "unknown".to_owned(), |ms| format!("{ms:.0} ms")),
+                ));
+            }
+        }
         let pool = rt.pool(&s.name);
         pools.push(PoolHealth {
+            replicas,
             hosts: pool.and_then(crate::Pool::hosts),
             failovers: pool.and_then(crate::Pool::failovers),
             name: s.name.clone(),
