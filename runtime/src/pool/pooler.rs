@@ -87,11 +87,13 @@ mod tests {
 
     #[test]
     fn settings_become_statements_and_the_check_interval_needs_postgresql_14() {
-        let mut c = PoolConfig::default();
-        c.statement_timeout = Some(Duration::from_secs(5));
-        c.lock_timeout = Some(Duration::from_secs(1));
-        c.search_path = Some("app, public".into());
-        c.client_connection_check_interval = Some(Duration::from_millis(250));
+        let c = PoolConfig {
+            statement_timeout: Some(Duration::from_secs(5)),
+            lock_timeout: Some(Duration::from_secs(1)),
+            search_path: Some("app, public".into()),
+            client_connection_check_interval: Some(Duration::from_millis(250)),
+            ..PoolConfig::default()
+        };
         assert_eq!(
             settings_sql(&c, 150_000, false, true),
             "; SET statement_timeout = 5000; SET lock_timeout = 1000; \
