@@ -187,6 +187,20 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// The password for a new connection could not be had from `password_file` or the pool's
+    /// password provider. Nothing was sent to the server.
+    #[error("{site}: cannot get the password from {source_name}: {reason}; {hint}")]
+    Credentials {
+        /// The pool that was about to connect.
+        site: Site,
+        /// `password_file PATH`, or "the password provider".
+        source_name: String,
+        /// Why: the file's or the provider's error (never the password).
+        reason: String,
+        /// What to do.
+        hint: String,
+    },
+
     /// Pool maxima exceed the server's connection budget.
     #[error(
         "connection budget exceeded: {arithmetic}; lower the pool maxima, the instance count, or raise max_connections"
@@ -304,6 +318,36 @@ pub enum Error {
         wait: crate::recovery::WaitEnd,
         /// The breaker that was open because the server was unreachable, if the call met one.
         breaker: Option<Arc<str>>,
+    },
+
+    /// A multi-host pool has no host that suits its `target_session_attrs` (its primary
+    /// failed over, or none answered yet), and the call's deadline (or acquire timeout)
+    /// ended before one did.
+    #[error(
+        "{site}: failover in progress: {} ({reason}) since {} ({:?} ago); none of {} \
+         answered as `{target}` within the {:?} this call waited; calls resume once a host \
+         does: give ops a deadline longer than a failover takes to ride it out",
+        old_host.as_ref().map_or_else(|| "no host in use yet".to_owned(), |h| format!("host {h} stopped being usable")),
+        humantime::format_rfc3339_millis(*.since),
+        crate::error::rounded(.since.elapsed().unwrap_or_default()),
+        .hosts.join(", "),
+        crate::error::rounded(*.waited)
+    )]
+    Failover {
+        /// Where.
+        site: Site,
+        /// The host the pool used before, if it had one.
+        old_host: Option<Box<str>>,
+        /// Every host of the pool, `host:port`.
+        hosts: Box<[String]>,
+        /// What the pool asks of a host.
+        target: crate::hosts::TargetSessionAttrs,
+        /// When the failover began.
+        since: std::time::SystemTime,
+        /// How long the call waited.
+        waited: Duration,
+        /// What started it (a read-only error, a lost connection, ...), without secrets.
+        reason: Box<str>,
     },
 
     /// A rate limiter rejected the call.
@@ -567,12 +611,14 @@ impl Error {
     pub fn site(&self) -> Option<&Site> {
         match self {
             Error::Connect { site, .. }
+            | Error::Credentials { site, .. }
             | Error::AcquireTimeout { site, .. }
             | Error::PoolClosed { site }
             | Error::Timeout { site, .. }
             | Error::DeadlineExceeded { site, .. }
             | Error::BreakerOpen { site, .. }
             | Error::Unavailable { site, .. }
+            | Error::Failover { site, .. }
             | Error::RateLimited { site, .. }
             | Error::BulkheadFull { site, .. }
             | Error::Database { site, .. }
@@ -599,12 +645,14 @@ impl Error {
     fn site_mut(&mut self) -> Option<&mut Site> {
         match self {
             Error::Connect { site, .. }
+            | Error::Credentials { site, .. }
             | Error::AcquireTimeout { site, .. }
             | Error::PoolClosed { site }
             | Error::Timeout { site, .. }
             | Error::DeadlineExceeded { site, .. }
             | Error::BreakerOpen { site, .. }
             | Error::Unavailable { site, .. }
+            | Error::Failover { site, .. }
             | Error::RateLimited { site, .. }
             | Error::BulkheadFull { site, .. }
             | Error::Database { site, .. }
@@ -628,6 +676,7 @@ impl Error {
             Error::Timeout { .. } | Error::DeadlineExceeded { .. } => FailureKind::Deadline,
             Error::BreakerOpen { .. } => FailureKind::BreakerOpen,
             Error::Unavailable { .. } => FailureKind::Unavailable,
+            Error::Failover { .. } => FailureKind::Failover,
             Error::RateLimited { .. } | Error::BulkheadFull { .. } => FailureKind::Rejected,
             Error::UnknownOutcome { .. } => FailureKind::UnknownOutcome,
             Error::PoolClosed { .. } | Error::ShuttingDown { .. } => FailureKind::ShuttingDown,
@@ -636,6 +685,7 @@ impl Error {
             | Error::ConfigProblems { .. }
             | Error::UndeclaredName { .. }
             | Error::Budget { .. }
+            | Error::Credentials { .. }
             | Error::Misconfigured { .. } => FailureKind::Configuration,
             _ => FailureKind::Unknown,
         }

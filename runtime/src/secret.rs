@@ -60,15 +60,43 @@ impl DatabaseUrl {
         }
     }
 
+    /// The connect options of each host of a multi-host URL, in the order written (without
+    /// the pool's session settings); the one host's options otherwise.
+    pub(crate) fn each_host_options(&self, origin: &str) -> Result<Vec<PgConnectOptions>> {
+        Ok(match self.host_list(origin)? {
+            Some(list) => list
+                .hosts
+                .iter()
+                .map(|h| list.base.clone().host(&h.host).port(h.port))
+                .collect(),
+            None => vec![self.connect_options(origin)?],
+        })
+    }
+
     /// Whether the driver accepts this URL; otherwise what was expected, and why not. The
     /// configuration checks it when the URL is set, so `resolve()` refuses what `build()`
     /// would.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         match &self.0 {
-            Target::Url(url) => PgConnectOptions::from_str(url)
-                .map(drop)
-                .map_err(|e| self.refused(&e)),
+            Target::Url(url) => match crate::hosts::parse(url) {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => PgConnectOptions::from_str(url)
+                    .map(drop)
+                    .map_err(|e| self.refused(&e)),
+                Err(what) => Err(multi_host_refused(&what)),
+            },
             Target::Options(_) => Ok(()),
+        }
+    }
+
+    /// The hosts of a multi-host URL (libpq's `h1:p1,h2:p2` and `host=a,b port=..` forms, or
+    /// one host with `target_session_attrs`); `None` for a one-server URL or connect options.
+    pub(crate) fn host_list(&self, origin: &str) -> Result<Option<crate::hosts::HostList>> {
+        match &self.0 {
+            Target::Url(url) => crate::hosts::parse(url).map_err(|what| {
+                Error::config("url", self.redacted(), multi_host_refused(&what), origin)
+            }),
+            Target::Options(_) => Ok(None),
         }
     }
 
@@ -87,6 +115,14 @@ impl DatabaseUrl {
         };
         format!("a PostgreSQL URL the driver accepts ({})", redact(&text))
     }
+}
+
+fn multi_host_refused(what: &str) -> String {
+    format!(
+        "a connection string in libpq's forms, `postgres://u@h1:5432,h2:5433/db?target_session_attrs=read-write` \
+         or `host=h1,h2 port=5432,5433 dbname=db` ({})",
+        redact(what)
+    )
 }
 
 /// Connect options as a URL without secrets: user, `***` for a password, host (or socket
@@ -270,6 +306,30 @@ mod tests {
     fn urls_without_password_are_unchanged() {
         assert_eq!(redact("postgres://app@host/db"), "postgres://app@host/db");
         assert_eq!(redact("postgres://host/db"), "postgres://host/db");
+    }
+
+    #[test]
+    fn multi_host_strings_are_checked_and_never_show_their_password() {
+        for text in [
+            "postgres://app:s3cret@h1:5432,h2:5433/db?target_session_attrs=read-write",
+            "host=h1,h2 port=5432,5433 dbname=db user=app password=s3cret",
+        ] {
+            let url = DatabaseUrl::new(text);
+            assert_eq!(url.check(), Ok(()));
+            assert_eq!(url.each_host_options("test").unwrap().len(), 2);
+            assert!(!format!("{url} {url:?}").contains("s3cret"), "{url}");
+        }
+        let bad = DatabaseUrl::new("postgres://app:s3cret@h1,h2:99999/db");
+        let err = bad.host_list("pools.main.url").unwrap_err().to_string();
+        assert!(
+            err.contains("host 2 of 2") && err.contains("99999"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+        assert_eq!(
+            bad.check().map_err(|e| e.contains("host 2 of 2")),
+            Err(true)
+        );
     }
 
     #[test]

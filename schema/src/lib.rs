@@ -34,8 +34,8 @@ pub use self::constraint::{
 };
 pub use self::key::{DefaultIs, Key};
 pub use self::kinds::{
-    BREAKER, BUDGET, BULKHEAD, CONTENTION_ATTEMPTS, KINDS, LIMITER, MONITOR, POOL, RETRY, RETRY_ON,
-    RUNTIME,
+    BREAKER, BUDGET, BULKHEAD, CONTENTION_ATTEMPTS, FAULTS, KINDS, LIMITER, MONITOR, POOL, RETRY,
+    RETRY_ON, RUNTIME,
 };
 pub use self::rule::{DURATION_EXAMPLE, Problem, Rule};
 pub use self::table::{Each, Found, Group, Schema};

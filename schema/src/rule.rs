@@ -153,7 +153,10 @@ impl Rule {
             }
             Rule::Url => {
                 let url = text(raw)?;
-                if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                // libpq's key=value form (`host=a,b port=5432 dbname=app`) is accepted too;
+                // the runtime checks either form in full.
+                let key_value = url.trim_start().starts_with("host") && url.contains('=');
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") || key_value {
                     Ok(Typed::Text(url))
                 } else {
                     Err(Problem::NotAllowed)
@@ -209,7 +212,7 @@ impl Rule {
             Rule::Percent { min, .. } => format!("a percentage from {min} to 100"),
             Rule::Flag => "`true` or `false`".to_owned(),
             Rule::Choice(choices) => format!("one of {}", quoted(choices, "\"")),
-            Rule::Url => "a PostgreSQL URL such as \"postgres://app@db.internal/app\"".to_owned(),
+            Rule::Url => "a PostgreSQL URL such as \"postgres://app@db.internal/app\" (or libpq's \"host=a,b port=5432 dbname=app\")".to_owned(),
             Rule::Ascii { max_len } => format!("ASCII text of at most {max_len} bytes"),
             Rule::SchemaList => {
                 "a comma-separated list of schema names, such as \"app, public\"".to_owned()

@@ -169,7 +169,7 @@ fn unknown_keys_are_rejected_with_the_accepted_list() {
     let (key, _, expected, _) = config_error(e);
     assert_eq!(key, "pools.http.max_size");
     assert!(
-        expected.starts_with("one of the pool keys: url, max, min, acquire_timeout"),
+        expected.starts_with("one of the pool keys: url, password_file, max, min, acquire_timeout"),
         "{expected}"
     );
 
@@ -333,6 +333,31 @@ fn a_url_the_driver_refuses_fails_resolve_as_it_would_fail_build() {
         text.starts_with("invalid configuration: `pools.http.url`"),
         "{text}"
     );
+}
+
+#[test]
+fn multi_host_urls_resolve_and_a_bad_one_names_its_host() {
+    let ok = builder()
+        .env_prefix("DB")
+        .env_vars([(
+            "DB__POOLS__HTTP__URL",
+            "host=db1,db2 port=5432,5433 dbname=app target_session_attrs=read-write",
+        )])
+        .resolve();
+    assert!(ok.is_ok(), "{ok:?}");
+    let e = builder()
+        .config_toml(
+            "[pools.http]\nurl = \"postgres://app:hunter2@db1:5432,db2:x/app\"\n",
+            "db.toml",
+        )
+        .resolve()
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("host 2 of 2 (`db2:x`): port `x` is not a number from 1 to 65535"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
 }
 
 #[test]

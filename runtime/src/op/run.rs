@@ -21,6 +21,7 @@ use crate::breaker::{BreakerPermit, BreakerRejected, CircuitBreaker, Recovery};
 use crate::bulkhead::BulkheadPermit;
 use crate::classify::{Classification, FailureKind, Reach, classify};
 use crate::error::{Error, Site};
+use crate::faults::Injected;
 use crate::pool::{CloseReason, Holder, PooledConn};
 use crate::recovery::WaitEnd;
 use crate::retry::{RetryDecision, RetryState, StopReason};
@@ -315,7 +316,7 @@ where
         until,
         started,
     } = ready;
-    let (ended, conn) = body.run(op, conn, until).await;
+    let (ended, conn) = run_body(op, body, conn, until).await;
     let now = Instant::now();
     let elapsed = now.saturating_duration_since(started);
     drop(slot);
@@ -350,6 +351,32 @@ where
             let verdict = failed(AttemptEnd { phase, ..at }, access(&mut error));
             Err(Judged { error, verdict })
         }
+    }
+}
+
+/// Runs the body, or the fault injected in its place (`crate::faults`).
+async fn run_body<T, E, A>(
+    op: &Resolved,
+    body: &mut A,
+    mut conn: PooledConn,
+    until: Option<Instant>,
+) -> (Ended<T, E>, PooledConn)
+where
+    A: Attempt<T, E>,
+    E: From<Error>,
+{
+    let Some(fault) = op
+        .faults
+        .as_ref()
+        .and_then(|f| f.pick(&op.name, op.pool.name()))
+    else {
+        return body.run(op, conn, until).await;
+    };
+    match crate::faults::apply(&fault, &mut conn, until).await {
+        Injected::Proceed => body.run(op, conn, until).await,
+        // As a body's `?` would convert it.
+        Injected::Failed(e) => (Ended::Failed(E::from(Error::from(e)), Phase::Body), conn),
+        Injected::TimedOut => (Ended::TimedOut(Phase::Body), conn),
     }
 }
 
@@ -658,7 +685,10 @@ fn failed(at: AttemptEnd<'_>, db: Option<&mut Error>) -> Verdict {
         c.kind,
         FailureKind::ConnectionLost | FailureKind::ServerShutdown
     );
-    let replace = dead && conn.reused() && safe;
+    // On a multi-host pool these may be a failover: the pool finds its host again, and a
+    // body that is safe to run again runs once more there (waiting for it within the deadline).
+    let moved = (dead || c.kind == FailureKind::Failover) && conn.suspect_host(&db.to_string());
+    let replace = (dead && conn.reused() || moved) && safe;
     if dead {
         conn.suspect_siblings();
     }

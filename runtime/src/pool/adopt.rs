@@ -38,14 +38,20 @@ impl Pool {
         config.adopting(&sqlx);
         let name: Arc<str> = Arc::from(name);
         let url = DatabaseUrl::from_options((*sqlx.connect_options()).clone());
+        let password = config
+            .password_file
+            .as_ref()
+            .map(|path| super::credentials::Source::File(path.into()));
         let parts = Parts {
             events: Arc::new(EventSink::new(name.clone())),
             counters: Arc::new(Counters::default()),
             name,
             config,
             url,
+            password,
             sqlx,
             adopted: true,
+            hosts: None,
         };
         Pool::assemble(parts, servers, observer)
     }

@@ -59,6 +59,9 @@ crate::config::fields::settings! {
         /// Where this pool connects: a URL, or sqlx's connect options
         /// ([`DatabaseUrl::from_options`]); defaults to the runtime's.
         pub url: Option<DatabaseUrl> = "url",
+        /// A file holding the password, read again before the pool opens a connection (see
+        /// [`PasswordProvider`](crate::pool::PasswordProvider) for passwords from code).
+        pub password_file: Option<String> = "password_file",
         /// Maximum connections.
         pub max: u32 = "max",
         /// Connections kept open when idle.

@@ -35,6 +35,8 @@ pub(crate) const MAX_HANDOFFS: u32 = 32;
 pub(crate) struct Handed {
     pub(crate) conn: PoolConnection<Postgres>,
     pub(crate) handoffs: u32,
+    /// The multi-host generation it was acquired under (see `crate::hosts`).
+    pub(crate) generation: u64,
 }
 
 /// The callers waiting for a hand-off, oldest first.

@@ -4,6 +4,7 @@
 mod adopt;
 mod budget;
 mod config;
+mod credentials;
 mod events;
 mod handoff;
 mod leak;
@@ -24,9 +25,12 @@ use tokio::time::Instant;
 
 pub use self::budget::{BudgetCheck, BudgetMode, PoolSizing, SizingReport};
 pub use self::config::{PoolConfig, Pooler, Startup, Validation};
+pub use self::credentials::{PasswordProvider, ProviderError};
 pub use self::events::{CloseReason, PoolEvent, PoolEventKind};
 pub use self::stats::{PoolStats, WAIT_BUCKETS_US, WaitHistogram};
 
+pub(crate) use self::credentials::Providers;
+use self::credentials::{Credentials, Source};
 use self::events::EventSink;
 use self::handoff::{Handed, Handoff, MAX_HANDOFFS};
 pub(crate) use self::leak::Holder;
@@ -34,6 +38,7 @@ use self::leak::LeakWatch;
 use self::stats::Counters;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
+use crate::hosts::{HostStatus, Hosts, STALL_CHECK};
 use crate::observer::{Observer, PoolObserver, Unobserved};
 use crate::recovery::{Server, Servers, Waited};
 use crate::secret::DatabaseUrl;
@@ -82,6 +87,10 @@ pub(crate) struct PoolShared {
     /// Built by the application and adopted: its own hooks, not the runtime's, see its
     /// connections opened and checked.
     adopted: bool,
+    /// A password fetched again before the pool may open a connection.
+    credentials: Option<Credentials>,
+    /// The hosts of a multi-host URL, and which one the pool uses (see `crate::hosts`).
+    hosts: Option<Arc<Hosts>>,
 }
 
 /// What a [`Pool`] is assembled from.
@@ -93,6 +102,9 @@ struct Parts {
     counters: Arc<Counters>,
     events: Arc<EventSink>,
     adopted: bool,
+    /// Where the password comes from when it is not fixed in the URL.
+    password: Option<Source>,
+    hosts: Option<Arc<Hosts>>,
 }
 
 impl PoolShared {
@@ -132,6 +144,20 @@ impl Pool {
         servers: &Servers,
         observer: &dyn Observer,
     ) -> Result<Pool> {
+        Pool::watched_with(name, config, default_url, servers, observer, None)
+    }
+
+    /// Builds a pool whose server is watched through `servers`, asking `provider` (when
+    /// given) for the password before it may open a connection.
+    pub(crate) fn watched_with(
+        name: &str,
+        config: PoolConfig,
+        default_url: Option<&DatabaseUrl>,
+        servers: &Servers,
+        observer: &dyn Observer,
+        provider: Option<Arc<dyn PasswordProvider>>,
+    ) -> Result<Pool> {
+        let password = password_source(&config, provider);
         let name: Arc<str> = Arc::from(name);
         let url = config
             .url
@@ -145,7 +171,20 @@ impl Pool {
                     "code",
                 )
             })?;
-        let options = session_options(&name, &config, &url)?;
+        let origin = format!("pools.{name}.url");
+        let hosts = url.host_list(&origin)?.map(|list| {
+            let check_timeout = config.connect_timeout.min(config.probe_timeout);
+            let settings = |o| session_settings(&name, &config, o);
+            Hosts::new(name.clone(), &list, settings, servers, check_timeout)
+        });
+        let options = match &hosts {
+            Some(h) => h.first_options(),
+            None => session_settings(&name, &config, url.connect_options(&origin)?),
+        };
+        let (h1, h2) = (
+            hosts.as_ref().map(Arc::downgrade),
+            hosts.as_ref().map(Arc::downgrade),
+        );
         let counters = Arc::new(Counters::default());
         let events = Arc::new(EventSink::new(name.clone()));
 
@@ -164,23 +203,42 @@ impl Pool {
             .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 let (counters, events) = (c1.clone(), e1.clone());
-                if let Some(config) = &behind {
-                    return Box::pin(after_connect_behind_pooler(
-                        conn,
-                        config.clone(),
-                        counters,
-                        events,
-                    ));
-                }
-                Box::pin(after_connect(conn, check_interval, counters, events))
+                let hosts = h1.as_ref().and_then(std::sync::Weak::upgrade);
+                let behind = behind.clone();
+                Box::pin(async move {
+                    // A multi-host pool's new connection must land on a host of the role it
+                    // asks for; sqlx closes a wrong one and connects again.
+                    if let Some(hosts) = hosts {
+                        hosts.suits(conn).await?;
+                    }
+                    match behind {
+                        Some(config) => {
+                            after_connect_behind_pooler(conn, config, counters, events).await
+                        }
+                        None => after_connect(conn, check_interval, counters, events).await,
+                    }
+                })
             })
             .before_acquire(move |conn, meta| {
                 let (counters, events) = (c2.clone(), e2.clone());
+                // Opened before the pool moved to another host: never used again.
+                if let Some(hosts) = h2.as_ref().and_then(std::sync::Weak::upgrade)
+                    && hosts.opened_before_switch(meta.age)
+                {
+                    counters.evicted.fetch_add(1, Relaxed);
+                    events.emit(PoolEventKind::Close {
+                        reason: CloseReason::Failure,
+                    });
+                    return Box::pin(async { Ok(false) });
+                }
                 Box::pin(before_acquire(
                     conn, meta, validation, window, counters, events,
                 ))
             })
             .connect_lazy_with(options);
+        if let Some(h) = &hosts {
+            h.attach(sqlx.clone());
+        }
         let parts = Parts {
             name,
             config,
@@ -189,6 +247,8 @@ impl Pool {
             counters,
             events,
             adopted: false,
+            password,
+            hosts,
         };
         Ok(Pool::assemble(parts, servers, observer))
     }
@@ -203,6 +263,8 @@ impl Pool {
             counters,
             events,
             adopted,
+            password,
+            hosts,
         } = parts;
         let leaks = config.leak_threshold.map(LeakWatch::new);
         let observer = observer.pool(&name);
@@ -223,6 +285,8 @@ impl Pool {
             leaks,
             config,
             adopted,
+            credentials: password.map(Credentials::new),
+            hosts,
         });
         if let Some(threshold) = shared.config.leak_threshold
             && tokio::runtime::Handle::try_current().is_ok()
@@ -237,6 +301,14 @@ impl Pool {
     pub async fn start(&self) -> Result<()> {
         let cfg = &self.shared.config;
         let site = Site::pool(self.shared.name.clone());
+        if let Some(hosts) = &self.shared.hosts {
+            // Find the host to use first; the checks below then go to it.
+            hosts
+                .ready(&site, Instant::now() + cfg.startup_timeout)
+                .await?;
+        }
+        self.refresh_password(&site, Instant::now() + cfg.startup_timeout)
+            .await?;
         let options = self.shared.sqlx.connect_options();
         // A direct connect first: the pool's own connect loop retries refusals until its
         // timeout and would hide the reason.
@@ -314,9 +386,35 @@ impl Pool {
         &self.shared.url
     }
 
-    /// The watch of the server this pool connects to.
+    /// The watch of the server this pool connects to (for a multi-host pool, the host it
+    /// uses now).
     pub(crate) fn server(&self) -> &Arc<Server> {
-        &self.shared.server
+        match &self.shared.hosts {
+            Some(hosts) => hosts.server(),
+            None => &self.shared.server,
+        }
+    }
+
+    /// For a pool on a multi-host URL, every host: its role, health and counters, and which
+    /// one the pool uses now. `None` for a one-server pool.
+    pub fn hosts(&self) -> Option<Vec<HostStatus>> {
+        self.shared.hosts.as_ref().map(|h| h.status())
+    }
+
+    /// For a pool on a multi-host URL, how many times it moved to another host after the
+    /// one it used failed (25006, a lost connection, a shutdown).
+    pub fn failovers(&self) -> Option<u64> {
+        self.shared.hosts.as_ref().map(|h| h.failovers())
+    }
+
+    /// For a pool on a multi-host URL, the address of the host it uses now (`host:port`), or
+    /// `None` during a failover or for a one-server pool.
+    pub fn current_host(&self) -> Option<String> {
+        let hosts = self.hosts()?;
+        hosts
+            .into_iter()
+            .find(|h| h.current)
+            .map(|h| format!("{}:{}", h.address, h.port))
     }
 
     /// The underlying sqlx pool, for code that needs sqlx directly. Connections taken from it
@@ -384,7 +482,37 @@ impl Pool {
 
     /// Acquires within `timeout`; `check_reused` pings any reused connection first. After a
     /// timeout, finding out why never runs past `deadline` (the caller's).
+    ///
+    /// With a password from a file or a provider, a connect the server refuses for its
+    /// password (28P01, 28000) fetches the password again and tries once more: sqlx may open
+    /// a connection in place of a dead idle one, which the check before acquiring cannot see.
     pub(crate) async fn acquire_for(
+        &self,
+        site: &Site,
+        timeout: Duration,
+        deadline: Option<Instant>,
+        check_reused: bool,
+        holder: Holder,
+    ) -> Result<PooledConn> {
+        let started = Instant::now();
+        let first = self
+            .acquire_once(site, timeout, deadline, check_reused, holder.clone())
+            .await;
+        match first {
+            Err(Error::Database { ref source, .. })
+                if self.shared.credentials.is_some() && credentials::refused(source) =>
+            {
+                let limit = started + timeout;
+                self.refresh_password(site, limit).await?;
+                let left = limit.saturating_duration_since(Instant::now());
+                self.acquire_once(site, left, deadline, check_reused, holder)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn acquire_once(
         &self,
         site: &Site,
         timeout: Duration,
@@ -395,31 +523,65 @@ impl Pool {
         let s = &self.shared;
         let waiting = WaitingGuard::new(&s.counters);
         let started = Instant::now();
-        let limit = started + timeout;
+        let mut limit = started + timeout;
+        let mut generation = 0;
         let acquired_before = s.counters.acquired.load(Relaxed);
         let opened_before = s.counters.opened.load(Relaxed);
+        if s.sqlx.num_idle() == 0 && s.sqlx.size() < s.config.max {
+            // This acquire may open a connection: with the password of now.
+            self.refresh_password(site, limit).await?;
+        }
         let result = loop {
+            // A multi-host pool between hosts: wait for one, within the caller's deadline;
+            // the server watched below is then the new host's.
+            if let Some(hosts) = &s.hosts {
+                let wait_from = Instant::now();
+                hosts.ready(site, deadline.unwrap_or(limit)).await?;
+                generation = hosts.generation();
+                // Waiting for the new host used up the acquire timeout: the acquire gets its
+                // own again, within the deadline.
+                let now = Instant::now();
+                if now > limit && now > wait_from {
+                    limit = deadline.map_or(now + timeout, |d| d.min(now + timeout));
+                }
+            }
             // A server confirmed down: wait for a probe to reach it (bounded), instead of
             // every caller trying to connect on its own.
-            if s.server.is_down() {
-                let waited = s
-                    .server
+            if self.server().is_down() {
+                let waited = self
+                    .server()
                     .wait_up(limit, s.config.outage_wait, s.config.max_outage_waiters())
                     .await;
                 if let Waited::Ended(end) = waited {
                     drop(waiting);
-                    return Err(s.server.unavailable(site, started.elapsed(), end, None));
+                    return Err(self
+                        .server()
+                        .unavailable(site, started.elapsed(), end, None));
                 }
             }
             self.after_recovery();
             // Found down while this caller is connecting (sqlx retries refused connects until
             // its timeout, with a growing backoff): stop, and wait for the server instead.
-            let went_down = s.server.went_down();
+            let went_down = self.server().went_down();
             tokio::pin!(went_down);
             went_down.as_mut().enable();
-            if s.server.is_down() {
+            if self.server().is_down() {
                 continue;
             }
+            // A multi-host pool's acquire that waits: is the host still there? (Its idle
+            // connections may have died with it, and sqlx retries refused connects until the
+            // timeout.) When not, the loop waits for the host discovery finds.
+            let stalled = async {
+                match &s.hosts {
+                    Some(hosts) => loop {
+                        tokio::time::sleep(STALL_CHECK).await;
+                        if !hosts.current_answers(generation).await {
+                            break;
+                        }
+                    },
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 r = tokio::time::timeout_at(limit, self.take(check_reused)) => break match r {
@@ -427,6 +589,7 @@ impl Pool {
                     Err(e) => (Err(e), false, 0),
                 },
                 () = &mut went_down => continue,
+                () = stalled => continue,
             }
         };
         let (result, reused, handoffs) = result;
@@ -436,6 +599,9 @@ impl Pool {
         match result {
             Ok(Ok(conn)) => {
                 s.counters.acquired.fetch_add(1, Relaxed);
+                if let Some(hosts) = &s.hosts {
+                    hosts.acquired();
+                }
                 s.counters.wait.record(waited);
                 s.counters.in_use.fetch_add(1, Relaxed);
                 s.events.emit(PoolEventKind::Acquire { waited });
@@ -451,6 +617,7 @@ impl Pool {
                     reused,
                     handoffs,
                     clean: false,
+                    generation,
                 })
             }
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
@@ -458,6 +625,9 @@ impl Pool {
                 let unreachable = self
                     .unreachable(acquired_before, opened_before, deadline)
                     .await;
+                if unreachable && let Some(hosts) = &s.hosts {
+                    hosts.suspect(generation, "connections to the host could not be opened");
+                }
                 Err(self.timeout_error(site, waited, unreachable))
             }
             Ok(Err(sqlx::Error::PoolClosed)) => Err(Error::PoolClosed { site: site.clone() }),
@@ -475,6 +645,22 @@ impl Pool {
                     source,
                 })
             }
+        }
+    }
+
+    /// Fetches the password again (from `password_file` or the provider), within `limit`.
+    async fn refresh_password(&self, site: &Site, limit: Instant) -> Result<()> {
+        let Some(credentials) = &self.shared.credentials else {
+            return Ok(());
+        };
+        let failed = |reason| credentials.source().failed(site, reason);
+        match tokio::time::timeout_at(limit, credentials.refresh(&self.shared.sqlx)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(failed(reason)),
+            Err(_) => Err(failed(format!(
+                "no answer within the acquire's time ({:?})",
+                crate::error::rounded(limit.saturating_duration_since(Instant::now()))
+            ))),
         }
     }
 
@@ -510,6 +696,10 @@ impl Pool {
             tokio::select! {
                 biased;
                 Ok(h) = &mut waiter.rx => {
+                    if s.hosts.as_ref().is_some_and(|hs| hs.generation() != h.generation) {
+                        release(s, h.conn, Some(CloseReason::Failure));
+                        continue;
+                    }
                     if let Some(conn) = self.handed_usable(h.conn, check_reused).await {
                         return (Ok(conn), true, h.handoffs);
                     }
@@ -523,7 +713,7 @@ impl Pool {
     /// are checked before use for a while.
     fn after_recovery(&self) {
         let s = &self.shared;
-        let recoveries = s.server.recoveries();
+        let recoveries = self.server().recoveries();
         if s.recoveries_seen.load(Relaxed) != recoveries
             && s.recoveries_seen.swap(recoveries, Relaxed) != recoveries
         {
@@ -576,7 +766,7 @@ impl Pool {
         deadline: Option<Instant>,
     ) -> bool {
         let s = &self.shared;
-        if s.server.is_down() {
+        if self.server().is_down() {
             // A probe already found the server unreachable.
             return true;
         }
@@ -663,11 +853,27 @@ impl Pool {
     }
 }
 
+/// Where the password comes from when it may change: the provider given in code, else
+/// `password_file`.
+pub(crate) fn password_source(
+    config: &PoolConfig,
+    provider: Option<Arc<dyn PasswordProvider>>,
+) -> Option<Source> {
+    provider.map(Source::Provider).or_else(|| {
+        config
+            .password_file
+            .as_ref()
+            .map(|path| Source::File(path.into()))
+    })
+}
+
 /// The server settings of every session, sent in the startup packet (no extra round trip);
 /// behind a pooler, applied by statements instead (see `pooler`).
-fn session_options(name: &str, config: &PoolConfig, url: &DatabaseUrl) -> Result<PgConnectOptions> {
-    let origin = format!("pools.{name}.url");
-    let mut options = url.connect_options(&origin)?;
+fn session_settings(
+    name: &str,
+    config: &PoolConfig,
+    mut options: PgConnectOptions,
+) -> PgConnectOptions {
     // The configured name, else the one the connect options or the URL carry, else the
     // pool's.
     let app = config
@@ -693,7 +899,7 @@ fn session_options(name: &str, config: &PoolConfig, url: &DatabaseUrl) -> Result
     if !settings.is_empty() && config.pooler == Pooler::None {
         options = options.options(settings);
     }
-    Ok(pooler::startup(options, config.pooler))
+    pooler::startup(options, config.pooler)
 }
 
 async fn after_connect(
@@ -817,6 +1023,8 @@ pub struct PooledConn {
     handoffs: u32,
     /// Set when the op using it ended well: it may be handed straight on.
     clean: bool,
+    /// The multi-host generation it was acquired under (see `crate::hosts`).
+    generation: u64,
 }
 
 impl std::fmt::Debug for PooledConn {
@@ -840,6 +1048,19 @@ impl PooledConn {
     /// straight to one of them instead of back through sqlx's pool.
     pub(crate) fn mark_clean(&mut self) {
         self.clean = true;
+    }
+
+    /// On a multi-host pool, this connection's host failed in a way that may be a failover
+    /// (25006, a lost connection, a shutdown): the pool finds the host to use again, unless it
+    /// moved since this connection was acquired. Says whether the pool is multi-host.
+    pub(crate) fn suspect_host(&self, reason: &str) -> bool {
+        match &self.pool.hosts {
+            Some(hosts) => {
+                hosts.suspect(self.generation, reason);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether the connection was idle in the pool before (rather than newly opened).
@@ -902,10 +1123,18 @@ impl Drop for PooledConn {
         let Some(conn) = self.conn.take() else {
             return;
         };
+        if p.hosts
+            .as_ref()
+            .is_some_and(|h| h.generation() != self.generation)
+        {
+            // Acquired before the pool moved to another host: never used again.
+            self.evict.get_or_insert(CloseReason::Failure);
+        }
         if self.clean && self.evict.is_none() && self.handoffs < MAX_HANDOFFS && !p.closed() {
             let handed = Handed {
                 conn,
                 handoffs: self.handoffs + 1,
+                generation: self.generation,
             };
             match p.handoff.give(handed) {
                 Ok(()) => {

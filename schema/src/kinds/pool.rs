@@ -17,6 +17,13 @@ pub const POOL: Schema = Schema {
             "server URL for this pool",
         ),
         Key::new(
+            "password_file",
+            Ascii { max_len: 4096 },
+            Absent("the password in `url`"),
+            "a file holding the password (a mounted secret), read again before the pool opens \
+             a connection, so a rotated password is picked up without a restart",
+        ),
+        Key::new(
             "max",
             Rule::whole(1, 10_000),
             Value(Whole(10)),

@@ -39,6 +39,8 @@
 //!   same statements reach on as many dedicated connections, without pool or op API: what
 //!   the machine allows), `p99_wave_median_ms` (the same statistic for the op API's waves),
 //!   `wave_p99_ms`, `callers`, `pool_max`, `waves`, `wave_ms`.
+//! - `failover`: `unreported_unknown`, `late_ops`, `longest_gap_ms`, and per fault
+//!   (`switchover`, `kill9`) its recovery and longest gap; `pool_failovers`.
 //! - `exhaust`: `leaked_connections`, `leak_warnings`, `acquire_timeouts`, and per phase
 //!   (`normal`, `part_leaked`, `exhausted`, `returned`) ops, ok and p99.
 
@@ -46,6 +48,7 @@ mod blackhole;
 mod contention;
 mod copy;
 mod exhaust;
+mod failover;
 mod kill9;
 mod latency;
 mod load;
@@ -109,11 +112,14 @@ pub enum Scenario {
     /// Many instances behind PgBouncer in transaction mode, against the same load straight
     /// to the server ([`PgBouncerReport`]).
     PgBouncer,
+    /// The load through a multi-host pool on a Patroni cluster: a switchover, then a kill -9
+    /// of the leader's postgres.
+    Failover,
 }
 
 impl Scenario {
     /// Every scenario, in the order of the docs.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Restart,
         Scenario::Kill9,
         Scenario::Blackhole,
@@ -126,6 +132,7 @@ impl Scenario {
         Scenario::Nemesis,
         Scenario::Copy,
         Scenario::PgBouncer,
+        Scenario::Failover,
     ];
 
     /// The name on the command line and in the report.
@@ -143,6 +150,7 @@ impl Scenario {
             Scenario::Nemesis => "nemesis",
             Scenario::Copy => "copy",
             Scenario::PgBouncer => "pgbouncer",
+            Scenario::Failover => "failover",
         }
     }
 }
@@ -262,6 +270,7 @@ pub async fn run_with(scenario: Scenario, size: Size, options: Options) -> Resul
         Scenario::Nemesis => Report::Load(nemesis::run(size, o).await?),
         Scenario::Copy => Report::Copy(copy::run(size).await?),
         Scenario::PgBouncer => Report::PgBouncer(pgbouncer::run(size).await?),
+        Scenario::Failover => Report::Load(failover::run(size, o).await?),
     };
     tracing::info!(scenario = scenario.name(), "drill finished");
     Ok(report)

@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use sqlx::Connection;
 use sqlx_resilience_runtime::{Error, redact};
 
-use super::rest::{self, ClusterStatus};
+use super::rest::{self, ClusterStatus, MemberRole};
 use super::{POLL, PatroniCluster, PatroniNode};
 use crate::Result;
 use crate::admin::{self, off_thread};
@@ -109,6 +109,29 @@ impl PatroniCluster {
                         "not done after {limit:?}; last seen: {last}{}",
                         self.log_tails()
                     ),
+                    LOG_HINT,
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// With `synchronous_mode`: waits until a member is the synchronous standby (Patroni
+    /// refuses a switchover, and cannot fail over without loss, before one is chosen).
+    pub async fn wait_for_sync_standby(&self, limit: Duration) -> Result<()> {
+        const ACTION: &str = "wait for a Patroni synchronous standby";
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.status_from_any().await;
+            if let Ok(s) = &status
+                && s.members.iter().any(|m| m.role == MemberRole::SyncStandby)
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::test_kit(
+                    ACTION,
+                    format!("none after {limit:?}; last seen: {status:?}"),
                     LOG_HINT,
                 ));
             }

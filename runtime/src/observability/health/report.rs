@@ -66,6 +66,31 @@ pub struct PoolHealth {
     pub acquire_wait_p99_ms: f64,
     /// Every figure the pool keeps.
     pub stats: PoolStats,
+    /// A pool on a multi-host URL: every host, its role, health and counters, and which one
+    /// the pool uses (absent for a one-server pool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<crate::hosts::HostStatus>>,
+    /// A pool on a multi-host URL: how many times it moved to another host after a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failovers: Option<u64>,
+}
+
+/// One armed fault in the health report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct FaultHealth {
+    /// Its id (`Faults::disarm`).
+    pub id: u64,
+    /// What it does: the SQLSTATE, `drop_connection` or `latency`.
+    pub fault: String,
+    /// The op it hits (`None`: every op).
+    pub op: Option<String>,
+    /// The pool whose ops it hits (`None`: every pool).
+    pub pool: Option<String>,
+    /// Calls hit so far.
+    pub hits: u64,
+    /// Calls it may still hit, when armed for the next N.
+    pub left: Option<u32>,
 }
 
 /// One breaker in the health report.
@@ -110,6 +135,8 @@ pub struct HealthReport {
     pub pools: Vec<PoolHealth>,
     /// Each breaker.
     pub breakers: Vec<BreakerHealth>,
+    /// Each armed fault, when fault injection is enabled (`None` when it is off).
+    pub faults: Option<Vec<FaultHealth>>,
     /// Whether the runtime is shutting down.
     pub shutting_down: bool,
     /// When the report was made, in milliseconds since the Unix epoch.
@@ -304,7 +331,10 @@ pub(crate) fn assess(
                 reason: format!("pool {} {}", s.name, reasons.join(", ")),
             });
         }
+        let pool = rt.pool(&s.name);
         pools.push(PoolHealth {
+            hosts: pool.and_then(crate::Pool::hosts),
+            failovers: pool.and_then(crate::Pool::failovers),
             name: s.name.clone(),
             status: status_of(100u32.saturating_sub(points), false),
             utilization_pct: util,
@@ -381,6 +411,19 @@ pub(crate) fn assess(
         databases,
         pools,
         breakers,
+        faults: rt.faults().map(|f| {
+            f.armed()
+                .into_iter()
+                .map(|a| FaultHealth {
+                    id: a.id,
+                    fault: a.fault.label().to_owned(),
+                    op: a.fault.target_op().map(str::to_owned),
+                    pool: a.fault.target_pool().map(str::to_owned),
+                    hits: a.hits,
+                    left: a.left,
+                })
+                .collect()
+        }),
         shutting_down,
         checked_at_unix_ms: crate::observability::clock::unix_ms(),
         took_ms: 0.0,

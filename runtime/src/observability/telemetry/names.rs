@@ -42,6 +42,17 @@ pub const BULKHEAD_REJECTIONS: &str = "sqlx_resilience.bulkhead.rejections";
 pub const BULKHEAD_RUNNING: &str = "sqlx_resilience.bulkhead.running";
 /// Gauge: calls queued at a bulkhead.
 pub const BULKHEAD_QUEUED: &str = "sqlx_resilience.bulkhead.queued";
+/// Gauge: 1 for the host a multi-host pool uses now, 0 for its other hosts (labels: pool,
+/// `server.address`, `server.port`).
+pub const HOST_CURRENT: &str = "sqlx_resilience.host.current";
+/// Gauge: 1 when a host was last found a primary (accepting writes), else 0 (same labels).
+pub const HOST_PRIMARY: &str = "sqlx_resilience.host.primary";
+/// Gauge: 1 while a host's health watch finds it unreachable, else 0 (same labels).
+pub const HOST_DOWN: &str = "sqlx_resilience.host.down";
+/// Counter: times discovery asked a host what it is, by outcome (`ok`, `unreachable`).
+pub const HOST_CHECKS: &str = "sqlx_resilience.host.checks";
+/// Counter: times a multi-host pool moved to another host after a failure.
+pub const POOL_FAILOVERS: &str = "sqlx_resilience.pool.failovers";
 
 /// Label: the pool's declared name.
 pub const POOL: &str = "pool";
@@ -63,9 +74,13 @@ pub const LIMITER: &str = "limiter";
 pub const BULKHEAD: &str = "bulkhead";
 /// Label: why a bulkhead rejected a call.
 pub const REASON: &str = "reason";
+/// Label: a host's name or address (OpenTelemetry's `server.address`).
+pub const SERVER_ADDRESS: &str = "server.address";
+/// Label: a host's port (OpenTelemetry's `server.port`).
+pub const SERVER_PORT: &str = "server.port";
 
 /// Every metric name, for exporters that need the list (histogram buckets, allow-lists).
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 22] = [
     CONNECTION_COUNT,
     CONNECTION_MAX,
     CONNECTION_IDLE_MIN,
@@ -83,6 +98,11 @@ pub const ALL: [&str; 17] = [
     BULKHEAD_REJECTIONS,
     BULKHEAD_RUNNING,
     BULKHEAD_QUEUED,
+    HOST_CURRENT,
+    HOST_PRIMARY,
+    HOST_DOWN,
+    HOST_CHECKS,
+    POOL_FAILOVERS,
 ];
 
 /// The histograms (all in seconds).

@@ -39,6 +39,9 @@ impl Runtime {
             metrics::counter!(names::CONNECTION_TIMEOUTS, names::POOL => pool)
                 .absolute(s.acquire_timeouts);
         }
+        for pool in self.pools() {
+            publish_hosts(pool);
+        }
         for b in self.breakers() {
             let name = b.name().to_string();
             let m = b.metrics();
@@ -72,5 +75,33 @@ impl Runtime {
             metrics::gauge!(names::BULKHEAD_QUEUED, names::BULKHEAD => name)
                 .set(f64::from(m.queued));
         }
+    }
+}
+
+/// The per-host figures of a multi-host pool.
+fn publish_hosts(pool: &crate::Pool) {
+    let (Some(hosts), Some(failovers)) = (pool.hosts(), pool.failovers()) else {
+        return;
+    };
+    let name = pool.name().to_owned();
+    metrics::counter!(names::POOL_FAILOVERS, names::POOL => name.clone()).absolute(failovers);
+    for h in hosts {
+        let labels = [
+            (names::POOL, name.clone()),
+            (names::SERVER_ADDRESS, h.address.clone()),
+            (names::SERVER_PORT, h.port.to_string()),
+        ];
+        let flag = |yes: bool| if yes { 1.0 } else { 0.0 };
+        metrics::gauge!(names::HOST_CURRENT, &labels).set(flag(h.current));
+        let primary = h.role == crate::hosts::HostRole::Primary;
+        metrics::gauge!(names::HOST_PRIMARY, &labels).set(flag(primary));
+        metrics::gauge!(names::HOST_DOWN, &labels).set(flag(h.down));
+        let mut ok = labels.to_vec();
+        ok.push((names::OUTCOME, "ok".to_owned()));
+        metrics::counter!(names::HOST_CHECKS, &ok)
+            .absolute(h.checks.saturating_sub(h.failed_checks));
+        let mut failed = labels.to_vec();
+        failed.push((names::OUTCOME, "unreachable".to_owned()));
+        metrics::counter!(names::HOST_CHECKS, &failed).absolute(h.failed_checks);
     }
 }
