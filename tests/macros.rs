@@ -20,7 +20,7 @@ mod everything {
             leak_threshold = "30s", statement_timeout = "10s", lock_timeout = "2s",
             idle_in_transaction_session_timeout = "1m", application_name = "harvest",
             search_path = "app, public", client_connection_check_interval = "5s",
-            outage_wait = "3s", outage_waiters = 200, probe_timeout = "1s",
+            outage_wait = "3s", outage_waiters = 200, probe_timeout = "1s", pooler = "none",
             password_file = "/run/secrets/db-password",
         }
         breaker windowed {
