@@ -315,27 +315,25 @@ pub enum Error {
          does: give ops a deadline longer than a failover takes to ride it out",
         old_host.as_ref().map_or_else(|| "no host in use yet".to_owned(), |h| format!("host {h} stopped being usable")),
         humantime::format_rfc3339_millis(*.since),
-        crate::error::rounded(*.lasted),
-        .hosts.join(", "),
+        crate::error::rounded(std::time::SystemTime::now().duration_since(*.since).unwrap_or_default()),
+        .hosts,
         crate::error::rounded(*.waited)
     )]
     Failover {
         /// Where.
         site: Site,
-        /// The host the pool used before, if it had one.
-        old_host: Option<String>,
-        /// Every host of the pool, `host:port`.
-        hosts: Vec<String>,
+        /// The host the pool used before (`host:port`), if it had one.
+        old_host: Option<Arc<str>>,
+        /// Every host of the pool, `host:port`, comma-separated.
+        hosts: Arc<str>,
         /// What the pool asks of a host.
         target: crate::hosts::TargetSessionAttrs,
         /// When the failover began.
         since: std::time::SystemTime,
-        /// How long it had lasted when the call gave up.
-        lasted: Duration,
         /// How long the call waited.
         waited: Duration,
         /// What started it (a read-only error, a lost connection, ...), without secrets.
-        reason: String,
+        reason: Arc<str>,
     },
 
     /// A rate limiter rejected the call.

@@ -439,24 +439,19 @@ impl Hosts {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let (since, since_wall, old, reason) = match f {
-            Some(f) => (f.since, f.since_wall, f.old, f.reason),
-            None => (
-                Instant::now(),
-                SystemTime::now(),
-                None,
-                "not found yet".to_owned(),
-            ),
+        let (since, old, reason) = match f {
+            Some(f) => (f.since_wall, f.old, f.reason),
+            None => (SystemTime::now(), None, "not found yet".to_owned()),
         };
+        let hosts: Vec<String> = self.members.iter().map(|m| m.addr.to_string()).collect();
         Error::Failover {
             site: site.clone(),
-            old_host: old.map(|o| self.members[o].addr.to_string()),
-            hosts: self.members.iter().map(|m| m.addr.to_string()).collect(),
+            old_host: old.map(|o| Arc::from(self.members[o].addr.to_string())),
+            hosts: Arc::from(hosts.join(", ")),
             target: self.target,
-            since: since_wall,
-            lasted: since.elapsed(),
+            since,
             waited,
-            reason,
+            reason: Arc::from(reason),
         }
     }
 
