@@ -11,8 +11,11 @@
 //!
 //! Scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, nemesis (a seeded
 //! random schedule of faults), contention (the toolkit and plain sqlx side by side), outage
-//! (one line per case, ours and plain sqlx side by side), failover (a multi-host pool on a
-//! Patroni cluster through a switchover and a kill -9 of the leader). Progress goes to
+//! (one line per case, ours and plain sqlx side by side), pgbouncer (many instances behind a
+//! real PgBouncer in transaction mode, against the same load straight to the server), failover
+//! (a multi-host pool on a Patroni cluster through a switchover and a kill -9 of the leader),
+//! replica-lag (reads through streaming replicas while their replay is paused).
+//! Progress goes to
 //! stderr (`RUST_LOG` changes how much); the last line on stdout is the report, one JSON
 //! object. Needs only the PostgreSQL server package: each drill starts a server of its own and
 //! removes it afterwards. `docs/DRILLS.md` explains each scenario and lists measured figures.
@@ -24,7 +27,7 @@ use tracing_subscriber::EnvFilter;
 
 const USAGE: &str =
     "usage: drill SCENARIO [--size small|full] [--case NAME ...] [--seed N] [--secs S]
-scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, outage, contention, nemesis, copy, failover
+scenarios: restart, kill9, blackhole, latency, storm, exhaust, overhead, outage, contention, nemesis, copy, pgbouncer, failover, replica-lag
 --case: outage only; --seed and --secs: nemesis only";
 
 /// The command line: a scenario, its size, for `outage` the cases to run, for `nemesis` its

@@ -13,6 +13,13 @@
 //! "context canceled"), the breaker stays closed (a saturated pool is backpressure, not a sick
 //! database), and the health report and the monitor say which pool to look at.
 //!
+//! Then the seed's own tests: sustained load on the dashboard (at least 20 requests a second
+//! for 10 s, average under 2 s, errors under 5 %), and rapid successive requests tripping the
+//! breaker: the database's internal errors are injected into the dashboard's aggregation
+//! (docs/FAULTS.md) until five in a row open it; it recovers when its open window ends, and a
+//! second trip is cleared by hand (the seed's `ResetAllCircuitBreakers`). The run ends with
+//! one JSON line of those figures, which `tests/examples.rs` holds to the seed's targets.
+//!
 //! ```sh
 //! cargo run --example seed_000_agrinova
 //! ```
@@ -24,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
+use sqlx_resilience::breaker::{BreakerState, CircuitBreaker};
 use sqlx_resilience::monitor::{Alert, Monitor};
 use sqlx_resilience::{DbError, Error, HasRuntime, Runtime, Tx, db_op};
 use sqlx_resilience_testkit::PgServer;
@@ -41,13 +49,21 @@ sqlx_resilience::policies! {
     retry transient { attempts = 3, base = "50ms", max_delay = "1s" }
 }
 
-/// Production intervals are the seed's (set in `main`); the drill only makes them short.
+/// Production intervals are the seed's (set in `main`); the drill only makes them short,
+/// shortens the breaker's 30 s open window, and allows injected faults.
 const DRILL: &str = r#"
 [profiles.drill.monitor]
 pool_interval = "200ms"
 breaker_interval = "200ms"
 health_interval = "400ms"
+[profiles.drill.breakers.harvest_stats]
+open_for = "1s"
+[profiles.drill.faults]
+enabled = true
 "#;
+
+/// The dashboard's aggregation, by name, for the faults injected into it.
+const STATISTICS: &str = "harvest.statistics";
 
 #[derive(HasRuntime)]
 struct HarvestRepo {
@@ -71,6 +87,7 @@ impl HarvestRepo {
 
     /// The dashboard's aggregation: 15 s, as the seed chose for aggregations.
     #[db_op(
+        name = "harvest.statistics",
         pool = "http",
         timeout = "15s",
         retry = "transient",
@@ -225,7 +242,135 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for stats in rt.pool_stats() {
         println!("{stats}");
     }
+    println!();
+
+    // The seed's load test: dashboard requests at 25 a second for 10 s.
+    let load = sustained_load(&repo, 25, Duration::from_secs(10)).await;
+    println!(
+        "load: {} requests in {:.1}s ({:.1}/s), average {:.1} ms, {} errors",
+        load.requests,
+        load.took.as_secs_f64(),
+        load.per_second(),
+        load.average_ms(),
+        load.errors
+    );
+
+    // The seed's breaker test: rapid successive requests while the database fails them.
+    let faults = rt
+        .faults()
+        .expect("the drill profile allows injected faults");
+    faults.arm(sqlx_resilience::faults::Fault::sqlstate("XX000").op(STATISTICS))?;
+    let tripped = trip(&repo, breaker).await;
+    faults.clear();
+    let recovered_in = recover(&repo).await;
+    let recovered = breaker.state() == BreakerState::Closed;
+    println!(
+        "breaker harvest_stats: tripped = {tripped}; first ok call {:.1}s later, now {}",
+        recovered_in.as_secs_f64(),
+        breaker.state()
+    );
+    // Tripped again, and reset by hand: every breaker of the runtime.
+    faults.arm(sqlx_resilience::faults::Fault::sqlstate("XX000").op(STATISTICS))?;
+    let again = trip(&repo, breaker).await;
+    faults.clear();
+    for b in rt.breakers() {
+        b.reset();
+    }
+    let reset_ok = repo.statistics(3).await.is_ok();
+    println!(
+        "tripped again = {again}; after resetting all breakers: {} and the next call ok = {reset_ok}",
+        breaker.state()
+    );
+    let m = breaker.metrics();
+    println!(
+        "breaker metrics: {} failures, {} rejected, {} transitions",
+        m.failures_total, m.rejected_total, m.transitions_total
+    );
+
     rt.shutdown(Duration::from_secs(5)).await?;
     println!("done in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "{{\"seed\":\"000\",\"req_per_s\":{:.1},\"avg_ms\":{:.1},\"error_rate\":{:.4},\"breaker_tripped\":{},\"breaker_recovered\":{}}}",
+        load.per_second(),
+        load.average_ms(),
+        load.error_rate(),
+        tripped && again,
+        recovered && reset_ok
+    );
     Ok(())
+}
+
+/// What a load test measured.
+struct Load {
+    requests: u32,
+    errors: u32,
+    took: Duration,
+    total: Duration,
+}
+
+impl Load {
+    fn per_second(&self) -> f64 {
+        f64::from(self.requests) / self.took.as_secs_f64()
+    }
+    fn average_ms(&self) -> f64 {
+        self.total.as_secs_f64() * 1000.0 / f64::from(self.requests.max(1))
+    }
+    fn error_rate(&self) -> f64 {
+        f64::from(self.errors) / f64::from(self.requests.max(1))
+    }
+}
+
+/// Starts `rate` dashboard requests a second for `length`, each on its own task, and waits
+/// for all of them.
+async fn sustained_load(repo: &Arc<HarvestRepo>, rate: u32, length: Duration) -> Load {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+    let mut calls = tokio::task::JoinSet::new();
+    let mut n = 0;
+    while started.elapsed() < length {
+        tick.tick().await;
+        let repo = repo.clone();
+        n += 1;
+        calls.spawn(async move {
+            let t = Instant::now();
+            let ok = repo.statistics(n % 12).await.is_ok();
+            (ok, t.elapsed())
+        });
+    }
+    let (mut requests, mut errors, mut total) = (0, 0, Duration::ZERO);
+    while let Some(r) = calls.join_next().await {
+        let (ok, took) = r.expect("a request task");
+        requests += 1;
+        errors += u32::from(!ok);
+        total += took;
+    }
+    Load {
+        requests,
+        errors,
+        took: started.elapsed(),
+        total,
+    }
+}
+
+/// Rapid successive requests until the breaker opens (at most 20); whether it opened.
+async fn trip(repo: &HarvestRepo, breaker: &CircuitBreaker) -> bool {
+    for _ in 0..20 {
+        if breaker.state() == BreakerState::Open {
+            return true;
+        }
+        let _ = repo.statistics(1).await;
+    }
+    breaker.state() == BreakerState::Open
+}
+
+/// Calls until one succeeds (every 50 ms, at most 60 s); how long it took.
+async fn recover(repo: &HarvestRepo) -> Duration {
+    let from = Instant::now();
+    while from.elapsed() < Duration::from_secs(60) {
+        if repo.statistics(2).await.is_ok() {
+            return from.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    from.elapsed()
 }

@@ -14,6 +14,14 @@
 //! refuses new ones). Five failures open it, calls are then rejected in microseconds instead
 //! of retrying into a dead database, and once the network heals three probes close it.
 //!
+//! The seed's test endpoints (`/resilience/test/retry` with `failTimes`,
+//! `/resilience/test/circuit-breaker` with `simulateFailures`) become injected faults: the
+//! server's own serialization failures, dropped sessions and internal errors, in the ops they
+//! name. Its monitor (utilization, connection storms, slow queries above 1 s, health score)
+//! runs with the seed's thresholds. The run ends with one JSON line of the seed's success
+//! metrics, measured in the run: `recovery_s` (target < 30), `score` (> 80), `success_rate` of
+//! the shoppers' calls under the injected faults (> 99 %), and the `alerts` raised.
+//!
 //! ```sh
 //! cargo run --example seed_004_kct
 //! ```
@@ -26,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
 use sqlx_resilience::breaker::BreakerState;
+use sqlx_resilience::faults::Fault;
 use sqlx_resilience::{DbError, Error, FailureKind, HasRuntime, Runtime, Tx, db_op};
 use sqlx_resilience_testkit::{FaultProxy, PgServer, ServerOptions};
 use tokio::sync::broadcast::error::RecvError;
@@ -53,7 +62,19 @@ const DRILL: &str = r#"
 acquire_timeout = "300ms"
 [profiles.drill.breakers.kct]
 open_for = "1s"
+[profiles.drill.retries.kct.on.contention]
+base = "50ms"
+[profiles.drill.monitor]
+pool_interval = "100ms"
+breaker_interval = "100ms"
+health_interval = "500ms"
+[profiles.drill.faults]
+enabled = true
 "#;
+
+/// The ops' names, for the faults that target them.
+const PRODUCT: &str = "kct.product";
+const PLACE_ORDER: &str = "kct.place_order";
 
 #[derive(HasRuntime)]
 struct Store {
@@ -75,6 +96,7 @@ impl Store {
     }
 
     #[db_op(
+        name = "kct.product",
         pool = "main",
         timeout = "30s",
         retry = "kct",
@@ -92,7 +114,14 @@ impl Store {
 
     /// An order and its stock movement, together or not at all; a lock timeout runs the
     /// whole transaction again (3 tries), and a repeated order id changes nothing.
-    #[db_op(pool = "main", tx, timeout = "30s", retry = "kct", breaker = "kct")]
+    #[db_op(
+        name = "kct.place_order",
+        pool = "main",
+        tx,
+        timeout = "30s",
+        retry = "kct",
+        breaker = "kct"
+    )]
     async fn place_order(
         &self,
         tx: &mut Tx<'_>,
@@ -175,32 +204,76 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
+    let monitor = rt.start_monitor();
+    let faults = rt
+        .faults()
+        .expect("the drill profile enables injected faults");
     let store = std::sync::Arc::new(Store { rt: rt.clone() });
     store.setup().await?;
-    // 12 concurrent shoppers, within the 18 connections.
+
+    // The seed's test endpoints, as injected faults, while 12 shoppers (within the 18
+    // connections) browse and order: `test/retry` with failTimes 2, two connection resets,
+    // and one query slower than the seed's 1 s slow-query threshold.
+    faults.arm(Fault::sqlstate("40001").op(PLACE_ORDER).next(2))?;
+    faults.arm(Fault::drop_connection().op(PRODUCT).next(2))?;
+    faults.arm(
+        Fault::latency(Duration::from_millis(1100))
+            .op(PRODUCT)
+            .next(1),
+    )?;
     let mut work = tokio::task::JoinSet::new();
     for shopper in 0..12_i64 {
         let store = store.clone();
         work.spawn(async move {
-            for n in 0..5 {
-                let id = shopper * 5 + n;
-                if n == 4 {
-                    store.place_order(id, 1 + id % 40, 1).await?;
+            let mut ok = 0_u32;
+            for n in 0..20 {
+                let id = shopper * 20 + n;
+                let done = if n % 5 == 4 {
+                    store.place_order(id, 1 + id % 40, 1).await.map(drop)
                 } else {
-                    store.product(1 + id % 40).await?;
+                    store.product(1 + id % 40).await.map(drop)
+                };
+                match done {
+                    Ok(()) => ok += 1,
+                    Err(e) => println!("  shopper {shopper}: {e}"),
                 }
             }
-            Ok::<_, Error>(5)
+            (ok, 20_u32)
         });
     }
-    let mut ok = 0;
+    let (mut ok, mut calls) = (0_u32, 0_u32);
     while let Some(r) = work.join_next().await {
-        ok += r??;
+        let (o, c) = r?;
+        ok += o;
+        calls += c;
     }
+    let success_rate = f64::from(ok) / f64::from(calls);
     println!(
-        "workload: {ok} of 60 calls ok; a repeated order: applied again = {}",
+        "shoppers: {ok} of {calls} calls ok under {} injected faults; a repeated order: applied again = {}",
+        faults.injected(),
         store.place_order(4, 5, 1).await?
     );
+    faults.clear();
+
+    // `test/circuit-breaker` with simulateFailures 5: five internal errors open the breaker;
+    // it recovers on its own once they stop.
+    faults.arm(Fault::sqlstate("XX000").op(PRODUCT).next(5))?;
+    let mut simulated = 0;
+    while breaker.state() != BreakerState::Open && simulated < 10 {
+        simulated += 1;
+        let e = store.product(1).await.expect_err("an injected failure");
+        println!("  simulated call {simulated}: {e}");
+    }
+    faults.clear();
+    let breaker_recovery = recover(&store).await;
+    println!(
+        "simulated failures: breaker open after {simulated}, first ok call {:.1}s after it opened",
+        breaker_recovery.as_secs_f64()
+    );
+    // Its three half-open probes close it.
+    while breaker.state() != BreakerState::Closed {
+        store.product(3).await?;
+    }
 
     // The fault: the network between app and database breaks.
     proxy.refuse().await;
@@ -235,7 +308,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     proxy.heal().await?;
-    tokio::time::sleep(breaker.metrics().open_duration + Duration::from_millis(100)).await;
+    let network_recovery = recover(&store).await;
+    println!(
+        "network healed: first ok call after {:.1}s",
+        network_recovery.as_secs_f64()
+    );
     for probe in 1..=3 {
         let (name, stock) = store.product(probe).await?;
         println!("  probe {probe}: {name}, {stock} in stock");
@@ -251,8 +328,47 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for stats in rt.pool_stats() {
         println!("{stats}");
     }
+    // The monitor's next health check, after recovery.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let health = rt.health().await;
+    println!(
+        "health after recovery: {} (score {}); penalties: {:?}",
+        health.status, health.score, health.penalties
+    );
+    let raised = rt.recent_alerts();
+    let mut alerts: Vec<&str> = raised.iter().map(|a| a.kind.as_str()).collect();
+    alerts.sort_unstable();
+    alerts.dedup();
+    for a in &raised {
+        println!("alert {}: {}", a.kind.as_str(), a.message);
+    }
+    monitor.stop().await;
     rt.shutdown(Duration::from_secs(5)).await?;
     watcher.abort();
     println!("done in {:.1}s", started.elapsed().as_secs_f64());
+    let recovery = breaker_recovery.max(network_recovery);
+    println!(
+        "{{\"seed\":\"004\",\"recovery_s\":{:.3},\"score\":{},\"success_rate\":{:.4},\"alerts\":[{}]}}",
+        recovery.as_secs_f64(),
+        health.score,
+        success_rate,
+        alerts
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     Ok(())
+}
+
+/// Calls until one succeeds (every 50 ms, at most 60 s); how long it took.
+async fn recover(store: &Store) -> Duration {
+    let from = Instant::now();
+    while from.elapsed() < Duration::from_secs(60) {
+        if store.product(2).await.is_ok() {
+            return from.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    from.elapsed()
 }

@@ -71,16 +71,16 @@ pub use sqlx_resilience_macros::policies;
 // The public API, named: what users write. Generated code's plumbing is only in `__private`.
 pub use sqlx_resilience_runtime::{
     BoxFuture, Classification, Conn, DatabaseUrl, DbError, Error, FailureKind, HasRuntime,
-    Isolation, Location, Op, OpBuilder, OpError, OpSpec, PolicyKind, PolicySet, Pool, PoolConfig,
-    PoolStats, PooledConn, Reach, Result, Runtime, RuntimeBuilder, RuntimeConfig, Site, Tx, TxSpec,
-    Value, classify, redact,
+    Isolation, Location, Op, OpBuilder, OpError, OpSpec, PasswordProvider, PolicyKind, PolicySet,
+    Pool, PoolConfig, PoolStats, PooledConn, ProviderError, Reach, Result, Runtime, RuntimeBuilder,
+    RuntimeConfig, Site, Tx, TxSpec, Value, classify, redact,
 };
 // One module per concept, as in the runtime.
 #[cfg(feature = "axum")]
 pub use sqlx_resilience_runtime::http;
 pub use sqlx_resilience_runtime::{
-    breaker, bulkhead, config, copy, health, histogram, limiter, monitor, pgstats, pool, recovery,
-    retry, telemetry, timeout,
+    breaker, bulkhead, config, copy, faults, health, histogram, limiter, monitor, pgstats, pool,
+    recovery, replica, retry, telemetry, timeout,
 };
 
 /// Ops: the op builder, what an op declares, and every op declared with `#[db_op]`.

@@ -93,6 +93,34 @@ fn assert_line(name: &str, stdout: &str, expected: &str) {
     );
 }
 
+/// The example's last line: one JSON object of the seed's KPIs, measured in the run.
+fn kpi_line<'a>(name: &str, stdout: &'a str) -> &'a str {
+    let line = stdout.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with("{\"seed\":") && line.ends_with('}'),
+        "example {name} did not end with its KPI line\n--- stdout\n{stdout}"
+    );
+    line
+}
+
+/// The text of `key`'s value in a flat JSON object (a number, or an array's inside).
+fn kpi<'a>(line: &'a str, key: &str) -> &'a str {
+    let at = line
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no `{key}` in the KPI line {line}"));
+    let rest = &line[at + key.len() + 3..];
+    if let Some(list) = rest.strip_prefix('[') {
+        return &list[..list.find(']').expect("a closed array")];
+    }
+    &rest[..rest.find([',', '}']).expect("a value")]
+}
+
+fn kpi_number(line: &str, key: &str) -> f64 {
+    kpi(line, key)
+        .parse()
+        .unwrap_or_else(|e| panic!("`{key}` is not a number in {line}: {e}"))
+}
+
 #[test]
 fn quickstart_answers_every_query_and_survives_the_server_ending_its_connections() {
     let name = "quickstart";
@@ -137,6 +165,14 @@ fn seed_000_http_is_served_while_the_ws_pool_is_exhausted() {
         &out,
         "acquire_timeouts: pool ws: 10 callers gave up waiting",
     );
+    // The seed's own tests: at least 20 requests a second for 10 s, average under 2 s, errors
+    // under 5 %; rapid requests trip the breaker, and it recovers.
+    let line = kpi_line(name, &out);
+    assert!(kpi_number(line, "req_per_s") >= 20.0, "{line}");
+    assert!(kpi_number(line, "avg_ms") < 2000.0, "{line}");
+    assert!(kpi_number(line, "error_rate") < 0.05, "{line}");
+    assert_eq!(kpi(line, "breaker_tripped"), "true", "{line}");
+    assert_eq!(kpi(line, "breaker_recovered"), "true", "{line}");
 }
 
 #[test]
@@ -218,4 +254,17 @@ fn seed_004_budget_is_18_of_20_and_the_breaker_opens_and_closes() {
         &out,
         "breaker kct: half_open -> closed (half-open probes succeeded)",
     );
+    // The seed's success metrics: recovery under 30 s, health score above 80, more than 99 %
+    // of the shoppers' calls ok under the injected faults, and its alerts raised.
+    let line = kpi_line(name, &out);
+    assert!(kpi_number(line, "recovery_s") < 30.0, "{line}");
+    assert!(kpi_number(line, "score") > 80.0, "{line}");
+    assert!(kpi_number(line, "success_rate") > 0.99, "{line}");
+    let alerts = kpi(line, "alerts");
+    for alert in ["breaker_open", "slow_ops", "database_unreachable"] {
+        assert!(
+            alerts.contains(&format!("\"{alert}\"")),
+            "{alert} not raised: {line}"
+        );
+    }
 }

@@ -187,6 +187,20 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// The password for a new connection could not be had from `password_file` or the pool's
+    /// password provider. Nothing was sent to the server.
+    #[error("{site}: cannot get the password from {source_name}: {reason}; {hint}")]
+    Credentials {
+        /// The pool that was about to connect.
+        site: Site,
+        /// `password_file PATH`, or "the password provider".
+        source_name: String,
+        /// Why: the file's or the provider's error (never the password).
+        reason: String,
+        /// What to do.
+        hint: String,
+    },
+
     /// Pool maxima exceed the server's connection budget.
     #[error(
         "connection budget exceeded: {arithmetic}; lower the pool maxima, the instance count, or raise max_connections"
@@ -315,17 +329,17 @@ pub enum Error {
          does: give ops a deadline longer than a failover takes to ride it out",
         old_host.as_ref().map_or_else(|| "no host in use yet".to_owned(), |h| format!("host {h} stopped being usable")),
         humantime::format_rfc3339_millis(*.since),
-        crate::error::rounded(std::time::SystemTime::now().duration_since(*.since).unwrap_or_default()),
-        .hosts,
+        crate::error::rounded(.since.elapsed().unwrap_or_default()),
+        .hosts.join(", "),
         crate::error::rounded(*.waited)
     )]
     Failover {
         /// Where.
         site: Site,
-        /// The host the pool used before (`host:port`), if it had one.
-        old_host: Option<Arc<str>>,
-        /// Every host of the pool, `host:port`, comma-separated.
-        hosts: Arc<str>,
+        /// The host the pool used before, if it had one.
+        old_host: Option<Box<str>>,
+        /// Every host of the pool, `host:port`.
+        hosts: Box<[String]>,
         /// What the pool asks of a host.
         target: crate::hosts::TargetSessionAttrs,
         /// When the failover began.
@@ -333,7 +347,7 @@ pub enum Error {
         /// How long the call waited.
         waited: Duration,
         /// What started it (a read-only error, a lost connection, ...), without secrets.
-        reason: Arc<str>,
+        reason: Box<str>,
     },
 
     /// A rate limiter rejected the call.
@@ -597,6 +611,7 @@ impl Error {
     pub fn site(&self) -> Option<&Site> {
         match self {
             Error::Connect { site, .. }
+            | Error::Credentials { site, .. }
             | Error::AcquireTimeout { site, .. }
             | Error::PoolClosed { site }
             | Error::Timeout { site, .. }
@@ -630,6 +645,7 @@ impl Error {
     fn site_mut(&mut self) -> Option<&mut Site> {
         match self {
             Error::Connect { site, .. }
+            | Error::Credentials { site, .. }
             | Error::AcquireTimeout { site, .. }
             | Error::PoolClosed { site }
             | Error::Timeout { site, .. }
@@ -669,6 +685,7 @@ impl Error {
             | Error::ConfigProblems { .. }
             | Error::UndeclaredName { .. }
             | Error::Budget { .. }
+            | Error::Credentials { .. }
             | Error::Misconfigured { .. } => FailureKind::Configuration,
             _ => FailureKind::Unknown,
         }

@@ -13,7 +13,7 @@
 
 use crate::constraint::Constraint;
 use crate::key::{DefaultIs, Key};
-use crate::kinds::{BREAKER, BULKHEAD, KINDS, LIMITER, MONITOR, POOL, RETRY, RUNTIME};
+use crate::kinds::{BREAKER, BULKHEAD, FAULTS, KINDS, LIMITER, MONITOR, POOL, RETRY, RUNTIME};
 use crate::table::Schema;
 
 /// One generated block: the file it is in (relative to the workspace) and its name.
@@ -56,6 +56,10 @@ pub const BLOCKS: &[Block] = &[
         name: "monitor",
     },
     Block {
+        file: "docs/FAULTS.md",
+        name: "faults",
+    },
+    Block {
         file: "docs/MACRO_POLICIES.md",
         name: "policies",
     },
@@ -71,6 +75,7 @@ pub fn render(name: &str) -> Option<String> {
         "limiter" => table(&LIMITER, ""),
         "bulkhead" => table(&BULKHEAD, ""),
         "monitor" => table(&MONITOR, "monitor."),
+        "faults" => table(&FAULTS, "faults."),
         "policies" => summary(&KINDS),
         _ => return None,
     })

@@ -51,6 +51,9 @@ pub enum Rule {
     SchemaList,
     /// Any non-empty text naming something of this kind (`"pool"`: a pool name).
     Name(&'static str),
+    /// One or more PostgreSQL URLs (`postgres://` or `postgresql://`), separated by commas
+    /// or white space.
+    UrlList,
 }
 
 /// Why a value does not pass its rule.
@@ -186,6 +189,17 @@ impl Rule {
                     Ok(Typed::Text(t))
                 }
             }
+            Rule::UrlList => {
+                let t = text(raw)?;
+                let mut urls = url_list(t).peekable();
+                let good = urls.peek().is_some()
+                    && urls.all(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+                if good {
+                    Ok(Typed::Text(t))
+                } else {
+                    Err(Problem::NotAllowed)
+                }
+            }
         }
     }
 
@@ -218,6 +232,9 @@ impl Rule {
                 "a comma-separated list of schema names, such as \"app, public\"".to_owned()
             }
             Rule::Name(of) => format!("a {of} name"),
+            Rule::UrlList => "PostgreSQL URLs separated by commas, such as \
+                 \"postgres://app@replica1/app, postgres://app@replica2/app\""
+                .to_owned(),
         }
     }
 
@@ -245,8 +262,15 @@ impl Rule {
             Rule::Ascii { max_len } => format!("ASCII text, at most {max_len} bytes"),
             Rule::SchemaList => "schema names, comma-separated".to_owned(),
             Rule::Name(of) => format!("{of} name"),
+            Rule::UrlList => "`postgres://` URLs, comma-separated".to_owned(),
         }
     }
+}
+
+/// The URLs of a [`Rule::UrlList`] value, in order.
+pub fn url_list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|u| !u.is_empty())
 }
 
 fn number(raw: Raw<'_>) -> Result<f64, Problem> {
@@ -336,6 +360,16 @@ mod tests {
             Rule::SchemaList.parse(Raw::Text("a; drop")),
             Err(Problem::NotAllowed)
         );
+        let list = Rule::UrlList;
+        assert_eq!(
+            list.parse(Raw::Text("postgres://a/d, postgresql://b/d")),
+            Ok(Typed::Text("postgres://a/d, postgresql://b/d"))
+        );
+        assert_eq!(
+            list.parse(Raw::Text("postgres://a:1,b:2/d")),
+            Err(Problem::NotAllowed)
+        );
+        assert_eq!(list.parse(Raw::Text(" , ")), Err(Problem::NotAllowed));
         assert_eq!(
             Rule::Ascii { max_len: 3 }.parse(Raw::Text("abcd")),
             Err(Problem::NotAllowed)

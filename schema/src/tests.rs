@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::kinds::{DEFAULT_FAILURE_RATE, DEFAULT_OPEN_FOR_MAX, DEFAULT_RATE_WINDOW};
 use crate::*;
 
-const ALL: [&Schema; 9] = [
-    &POOL, &BREAKER, &RETRY, &RETRY_ON, &LIMITER, &BULKHEAD, &RUNTIME, &BUDGET, &MONITOR,
+const ALL: [&Schema; 10] = [
+    &POOL, &BREAKER, &RETRY, &RETRY_ON, &LIMITER, &BULKHEAD, &RUNTIME, &BUDGET, &MONITOR, &FAULTS,
 ];
 
 /// Given values, by key.
@@ -153,11 +153,12 @@ fn full_keys_are_found_through_their_groups() {
 
     let unknown = POOL.find("maximum").unwrap_err();
     assert!(
-        unknown.starts_with("one of the pool keys: url, max, min, acquire_timeout, "),
+        unknown
+            .starts_with("one of the pool keys: url, password_file, max, min, acquire_timeout, "),
         "{unknown}"
     );
     assert!(
-        unknown.ends_with(", outage_waiters; did you mean `max`?"),
+        unknown.ends_with(", read_your_writes_window; did you mean `max`?"),
         "{unknown}"
     );
     assert!(

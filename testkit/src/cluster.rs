@@ -23,6 +23,7 @@ use crate::command::{RunAs, run_bounded, server_command};
 use crate::error::{SERVER_HINT, START, log_tail, start_failed};
 use crate::options::{ServerOptions, ShutdownMode};
 use crate::scratch::{free_port, io_failure, make_dir, write_file};
+use crate::tls::TlsFiles;
 
 /// How long a postmaster may take to accept connections (crash recovery included).
 const READY_LIMIT: Duration = Duration::from_secs(60);
@@ -45,6 +46,8 @@ pub(crate) struct Cluster {
     /// Whether `pg_stat_statements` is preloaded (a replica preloads what its primary does).
     pub(crate) preload: bool,
     pub(crate) log: PathBuf,
+    /// The certificates of a server that speaks TLS.
+    pub(crate) tls: Option<TlsFiles>,
     /// Also serialises the controls: one start, stop or restart at a time.
     watchdog: Mutex<Watchdog>,
 }
@@ -78,6 +81,9 @@ impl Cluster {
             preload,
         )?;
         cluster.initdb()?;
+        if options.tls {
+            cluster.tls = Some(TlsFiles::make(&cluster.dir, cluster.run_as.as_ref())?);
+        }
         cluster.include_testkit_conf()?;
         cluster.configure_and_launch(options)?;
         let create_app = format!(
@@ -117,6 +123,7 @@ impl Cluster {
             binaries,
             run_as,
             preload,
+            tls: None,
             watchdog: Mutex::new(watchdog),
             dir,
         })
@@ -243,7 +250,12 @@ impl Cluster {
         if preload {
             lines.push("shared_preload_libraries = 'pg_stat_statements'".to_owned());
         }
-        for (name, value) in &options.settings {
+        let tls = self
+            .tls
+            .as_ref()
+            .map(TlsFiles::settings)
+            .unwrap_or_default();
+        for (name, value) in tls.iter().chain(&options.settings) {
             lines.push(format!("{name} = {}", literal(value)));
         }
         lines.join("\n") + "\n"

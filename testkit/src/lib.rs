@@ -81,6 +81,7 @@ mod replicas;
 mod scratch;
 mod server;
 mod service;
+mod tls;
 mod tools;
 mod url;
 
@@ -96,6 +97,7 @@ pub use self::pgbouncer::{
 pub use self::proxy::{Direction, FaultProxy, ProxyStats};
 pub use self::replicas::{Lsn, ReplicaSet, ReplicationLag};
 pub use self::server::PgServer;
+pub use self::tls::TlsFiles;
 pub use self::tools::{ETCD_ENV, PATRONI_ENV, PGBOUNCER_ENV};
 pub use self::url::multi_host_url;
 

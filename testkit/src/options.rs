@@ -49,6 +49,9 @@ pub struct ServerOptions {
     /// `SQLX_RESILIENCE_PG_BINDIR`, else `PATH`, `pg_config --bindir` and
     /// `/usr/lib/postgresql/*/bin`, newest version first.
     pub bindir: Option<PathBuf>,
+    /// Whether the server speaks TLS, with certificates the test kit makes
+    /// ([`PgServer::tls_files`](crate::PgServer::tls_files)). Default: off.
+    pub tls: bool,
 }
 
 impl Default for ServerOptions {
@@ -59,6 +62,7 @@ impl Default for ServerOptions {
             settings: Vec::new(),
             preload_pg_stat_statements: None,
             bindir: None,
+            tls: false,
         }
     }
 }
@@ -90,6 +94,14 @@ impl ServerOptions {
     /// Preloads `pg_stat_statements` (or not), instead of deciding by what is installed.
     pub fn preload_pg_stat_statements(mut self, preload: bool) -> Self {
         self.preload_pg_stat_statements = Some(preload);
+        self
+    }
+
+    /// Turns TLS on: the test kit makes a certificate authority and a server certificate for
+    /// `127.0.0.1` and `localhost` (with the `openssl` command), so clients can connect with
+    /// `sslmode=verify-full`.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 

@@ -250,6 +250,11 @@ impl PgServer {
         self.inner.cluster.as_ref().map(|c| c.data.as_path())
     }
 
+    /// The certificates of a server started with [`ServerOptions::tls`] (`None` otherwise).
+    pub fn tls_files(&self) -> Option<&crate::TlsFiles> {
+        self.inner.cluster.as_ref().and_then(|c| c.tls.as_ref())
+    }
+
     /// The server's version as `server_version_num` (150018 for 15.18).
     pub fn version_num(&self) -> u32 {
         self.inner.version_num

@@ -347,6 +347,7 @@ fn spec(op: &Op, p: &TokenStream) -> TokenStream {
             read_only: #read_only,
             tx: #tx,
             slow: #slow,
+            max_lag: ::core::option::Option::None,
             location: #location,
         }
     }

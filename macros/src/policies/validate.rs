@@ -421,7 +421,12 @@ fn check_value(key: &str, entry: &Entry, rule: &Rule) -> syn::Result<Out> {
         (Rule::Flag, Value::Bool(b)) => (None, Out::Bool(b.value)),
         (Rule::Choice(_), Value::Ident(i)) => (Some(i.to_string()), Out::Str(i.to_string())),
         (
-            Rule::Choice(_) | Rule::Url | Rule::Ascii { .. } | Rule::SchemaList | Rule::Name(_),
+            Rule::Choice(_)
+            | Rule::Url
+            | Rule::UrlList
+            | Rule::Ascii { .. }
+            | Rule::SchemaList
+            | Rule::Name(_),
             Value::Str(s),
         ) => (Some(s.value()), Out::Str(s.value())),
         _ => return Err(wrong()),
@@ -538,6 +543,10 @@ mod tests {
             ),
             Rule::SchemaList => (vec!["\"app, public\"".into()], vec!["\"a; b\"".into()]),
             Rule::Name(_) => (vec!["\"http\"".into()], vec!["\" \"".into()]),
+            Rule::UrlList => (
+                vec!["\"postgres://app@r1/app, postgres://app@r2/app\"".into()],
+                vec!["\"mysql://app@db/app\"".into(), "5".into()],
+            ),
         }
     }
 

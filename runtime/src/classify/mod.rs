@@ -8,6 +8,7 @@
 //! in `docs/CLASSIFICATION.md`.
 
 mod kind;
+mod pooler;
 mod sqlstate;
 
 pub use self::kind::FailureKind;

@@ -54,6 +54,9 @@ pub fn classify(error: &sqlx::Error) -> Classification {
 /// Classifies a SQLSTATE (with the server's message, which tells the reasons for 57014 apart).
 pub fn classify_sqlstate(code: &str, message: &str) -> Classification {
     use FailureKind::*;
+    if let Some(c) = super::pooler::classify_pooler(code, message) {
+        return c;
+    }
     let owned = Some(code.to_owned());
     let (kind, reach) = match code {
         // Contention: the statement was rejected, the transaction rolled back.

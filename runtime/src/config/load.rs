@@ -560,6 +560,19 @@ fn check(
     validate_all(&config.retries, origins, problems);
     validate_all(&config.limiters, origins, problems);
     validate_all(&config.bulkheads, origins, problems);
+    for (key, value, expected) in config.settings.faults.problems(config.profile.as_deref()) {
+        let key = format!("faults.{key}");
+        let origin = origins
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| "the combined settings".to_owned());
+        problems.push(Error::Config {
+            key,
+            value,
+            expected,
+            origin,
+        });
+    }
     if config.settings.url.is_none()
         && let Some((_, url)) = env.iter().find(|(k, _)| k == "DATABASE_URL")
         && let Err(expected) = config.settings.set("url", &Value::Str(url.clone()))

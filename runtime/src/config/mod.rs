@@ -9,6 +9,7 @@
 //! scheme are described in `docs/CONFIGURATION.md`.
 
 mod declare;
+mod faults;
 pub(crate) mod fields;
 mod load;
 mod monitor;
@@ -19,6 +20,7 @@ mod value;
 pub use sqlx_resilience_schema as schema;
 
 pub use self::declare::{Declaration, Literal, Policy, PolicyRegistration, PolicySet};
+pub use self::faults::FaultsConfig;
 pub use self::load::RuntimeConfig;
 pub(crate) use self::load::{FileSource, Sources, undeclared};
 pub use self::monitor::MonitorConfig;

@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::MonitorConfig;
 use super::fields::Fields;
 use super::schema::{self, DefaultIs, Key, Rule, Schema, Typed, show_duration};
+use super::{FaultsConfig, MonitorConfig};
 use super::{RuntimeSettings, Value};
 use crate::breaker::BreakerConfig;
 use crate::bulkhead::BulkheadConfig;
@@ -59,8 +59,9 @@ fn every_key_has_a_field() {
         own_keys(&schema::MONITOR, &[]),
         fields_of::<MonitorConfig>()
     );
+    assert_eq!(own_keys(&schema::FAULTS, &[]), fields_of::<FaultsConfig>());
     // `profile` selects a profile: the loader reads it.
-    let mut runtime = own_keys(&schema::RUNTIME, &["monitor"]);
+    let mut runtime = own_keys(&schema::RUNTIME, &["monitor", "faults"]);
     runtime.remove("profile");
     assert_eq!(runtime, fields_of::<RuntimeSettings>());
 }
@@ -86,6 +87,7 @@ fn defaults_are_the_schemas() {
     defaults_match::<LimiterConfig>();
     defaults_match::<BulkheadConfig>();
     defaults_match::<MonitorConfig>();
+    defaults_match::<FaultsConfig>();
     defaults_match::<RuntimeSettings>();
 }
 
@@ -165,6 +167,13 @@ fn samples(spec: &Key) -> (Vec<Value>, Vec<Value>) {
             vec![Value::from("app; drop table x")],
         ),
         Rule::Name(_) => (vec![Value::from("http")], vec![Value::from(" ")]),
+        Rule::UrlList => (
+            vec![Value::from("postgres://app@r1/app, postgres://app@r2/app")],
+            vec![
+                Value::from("mysql://app@db/app"),
+                Value::from("postgres://app@r1/app?sslmode=bogus"),
+            ],
+        ),
     }
 }
 

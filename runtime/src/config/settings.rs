@@ -1,9 +1,9 @@
 use std::time::Duration;
 
-use super::MonitorConfig;
 use super::Value;
 use super::fields::{self, Fields};
 use super::schema;
+use super::{FaultsConfig, MonitorConfig};
 use crate::op::OpsCheck;
 use crate::pool::BudgetMode;
 use crate::secret::DatabaseUrl;
@@ -34,10 +34,10 @@ super::fields::settings! {
         pub ops_check: OpsCheck = "ops_check",
     }
     others {
-        // --- observability (issue 5): the `monitor.*` keys ---
         /// The monitor, the utilization samples and the health check (`monitor.*` keys).
         pub monitor: MonitorConfig,
-        // --- end observability ---
+        /// Fault injection (`faults.*` keys).
+        pub faults: FaultsConfig,
     }
 }
 
@@ -50,21 +50,23 @@ super::fields::choices!(OpsCheck {
 impl RuntimeSettings {
     /// Applies one setting (`profile` is read by the loader).
     pub fn set(&mut self, key: &str, value: &Value) -> Result<(), String> {
-        // --- observability (issue 5) ---
         if let Some(monitor) = key.strip_prefix("monitor.") {
             return self.monitor.set(monitor, value);
         }
-        // --- end observability ---
+        if let Some(faults) = key.strip_prefix("faults.") {
+            return self.faults.set(faults, value);
+        }
         fields::set(self, key, value)
     }
 
     /// Whether `key` is a runtime-wide key [`RuntimeSettings::set`] applies: every key of the
     /// schema but `profile`, which selects a profile.
     pub(crate) fn accepts(key: &str) -> bool {
-        key.starts_with("monitor.")
-            && MonitorConfig::SCHEMA
-                .key(&key["monitor.".len()..])
-                .is_some()
+        key.strip_prefix("monitor.")
+            .is_some_and(|k| MonitorConfig::SCHEMA.key(k).is_some())
+            || key
+                .strip_prefix("faults.")
+                .is_some_and(|k| FaultsConfig::SCHEMA.key(k).is_some())
             || Self::KEYS.contains(&key)
     }
 }

@@ -169,7 +169,7 @@ fn unknown_keys_are_rejected_with_the_accepted_list() {
     let (key, _, expected, _) = config_error(e);
     assert_eq!(key, "pools.http.max_size");
     assert!(
-        expected.starts_with("one of the pool keys: url, max, min, acquire_timeout"),
+        expected.starts_with("one of the pool keys: url, password_file, max, min, acquire_timeout"),
         "{expected}"
     );
 

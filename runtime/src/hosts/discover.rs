@@ -439,19 +439,18 @@ impl Hosts {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let (since, old, reason) = match f {
+        let (since_wall, old, reason) = match f {
             Some(f) => (f.since_wall, f.old, f.reason),
             None => (SystemTime::now(), None, "not found yet".to_owned()),
         };
-        let hosts: Vec<String> = self.members.iter().map(|m| m.addr.to_string()).collect();
         Error::Failover {
             site: site.clone(),
-            old_host: old.map(|o| Arc::from(self.members[o].addr.to_string())),
-            hosts: Arc::from(hosts.join(", ")),
+            old_host: old.map(|o| self.members[o].addr.to_string().into()),
+            hosts: self.members.iter().map(|m| m.addr.to_string()).collect(),
             target: self.target,
-            since,
+            since: since_wall,
             waited,
-            reason: Arc::from(reason),
+            reason: reason.into(),
         }
     }
 

@@ -12,7 +12,8 @@ use super::conn::{BoxFuture, Conn, EnvMarker, Tx};
 use super::resolve::Resolved;
 use super::spec::TxSpec;
 use crate::error::Error;
-use crate::pool::PooledConn;
+use crate::pool::pooler;
+use crate::pool::{PoolConfig, PooledConn, Pooler};
 use crate::timeout::within;
 
 /// Where in an attempt a failure happened.
@@ -80,7 +81,7 @@ impl<'env, T, E, F> Attempt<T, E> for (Plain<F>, EnvMarker<'env>)
 where
     F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send,
     T: Send,
-    E: Send,
+    E: From<Error> + Send,
 {
     fn is_tx(&self) -> bool {
         false
@@ -88,7 +89,7 @@ where
 
     fn run<'a>(
         &'a mut self,
-        _op: &'a Resolved,
+        op: &'a Resolved,
         conn: PooledConn,
         until: Option<Instant>,
     ) -> BoxFuture<'a, (Ended<T, E>, PooledConn)>
@@ -101,6 +102,9 @@ where
                 inner: conn,
                 _env: self.1,
             };
+            if op.pool.config().pooler == Pooler::Transaction {
+                return run_pinned(&mut self.0.0, op, conn, until).await;
+            }
             let ended = match within(until, (self.0.0)(&mut conn)).await {
                 Some(Ok(v)) => Ended::Ok(v),
                 Some(Err(e)) => Ended::Failed(e, Phase::Body),
@@ -109,6 +113,77 @@ where
             (ended, conn.inner)
         })
     }
+}
+
+/// A plain body behind a transaction pooler: in a transaction, so that each of sqlx's
+/// prepare-then-execute round trips stays on one server connection (the pooler may hand each
+/// statement outside a transaction to another). The op still counts as plain: a failure or
+/// timeout mid-body is judged as one, though nothing of a body that did not finish is left
+/// applied (the transaction is rolled back, or dies with its evicted connection).
+async fn run_pinned<'env, T, E, F>(
+    body: &mut F,
+    op: &Resolved,
+    conn: Conn<'env>,
+    until: Option<Instant>,
+) -> (Ended<T, E>, PooledConn)
+where
+    F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send,
+    E: From<Error>,
+{
+    type Manager = PgTransactionManager;
+    /// Rolls back when dropped open (a failure, a panic, or the call cancelled).
+    struct Pinned<'env> {
+        conn: Option<Conn<'env>>,
+        open: bool,
+    }
+    impl Drop for Pinned<'_> {
+        fn drop(&mut self) {
+            if self.open
+                && let Some(conn) = self.conn.as_mut()
+            {
+                // Queued, and sent before the connection is used again.
+                <Manager as TransactionManager>::start_rollback(&mut conn.inner);
+            }
+        }
+    }
+    let version = conn.server_version_num().unwrap_or(0);
+    let mut pinned = Pinned {
+        conn: Some(conn),
+        open: false,
+    };
+    let begin = begin_sql(
+        TxSpec::default(),
+        op.spec.name,
+        until,
+        Some((op.pool.config(), version)),
+    );
+    let ended = 'attempt: {
+        let conn = pinned.conn.as_mut().expect("present until the end");
+        match within(until, Manager::begin(&mut conn.inner, Some(begin))).await {
+            Some(Ok(())) => pinned.open = true,
+            Some(Err(e)) => break 'attempt Ended::Failed(E::from(Error::from(e)), Phase::Begin),
+            None => break 'attempt Ended::TimedOut(Phase::Begin),
+        }
+        match within(until, body(conn)).await {
+            Some(Ok(v)) => match within(until, Manager::commit(&mut conn.inner)).await {
+                Some(Ok(())) => {
+                    pinned.open = false;
+                    Ended::Ok(v)
+                }
+                Some(Err(e)) => Ended::Failed(E::from(Error::from(e)), Phase::Commit),
+                None => Ended::TimedOut(Phase::Commit),
+            },
+            Some(Err(e)) => Ended::Failed(e, Phase::Body),
+            None => Ended::TimedOut(Phase::Body),
+        }
+    };
+    if pinned.open {
+        let conn = pinned.conn.as_mut().expect("present until the end");
+        <Manager as TransactionManager>::start_rollback(&mut conn.inner);
+        pinned.open = false;
+    }
+    let conn = pinned.conn.take().expect("present until the end");
+    (ended, conn.inner)
 }
 
 /// A body in a transaction: begun with the op's isolation and, when the attempt has a time
@@ -143,7 +218,7 @@ where
             &mut self.0.0,
             self.1,
             op.tx,
-            op.spec.name,
+            (op.spec.name, op.pool.config()),
             conn,
             until,
         ))
@@ -154,7 +229,7 @@ async fn run_tx<'env, T, E, G>(
     body: &mut G,
     env: EnvMarker<'env>,
     spec: TxSpec,
-    name: &str,
+    (name, config): (&str, &PoolConfig),
     conn: PooledConn,
     until: Option<Instant>,
 ) -> (Ended<T, E>, PooledConn)
@@ -169,7 +244,9 @@ where
         open: false,
         _env: env,
     };
-    let begin = begin_sql(spec, name, until);
+    let behind = (config.pooler == Pooler::Transaction)
+        .then(|| (config, tx.conn().server_version_num().unwrap_or(0)));
+    let begin = begin_sql(spec, name, until, behind);
     let ended = 'attempt: {
         match within(until, Manager::begin(tx.conn(), Some(begin))).await {
             Some(Ok(())) => tx.open = true,
@@ -201,7 +278,16 @@ where
 /// name as the transaction's `application_name` (so `pg_stat_activity` shows which op holds a
 /// lock or runs long; it reverts at the end of the transaction) and, when the attempt has a
 /// time limit, `SET LOCAL statement_timeout` from the time left.
-fn begin_sql(spec: TxSpec, name: &str, until: Option<Instant>) -> sqlx::SqlStr {
+///
+/// Behind a transaction pooler (`behind`: the pool's settings and the server's version), also
+/// `DEALLOCATE ALL` and the pool's session settings as `SET LOCAL`, with `statement_timeout`
+/// the shorter of the pool's and the time left.
+fn begin_sql(
+    spec: TxSpec,
+    name: &str,
+    until: Option<Instant>,
+    behind: Option<(&PoolConfig, u32)>,
+) -> sqlx::SqlStr {
     let mut sql = String::from("BEGIN");
     if let Some(level) = spec.isolation {
         sql.push_str(" ISOLATION LEVEL ");
@@ -218,14 +304,21 @@ fn begin_sql(spec: TxSpec, name: &str, until: Option<Instant>) -> sqlx::SqlStr {
     sql.push_str("; SET LOCAL application_name = '");
     sql.push_str(&name[..end].replace('\'', "''"));
     sql.push('\'');
+    let mut limit = behind.and_then(|(config, _)| config.statement_timeout);
+    if let Some((config, version)) = behind {
+        sql.push_str(&pooler::begin_sql(config, version));
+    }
     if let Some(at) = until {
         // The server stops the transaction's statements when the client would give up anyway.
         let left = at
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
+        limit = Some(limit.map_or(left, |l| l.min(left)));
+    }
+    if let Some(limit) = limit {
         sql.push_str(&format!(
             "; SET LOCAL statement_timeout = {}",
-            left.as_millis().max(1)
+            limit.as_millis().max(1)
         ));
     }
     AssertSqlSafe(sql).into_sql_str()
@@ -243,7 +336,7 @@ mod tests {
             read_only: true,
         };
         assert_eq!(
-            begin_sql(spec, "orders::o'brien", None).as_str(),
+            begin_sql(spec, "orders::o'brien", None, None).as_str(),
             "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY; \
              SET LOCAL application_name = 'orders::o''brien'"
         );
@@ -251,6 +344,7 @@ mod tests {
             TxSpec::default(),
             "t",
             Some(Instant::now() + Duration::from_secs(5)),
+            None,
         );
         let ms: u64 = sql.as_str().rsplit(' ').next().unwrap().parse().unwrap();
         assert!(
@@ -263,7 +357,7 @@ mod tests {
         assert!(ms > 4_000 && ms <= 5_000, "{ms}");
         let long = "x".repeat(100);
         assert!(
-            begin_sql(TxSpec::default(), &long, None)
+            begin_sql(TxSpec::default(), &long, None, None)
                 .as_str()
                 .ends_with(&format!("'{}'", "x".repeat(63)))
         );

@@ -134,6 +134,13 @@ impl<'rt> OpBuilder<'rt> {
         self
     }
 
+    /// For a `read_only` op of a pool with replicas: the most replication lag it accepts,
+    /// instead of the pool's `max_lag`.
+    pub fn max_lag(mut self, max_lag: Duration) -> Self {
+        self.spec.max_lag = Some(max_lag);
+        self
+    }
+
     /// Logs a warning when a call takes longer than this.
     pub fn slow(mut self, threshold: Duration) -> Self {
         self.spec.slow = Some(threshold);

@@ -26,6 +26,8 @@ pub(crate) struct Resolved {
     pub(crate) site_cached: Site,
     /// Where its calls report what happens.
     pub(crate) observer: Arc<dyn OpObserver>,
+    /// The runtime's injected faults, when enabled.
+    pub(crate) faults: Option<Arc<crate::faults::Faults>>,
 }
 
 impl Resolved {
@@ -64,6 +66,7 @@ impl Resolved {
             .op(spec.name, pool.name(), &pool.sqlx().connect_options());
         Ok(Resolved {
             observer,
+            faults: rt.shared.faults.clone(),
             tx: spec.tx_options(),
             spec,
             name,

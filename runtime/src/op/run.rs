@@ -21,8 +21,10 @@ use crate::breaker::{BreakerPermit, BreakerRejected, CircuitBreaker, Recovery};
 use crate::bulkhead::BulkheadPermit;
 use crate::classify::{Classification, FailureKind, Reach, classify};
 use crate::error::{Error, Site};
+use crate::faults::Injected;
 use crate::pool::{CloseReason, Holder, PooledConn};
 use crate::recovery::WaitEnd;
+use crate::replica::Lease;
 use crate::retry::{RetryDecision, RetryState, StopReason};
 use crate::runtime::Runtime;
 
@@ -39,6 +41,9 @@ struct Verdict {
     /// more, outside any retry policy (a connection that died idle is never the caller's
     /// failure).
     replace: bool,
+    /// It failed on a read replica in a way a read on the primary would not: run it again
+    /// on the primary, outside any retry policy (see `crate::replica`).
+    reroute: bool,
 }
 
 impl Verdict {
@@ -47,6 +52,7 @@ impl Verdict {
             kind,
             rerun: false,
             replace: false,
+            reroute: false,
         }
     }
 }
@@ -61,6 +67,7 @@ struct Judged<E> {
 enum Next {
     Retry(Duration),
     Replace,
+    Reroute,
     Stop,
     Deadline,
 }
@@ -133,10 +140,15 @@ where
     let mut retry = op.retry.as_deref().map(|r| r.start());
     let mut attempts = 0u32;
     let mut replaced = false;
+    let mut on_primary = false;
     let result = loop {
         attempts += 1;
+        let flags = Flags {
+            after_dead_conn: replaced,
+            on_primary,
+        };
         let mut judged =
-            match attempt_once(op, key, access, &mut body, attempts, deadline, replaced).await {
+            match attempt_once(op, key, access, &mut body, attempts, deadline, flags).await {
                 Ok(v) => break Ok(v),
                 Err(j) => j,
             };
@@ -156,6 +168,7 @@ where
             deadline,
         ) {
             Next::Replace => replaced = true,
+            Next::Reroute => on_primary = true,
             Next::Retry(delay) => tokio::time::sleep(delay).await,
             Next::Stop => break Err(judged.error),
             Next::Deadline => {
@@ -178,6 +191,9 @@ fn next(
     started: Instant,
     deadline: Option<Instant>,
 ) -> Next {
+    if verdict.reroute {
+        return Next::Reroute;
+    }
     if verdict.replace && !replaced {
         tracing::debug!(
             op = op.spec.name,
@@ -281,7 +297,15 @@ fn record(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How an attempt is to run, from what earlier attempts found.
+#[derive(Debug, Clone, Copy)]
+struct Flags {
+    /// A reused connection died: take a checked one.
+    after_dead_conn: bool,
+    /// A replica failed the op: run it on the primary.
+    on_primary: bool,
+}
+
 async fn attempt_once<T, E, A>(
     op: &Resolved,
     key: Option<&str>,
@@ -289,7 +313,7 @@ async fn attempt_once<T, E, A>(
     body: &mut A,
     attempt: u32,
     deadline: Option<Instant>,
-    after_dead_conn: bool,
+    flags: Flags,
 ) -> Result<T, Judged<E>>
 where
     A: Attempt<T, E>,
@@ -298,8 +322,8 @@ where
     let is_tx = body.is_tx();
     // An op that may write and cannot run again gets a checked connection: a connection that
     // died while idle must fail before its body runs, not in the middle.
-    let check_reused = (!op.spec.safe_to_rerun() && !is_tx) || after_dead_conn;
-    let ready = match prepare(op, key, attempt, deadline, check_reused).await {
+    let check_reused = (!op.spec.safe_to_rerun() && !is_tx) || flags.after_dead_conn;
+    let ready = match prepare(op, key, attempt, deadline, check_reused, flags.on_primary).await {
         Ok(ready) => ready,
         Err((error, verdict)) => {
             return Err(Judged {
@@ -314,11 +338,32 @@ where
         conn,
         until,
         started,
+        replica,
     } = ready;
-    let (ended, conn) = body.run(op, conn, until).await;
+    let (mut ended, mut conn) = run_body(op, body, conn, until).await;
     let now = Instant::now();
     let elapsed = now.saturating_duration_since(started);
     drop(slot);
+    if let (Some(lease), Ended::Failed(error, _)) = (&replica, &mut ended)
+        && let Some(db) = access(error)
+        && crate::replica::reroutable(db)
+    {
+        lease.failed(db);
+        let c = verdict(db);
+        if c.evict || c.kind.means_unreachable() {
+            conn.evict(CloseReason::Failure);
+        }
+        drop(conn);
+        drop(permit);
+        let Ended::Failed(error, _) = ended else {
+            unreachable!("matched above")
+        };
+        let verdict = Verdict {
+            reroute: true,
+            ..Verdict::final_(c.kind)
+        };
+        return Err(Judged { error, verdict });
+    }
     let at = AttemptEnd {
         op,
         permit,
@@ -336,7 +381,11 @@ where
             } = at;
             conn.mark_clean();
             record(op, permit, None, None, elapsed, now);
+            if op.pool.replicas().is_some() {
+                crate::replica::succeeded(op, replica.as_ref(), &mut conn).await;
+            }
             drop(conn);
+            drop(replica);
             Ok(v)
         }
         Ended::TimedOut(phase) => {
@@ -353,6 +402,32 @@ where
     }
 }
 
+/// Runs the body, or the fault injected in its place (`crate::faults`).
+async fn run_body<T, E, A>(
+    op: &Resolved,
+    body: &mut A,
+    mut conn: PooledConn,
+    until: Option<Instant>,
+) -> (Ended<T, E>, PooledConn)
+where
+    A: Attempt<T, E>,
+    E: From<Error>,
+{
+    let Some(fault) = op
+        .faults
+        .as_ref()
+        .and_then(|f| f.pick(&op.name, op.pool.name()))
+    else {
+        return body.run(op, conn, until).await;
+    };
+    match crate::faults::apply(&fault, &mut conn, until).await {
+        Injected::Proceed => body.run(op, conn, until).await,
+        // As a body's `?` would convert it.
+        Injected::Failed(e) => (Ended::Failed(E::from(Error::from(e)), Phase::Body), conn),
+        Injected::TimedOut => (Ended::TimedOut(Phase::Body), conn),
+    }
+}
+
 /// What an attempt holds while its body runs.
 struct Ready<'a> {
     permit: Option<BreakerPermit<'a>>,
@@ -361,6 +436,8 @@ struct Ready<'a> {
     until: Option<Instant>,
     /// When the body starts.
     started: Instant,
+    /// The replica it runs on, if any.
+    replica: Option<Lease>,
 }
 
 /// The policies before the body: limiter, breaker, bulkhead, pool acquire, and the attempt's
@@ -371,6 +448,7 @@ async fn prepare<'a>(
     attempt: u32,
     deadline: Option<Instant>,
     check_reused: bool,
+    on_primary: bool,
 ) -> Result<Ready<'a>, (Error, Verdict)> {
     let spec = &op.spec;
     let pool = &op.pool;
@@ -432,16 +510,31 @@ async fn prepare<'a>(
         op: Some(op.name.clone()),
         location: Some(spec.location),
     };
-    let conn = match pool
-        .acquire_for(
-            &op.site_cached,
-            acquire_limit,
-            deadline,
-            check_reused,
-            holder,
-        )
-        .await
-    {
+    // A read-only op of a pool with replicas: a replica within its lag limit, if one can
+    // give a connection in half the time; else the primary, below.
+    let routed = if on_primary || op.pool.replicas().is_none() {
+        None
+    } else {
+        on_replica(op, acquire_limit, deadline, &holder).await
+    };
+    let (replica, conn) = match routed {
+        Some((lease, conn)) => (Some(lease), Some(conn)),
+        None => (None, None),
+    };
+    let conn = match conn {
+        Some(conn) => Ok(conn),
+        None => {
+            pool.acquire_for(
+                &op.site_cached,
+                acquire_limit,
+                deadline,
+                check_reused,
+                holder,
+            )
+            .await
+        }
+    };
+    let conn = match conn {
         Ok(c) => c,
         Err(e) => {
             let c = verdict(&e);
@@ -462,6 +555,7 @@ async fn prepare<'a>(
                 kind: c.kind,
                 rerun: c.transient,
                 replace: false,
+                reroute: false,
             };
             return Err((e, verdict));
         }
@@ -480,7 +574,31 @@ async fn prepare<'a>(
         conn,
         until,
         started,
+        replica,
     })
+}
+
+/// A connection to a replica for `op`, when [`crate::replica::route`] names one and it
+/// gives a connection within half of `limit`; a replica that cannot is marked down and the
+/// op goes to the primary.
+async fn on_replica(
+    op: &Resolved,
+    limit: Duration,
+    deadline: Option<Instant>,
+    holder: &Holder,
+) -> Option<(Lease, PooledConn)> {
+    let lease = crate::replica::route(op, deadline).await?;
+    let acquired = lease
+        .pool()
+        .acquire_for(&op.site_cached, limit / 2, deadline, false, holder.clone())
+        .await;
+    match acquired {
+        Ok(conn) => Some((lease, conn)),
+        Err(e) => {
+            lease.failed(&e);
+            None
+        }
+    }
 }
 
 /// A permit from the op's breaker. While the breaker is open (or half-open on its way back)
@@ -623,6 +741,7 @@ fn timed_out(
         kind: FailureKind::Deadline,
         rerun,
         replace: false,
+        reroute: false,
     };
     (error, verdict)
 }
@@ -694,6 +813,7 @@ fn failed(at: AttemptEnd<'_>, db: Option<&mut Error>) -> Verdict {
         kind: c.kind,
         rerun: safe && c.transient_for_retry(),
         replace,
+        reroute: false,
     }
 }
 

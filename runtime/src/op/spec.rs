@@ -124,6 +124,9 @@ pub struct OpSpec {
     pub tx: Option<TxSpec>,
     /// Log a warning when a call takes longer.
     pub slow: Option<Duration>,
+    /// For a `read_only` op of a pool with replicas: the most replication lag it accepts
+    /// (the pool's `max_lag` when `None`).
+    pub max_lag: Option<Duration>,
     /// Where it is declared.
     pub location: Location,
 }
@@ -145,6 +148,7 @@ impl OpSpec {
             read_only: false,
             tx: None,
             slow: None,
+            max_lag: None,
             location,
         }
     }

@@ -38,12 +38,24 @@ impl Pool {
         config.adopting(&sqlx);
         let name: Arc<str> = Arc::from(name);
         let url = DatabaseUrl::from_options((*sqlx.connect_options()).clone());
+        let password = config
+            .password_file
+            .as_ref()
+            .map(|path| super::credentials::Source::File(path.into()));
+        let options = (*sqlx.connect_options()).clone();
+        let replicas = crate::replica::Replicas::build(&name, &config, options, servers)
+            .unwrap_or_else(|e| {
+                tracing::warn!(pool = %name, error = %e, "replicas of an adopted pool left out");
+                None
+            });
         let parts = Parts {
+            replicas,
             events: Arc::new(EventSink::new(name.clone())),
             counters: Arc::new(Counters::default()),
             name,
             config,
             url,
+            password,
             sqlx,
             adopted: true,
             hosts: None,

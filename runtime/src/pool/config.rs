@@ -4,6 +4,7 @@ use crate::config::fields;
 use crate::config::schema::{self, Schema};
 use crate::config::{Invalid, Section, Value};
 use crate::error::PolicyKind;
+use crate::replica::{ReadYourWrites, ReplicaUrls};
 use crate::secret::DatabaseUrl;
 
 /// When a pool opens its first connections.
@@ -30,6 +31,24 @@ pub enum Validation {
     Never,
 }
 
+/// What sits between the pool and the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooler {
+    /// Nothing: the pool talks to PostgreSQL itself.
+    None,
+    /// A transaction pooler (PgBouncer's `pool_mode = transaction`): each transaction, and
+    /// each statement outside one, may run on another server connection, so nothing may rely
+    /// on session state. Every op body runs in a transaction (so sqlx's parse and execute
+    /// round trips stay on one server connection), with unnamed statements only (no
+    /// statement cache), the pool's session settings applied with `SET LOCAL` when the
+    /// transaction begins, and no startup-packet parameters a pooler refuses.
+    Transaction,
+    /// A session pooler (PgBouncer's `pool_mode = session`): session state holds for the
+    /// life of a connection, so the session settings are applied with `SET` after connect
+    /// instead of in the startup packet, which PgBouncer refuses.
+    Session,
+}
+
 crate::config::fields::settings! {
     /// Settings of one named pool (`pool NAME { .. }`, `[pools.NAME]`); every key, its range
     /// and default are in the schema ([`schema::POOL`](crate::config::schema::POOL)).
@@ -41,6 +60,9 @@ crate::config::fields::settings! {
         /// Where this pool connects: a URL, or sqlx's connect options
         /// ([`DatabaseUrl::from_options`]); defaults to the runtime's.
         pub url: Option<DatabaseUrl> = "url",
+        /// A file holding the password, read again before the pool opens a connection (see
+        /// [`PasswordProvider`](crate::pool::PasswordProvider) for passwords from code).
+        pub password_file: Option<String> = "password_file",
         /// Maximum connections.
         pub max: u32 = "max",
         /// Connections kept open when idle.
@@ -89,6 +111,22 @@ crate::config::fields::settings! {
         /// The most callers that may wait for the server at once (default: ten per connection,
         /// at least 100); beyond it, callers fail at once with `Error::Unavailable`.
         pub outage_waiters: Option<u32> = "outage_waiters",
+        /// What sits between the pool and the server (a transaction pooler changes how ops
+        /// run, see [`Pooler`]).
+        pub pooler: Pooler = "pooler",
+        /// Streaming replicas of this pool's server: `read_only` ops go to one whose lag is
+        /// within `max_lag` (see [`crate::replica`]).
+        pub replicas: Option<ReplicaUrls> = "replicas",
+        /// Maximum connections to each replica (default: `max`).
+        pub replica_max: Option<u32> = "replica_max",
+        /// A replica serves a `read_only` op only if it has replayed every write the primary
+        /// acknowledged longer ago than this (an op may ask for less with
+        /// [`OpBuilder::max_lag`](crate::OpBuilder::max_lag)).
+        pub max_lag: Duration = "max_lag",
+        /// What reads in a [`ReadSession`](crate::replica::ReadSession) do after a write.
+        pub read_your_writes: ReadYourWrites = "read_your_writes",
+        /// How long after a write `read_your_writes` applies.
+        pub read_your_writes_window: Duration = "read_your_writes_window",
     }
 }
 
@@ -100,6 +138,11 @@ crate::config::fields::choices!(
 crate::config::fields::choices!(
     /// The name used in configuration (`idle`, `always`, `never`).
     pub fn as_str for Validation { Idle = "idle", Always = "always", Never = "never" }
+);
+
+crate::config::fields::choices!(
+    /// The name used in configuration (`none`, `transaction`, `session`).
+    pub fn as_str for Pooler { None = "none", Transaction = "transaction", Session = "session" }
 );
 
 impl PoolConfig {
@@ -154,6 +197,7 @@ mod tests {
             ("client_connection_check_interval", "1s".into()),
             ("outage_wait", "10s".into()),
             ("outage_waiters", 50u32.into()),
+            ("pooler", "transaction".into()),
         ];
         for (k, v) in good {
             c.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
@@ -161,6 +205,7 @@ mod tests {
         assert_eq!(c.max, 150);
         assert_eq!(c.startup, Startup::Lazy);
         assert_eq!(c.validation, Validation::Always);
+        assert_eq!(c.pooler, Pooler::Transaction);
         c.validate().unwrap();
     }
 

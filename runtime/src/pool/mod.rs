@@ -4,9 +4,11 @@
 mod adopt;
 mod budget;
 mod config;
+mod credentials;
 mod events;
 mod handoff;
 mod leak;
+pub(crate) mod pooler;
 mod stats;
 
 use std::ops::{Deref, DerefMut};
@@ -22,10 +24,13 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 pub use self::budget::{BudgetCheck, BudgetMode, PoolSizing, SizingReport};
-pub use self::config::{PoolConfig, Startup, Validation};
+pub use self::config::{PoolConfig, Pooler, Startup, Validation};
+pub use self::credentials::{PasswordProvider, ProviderError};
 pub use self::events::{CloseReason, PoolEvent, PoolEventKind};
 pub use self::stats::{PoolStats, WAIT_BUCKETS_US, WaitHistogram};
 
+pub(crate) use self::credentials::Providers;
+use self::credentials::{Credentials, Source};
 use self::events::EventSink;
 use self::handoff::{Handed, Handoff, MAX_HANDOFFS};
 pub(crate) use self::leak::Holder;
@@ -36,6 +41,7 @@ use crate::error::{Error, Result, Site};
 use crate::hosts::{HostStatus, Hosts, STALL_CHECK};
 use crate::observer::{Observer, PoolObserver, Unobserved};
 use crate::recovery::{Server, Servers, Waited};
+use crate::replica::{ReplicaReport, Replicas};
 use crate::secret::DatabaseUrl;
 
 /// The longest an acquire timeout waits to find out whether the server is reachable.
@@ -82,8 +88,12 @@ pub(crate) struct PoolShared {
     /// Built by the application and adopted: its own hooks, not the runtime's, see its
     /// connections opened and checked.
     adopted: bool,
+    /// A password fetched again before the pool may open a connection.
+    credentials: Option<Credentials>,
     /// The hosts of a multi-host URL, and which one the pool uses (see `crate::hosts`).
     hosts: Option<Arc<Hosts>>,
+    /// Its read replicas, if it names any.
+    replicas: Option<Arc<Replicas>>,
 }
 
 /// What a [`Pool`] is assembled from.
@@ -95,7 +105,10 @@ struct Parts {
     counters: Arc<Counters>,
     events: Arc<EventSink>,
     adopted: bool,
+    /// Where the password comes from when it is not fixed in the URL.
+    password: Option<Source>,
     hosts: Option<Arc<Hosts>>,
+    replicas: Option<Arc<Replicas>>,
 }
 
 impl PoolShared {
@@ -135,6 +148,20 @@ impl Pool {
         servers: &Servers,
         observer: &dyn Observer,
     ) -> Result<Pool> {
+        Pool::watched_with(name, config, default_url, servers, observer, None)
+    }
+
+    /// Builds a pool whose server is watched through `servers`, asking `provider` (when
+    /// given) for the password before it may open a connection.
+    pub(crate) fn watched_with(
+        name: &str,
+        config: PoolConfig,
+        default_url: Option<&DatabaseUrl>,
+        servers: &Servers,
+        observer: &dyn Observer,
+        provider: Option<Arc<dyn PasswordProvider>>,
+    ) -> Result<Pool> {
+        let password = password_source(&config, provider);
         let name: Arc<str> = Arc::from(name);
         let url = config
             .url
@@ -168,6 +195,7 @@ impl Pool {
         let validation = config.validation;
         let window = config.validation_window;
         let check_interval = config.client_connection_check_interval;
+        let behind = (config.pooler != Pooler::None).then(|| config.clone());
         let (c1, e1) = (counters.clone(), events.clone());
         let (c2, e2) = (counters.clone(), events.clone());
         let sqlx = PgPoolOptions::new()
@@ -180,13 +208,19 @@ impl Pool {
             .after_connect(move |conn, _meta| {
                 let (counters, events) = (c1.clone(), e1.clone());
                 let hosts = h1.as_ref().and_then(std::sync::Weak::upgrade);
+                let behind = behind.clone();
                 Box::pin(async move {
                     // A multi-host pool's new connection must land on a host of the role it
                     // asks for; sqlx closes a wrong one and connects again.
                     if let Some(hosts) = hosts {
                         hosts.suits(conn).await?;
                     }
-                    after_connect(conn, check_interval, counters, events).await
+                    match behind {
+                        Some(config) => {
+                            after_connect_behind_pooler(conn, config, counters, events).await
+                        }
+                        None => after_connect(conn, check_interval, counters, events).await,
+                    }
                 })
             })
             .before_acquire(move |conn, meta| {
@@ -209,6 +243,7 @@ impl Pool {
         if let Some(h) = &hosts {
             h.attach(sqlx.clone());
         }
+        let replicas = Replicas::build(&name, &config, (*sqlx.connect_options()).clone(), servers)?;
         let parts = Parts {
             name,
             config,
@@ -217,7 +252,9 @@ impl Pool {
             counters,
             events,
             adopted: false,
+            password,
             hosts,
+            replicas,
         };
         Ok(Pool::assemble(parts, servers, observer))
     }
@@ -232,7 +269,9 @@ impl Pool {
             counters,
             events,
             adopted,
+            password,
             hosts,
+            replicas,
         } = parts;
         let leaks = config.leak_threshold.map(LeakWatch::new);
         let observer = observer.pool(&name);
@@ -253,7 +292,9 @@ impl Pool {
             leaks,
             config,
             adopted,
+            credentials: password.map(Credentials::new),
             hosts,
+            replicas,
         });
         if let Some(threshold) = shared.config.leak_threshold
             && tokio::runtime::Handle::try_current().is_ok()
@@ -274,6 +315,8 @@ impl Pool {
                 .ready(&site, Instant::now() + cfg.startup_timeout)
                 .await?;
         }
+        self.refresh_password(&site, Instant::now() + cfg.startup_timeout)
+            .await?;
         let options = self.shared.sqlx.connect_options();
         // A direct connect first: the pool's own connect loop retries refusals until its
         // timeout and would hide the reason.
@@ -447,7 +490,37 @@ impl Pool {
 
     /// Acquires within `timeout`; `check_reused` pings any reused connection first. After a
     /// timeout, finding out why never runs past `deadline` (the caller's).
+    ///
+    /// With a password from a file or a provider, a connect the server refuses for its
+    /// password (28P01, 28000) fetches the password again and tries once more: sqlx may open
+    /// a connection in place of a dead idle one, which the check before acquiring cannot see.
     pub(crate) async fn acquire_for(
+        &self,
+        site: &Site,
+        timeout: Duration,
+        deadline: Option<Instant>,
+        check_reused: bool,
+        holder: Holder,
+    ) -> Result<PooledConn> {
+        let started = Instant::now();
+        let first = self
+            .acquire_once(site, timeout, deadline, check_reused, holder.clone())
+            .await;
+        match first {
+            Err(Error::Database { ref source, .. })
+                if self.shared.credentials.is_some() && credentials::refused(source) =>
+            {
+                let limit = started + timeout;
+                self.refresh_password(site, limit).await?;
+                let left = limit.saturating_duration_since(Instant::now());
+                self.acquire_once(site, left, deadline, check_reused, holder)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn acquire_once(
         &self,
         site: &Site,
         timeout: Duration,
@@ -462,6 +535,10 @@ impl Pool {
         let mut generation = 0;
         let acquired_before = s.counters.acquired.load(Relaxed);
         let opened_before = s.counters.opened.load(Relaxed);
+        if s.sqlx.num_idle() == 0 && s.sqlx.size() < s.config.max {
+            // This acquire may open a connection: with the password of now.
+            self.refresh_password(site, limit).await?;
+        }
         let result = loop {
             // A multi-host pool between hosts: wait for one, within the caller's deadline;
             // the server watched below is then the new host's.
@@ -576,6 +653,22 @@ impl Pool {
                     source,
                 })
             }
+        }
+    }
+
+    /// Fetches the password again (from `password_file` or the provider), within `limit`.
+    async fn refresh_password(&self, site: &Site, limit: Instant) -> Result<()> {
+        let Some(credentials) = &self.shared.credentials else {
+            return Ok(());
+        };
+        let failed = |reason| credentials.source().failed(site, reason);
+        match tokio::time::timeout_at(limit, credentials.refresh(&self.shared.sqlx)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(failed(reason)),
+            Err(_) => Err(failed(format!(
+                "no answer within the acquire's time ({:?})",
+                crate::error::rounded(limit.saturating_duration_since(Instant::now()))
+            ))),
         }
     }
 
@@ -757,9 +850,23 @@ impl Pool {
         }
     }
 
-    /// Closes every connection; later acquires fail with [`Error::PoolClosed`].
+    /// Closes every connection (its replicas' too); later acquires fail with
+    /// [`Error::PoolClosed`].
     pub async fn close(&self) {
+        if let Some(replicas) = &self.shared.replicas {
+            replicas.close().await;
+        }
         self.shared.sqlx.close().await;
+    }
+
+    /// Its read replicas now: each one's lag, health and share of reads; `None` when the pool
+    /// names no replicas.
+    pub fn replica_report(&self) -> Option<ReplicaReport> {
+        self.shared.replicas.as_ref().map(|r| r.report())
+    }
+
+    pub(crate) fn replicas(&self) -> Option<&Arc<Replicas>> {
+        self.shared.replicas.as_ref()
     }
 
     /// Whether [`Pool::close`] was called.
@@ -768,7 +875,22 @@ impl Pool {
     }
 }
 
-/// The server settings of every session, sent in the startup packet (no extra round trip).
+/// Where the password comes from when it may change: the provider given in code, else
+/// `password_file`.
+pub(crate) fn password_source(
+    config: &PoolConfig,
+    provider: Option<Arc<dyn PasswordProvider>>,
+) -> Option<Source> {
+    provider.map(Source::Provider).or_else(|| {
+        config
+            .password_file
+            .as_ref()
+            .map(|path| Source::File(path.into()))
+    })
+}
+
+/// The server settings of every session, sent in the startup packet (no extra round trip);
+/// behind a pooler, applied by statements instead (see `pooler`).
 fn session_settings(
     name: &str,
     config: &PoolConfig,
@@ -796,10 +918,10 @@ fn session_settings(
     if let Some(path) = &config.search_path {
         settings.push(("search_path", path.clone()));
     }
-    if !settings.is_empty() {
+    if !settings.is_empty() && config.pooler == Pooler::None {
         options = options.options(settings);
     }
-    options
+    pooler::startup(options, config.pooler)
 }
 
 async fn after_connect(
@@ -828,6 +950,31 @@ async fn after_connect(
         None
     };
     events.emit(PoolEventKind::Connect { backend_pid: pid });
+    Ok(())
+}
+
+/// After connect through a pooler: behind a session pooler the session settings, as `SET`
+/// (one simple query: a statement with arguments takes two round trips, which a transaction
+/// pooler may serve from two server connections); behind a transaction pooler nothing, since
+/// the next statement may run on another server connection (the settings go with every
+/// transaction instead, and there is no one backend to name).
+async fn after_connect_behind_pooler(
+    conn: &mut PgConnection,
+    config: PoolConfig,
+    counters: Arc<Counters>,
+    events: Arc<EventSink>,
+) -> std::result::Result<(), sqlx::Error> {
+    counters.opened.fetch_add(1, Relaxed);
+    if config.pooler == Pooler::Session {
+        let version = conn.server_version_num().unwrap_or(0);
+        let sql = pooler::settings_sql(&config, version, false, true);
+        if let Some(sql) = sql.strip_prefix("; ") {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    events.emit(PoolEventKind::Connect { backend_pid: None });
     Ok(())
 }
 

@@ -66,7 +66,8 @@ pub(super) async fn run(server: Weak<Server>, first: Duration) {
 async fn probe(options: &PgConnectOptions, limit: Duration) -> Result<(), String> {
     let attempt = async {
         let mut conn = PgConnection::connect_with(options).await?;
-        let answer = sqlx::query("select 1").execute(&mut conn).await;
+        // A simple query: no prepared statement left behind on a pooler's server connection.
+        let answer = sqlx::raw_sql("select 1").execute(&mut conn).await;
         let _ = conn.close().await;
         answer.map(drop)
     };

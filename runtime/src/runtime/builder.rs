@@ -14,7 +14,9 @@ use crate::config::{FileSource, PolicySet, RuntimeConfig, Sources, Value};
 use crate::error::{Error, PolicyKind, Result, Site};
 use crate::limiter::RateLimiter;
 use crate::observer::{MakeObserver, Unobserved};
-use crate::pool::{BudgetCheck, BudgetMode, Pool, PoolConfig, Startup};
+use crate::pool::{
+    BudgetCheck, BudgetMode, PasswordProvider, Pool, PoolConfig, Providers, Startup,
+};
 use crate::retry::RetryPolicy;
 use crate::secret::DatabaseUrl;
 
@@ -32,6 +34,8 @@ pub struct RuntimeBuilder {
     sources: Sources,
     /// sqlx pools the application built, by the declared pool name they stand for.
     adopted: Vec<(String, PgPool)>,
+    /// Password providers, by pool name.
+    providers: Providers,
     observer: MakeObserver,
 }
 
@@ -41,6 +45,7 @@ impl RuntimeBuilder {
         RuntimeBuilder {
             sources: Sources::default(),
             adopted: Vec::new(),
+            providers: Providers::default(),
             observer: || Arc::new(Unobserved),
         }
     }
@@ -93,6 +98,17 @@ impl RuntimeBuilder {
     pub fn adopt_pool(mut self, name: &str, pool: PgPool) -> Self {
         self.adopted.retain(|(n, _)| n != name);
         self.adopted.push((name.to_owned(), pool));
+        self
+    }
+
+    /// Asks `provider` for the password of pool `pool` before the pool may open a connection
+    /// (rotating credentials such as cloud IAM tokens); it wins over `password_file` and a
+    /// password in the URL. Connections already open keep working after a rotation:
+    /// PostgreSQL checks a password only when a connection opens. A provider's failure is
+    /// [`Error::Credentials`](crate::Error::Credentials), naming the pool; the password never
+    /// appears in logs, errors or `Debug`.
+    pub fn password_provider(mut self, pool: &str, provider: impl PasswordProvider) -> Self {
+        self.providers.set(pool, Arc::new(provider));
         self
     }
 
@@ -184,6 +200,24 @@ impl RuntimeBuilder {
                 None => return Err(crate::config::undeclared(&config, name, "adopt_pool")),
             }
         }
+        for name in self.providers.names() {
+            if !config.pools.contains_key(name) {
+                return Err(crate::config::undeclared(
+                    &config,
+                    name,
+                    "password_provider",
+                ));
+            }
+            if self.adopted.iter().any(|(n, _)| n == name) {
+                return Err(Error::config(
+                    format!("pools.{name}"),
+                    "a password provider and an adopted pool",
+                    "one of them: an adopted pool connects with its own connect options \
+                     (change its password with sqlx's `Pool::set_connect_options`)",
+                    "password_provider",
+                ));
+            }
+        }
         Ok(config)
     }
 
@@ -214,7 +248,7 @@ impl RuntimeBuilder {
             });
         }
         let adopted: Vec<&str> = self.adopted.iter().map(|(n, _)| n.as_str()).collect();
-        let budget = check_budget(&mut config, &adopted).await?;
+        let budget = check_budget(&mut config, &adopted, &self.providers).await?;
         // The budget mode `scale` cannot shrink a pool the application built.
         for (name, pool) in &self.adopted {
             if let Some(cfg) = config.pools.get_mut(name) {
@@ -232,12 +266,13 @@ impl RuntimeBuilder {
                 Some((_, sqlx)) => {
                     Pool::adopted(name, cfg.clone(), sqlx.clone(), &servers, &*observer)
                 }
-                None => Pool::watched(
+                None => Pool::watched_with(
                     name,
                     cfg.clone(),
                     default_url.as_ref(),
                     &servers,
                     &*observer,
+                    self.providers.get(name),
                 )?,
             };
             let key: Arc<str> = Arc::from(name.as_str());
@@ -266,6 +301,7 @@ impl RuntimeBuilder {
             .as_deref()
             .and_then(|n| pools.get(n).cloned());
 
+        let faults = crate::faults::Faults::from_config(&config.settings.faults)?;
         let rt = Runtime {
             shared: Arc::new(Shared {
                 id: Runtime::next_id(),
@@ -284,6 +320,7 @@ impl RuntimeBuilder {
                 ops: Default::default(),
                 observer,
                 servers,
+                faults,
             }),
         };
         let _ = rt.shared.ops.set(crate::op::resolve_all(&rt));
@@ -313,7 +350,11 @@ fn invalid(section: &str, name: &str, i: crate::config::Invalid) -> Error {
 
 /// Reads each server's connection limits and applies the budget mode. A server that cannot
 /// be reached is skipped when all of its pools are lazy, and is an error otherwise.
-async fn check_budget(config: &mut RuntimeConfig, adopted: &[&str]) -> Result<Vec<BudgetCheck>> {
+async fn check_budget(
+    config: &mut RuntimeConfig,
+    adopted: &[&str],
+    providers: &Providers,
+) -> Result<Vec<BudgetCheck>> {
     let settings = config.settings.clone();
     // Group pools by server.
     let mut servers: BTreeMap<String, (crate::secret::DatabaseUrl, Vec<String>)> = BTreeMap::new();
@@ -338,10 +379,30 @@ async fn check_budget(config: &mut RuntimeConfig, adopted: &[&str]) -> Result<Ve
             .iter()
             .all(|n| config.pools[n].startup == Startup::Lazy);
         let first = &config.pools[&names[0]];
+        // Behind a pooler the server's max_connections bounds the pooler's server
+        // connections, not these pools' client connections (docs/SCALING.md).
+        if names
+            .iter()
+            .any(|n| config.pools[n].pooler != crate::pool::Pooler::None)
+        {
+            continue;
+        }
         let timeout = first.startup_timeout.min(first.connect_timeout);
         // A multi-host URL: the budget is read from the first host that answers.
+        let password = match crate::pool::password_source(first, providers.get(&names[0])) {
+            Some(source) => Some(
+                source
+                    .fetch()
+                    .await
+                    .map_err(|reason| source.failed(&Site::pool(names[0].as_str()), reason))?,
+            ),
+            None => None,
+        };
         let mut conn = Err(sqlx::Error::PoolClosed);
-        for options in url.each_host_options("url")? {
+        for mut options in url.each_host_options("url")? {
+            if let Some(password) = &password {
+                options = options.password(password);
+            }
             conn = match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
                 Ok(answer) => answer,
                 Err(_) => Err(sqlx::Error::Io(std::io::Error::new(

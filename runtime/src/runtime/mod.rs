@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) observer: Arc<dyn crate::observer::Observer>,
     /// One health watch per database server the pools point at (`crate::recovery`).
     pub(crate) servers: crate::recovery::Servers,
+    /// Injected faults, when `faults.enabled` (`crate::faults`).
+    pub(crate) faults: Option<Arc<crate::faults::Faults>>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -115,6 +117,13 @@ impl Runtime {
     /// The resolved configuration.
     pub fn config(&self) -> &RuntimeConfig {
         &self.shared.config
+    }
+
+    /// The injected faults, to arm and disarm from code (tests, test endpoints), when the
+    /// configuration enables them (`faults.enabled = true`, never in a profile
+    /// `faults.forbidden_in` names); `None` otherwise.
+    pub fn faults(&self) -> Option<&crate::faults::Faults> {
+        self.shared.faults.as_deref()
     }
 
     /// A pool by name.

@@ -14,7 +14,7 @@ pub use self::bulkhead::BULKHEAD;
 pub use self::limiter::LIMITER;
 pub use self::pool::POOL;
 pub use self::retry::{CONTENTION_ATTEMPTS, RETRY, RETRY_ON, RETRY_ON_KINDS};
-pub use self::runtime::{BUDGET, MONITOR, RUNTIME};
+pub use self::runtime::{BUDGET, FAULTS, MONITOR, RUNTIME};
 
 use crate::Schema;
 

@@ -1,7 +1,7 @@
 use super::{DAY, HOUR, MONTH, ms, secs};
 use crate::Constraint::Order;
 use crate::DefaultIs::{Absent, Derived, Value};
-use crate::Rule::{Ascii, Choice, SchemaList, Url};
+use crate::Rule::{Ascii, Choice, SchemaList, Url, UrlList};
 use crate::Typed::{Duration, Text, Whole};
 use crate::{Key, Rule, Schema, Side};
 
@@ -15,6 +15,13 @@ pub const POOL: Schema = Schema {
             Url,
             Absent("the runtime's `url`"),
             "server URL for this pool",
+        ),
+        Key::new(
+            "password_file",
+            Ascii { max_len: 4096 },
+            Absent("the password in `url`"),
+            "a file holding the password (a mounted secret), read again before the pool opens \
+             a connection, so a rotated password is picked up without a restart",
         ),
         Key::new(
             "max",
@@ -124,6 +131,14 @@ pub const POOL: Schema = Schema {
              is still there, so a statement the client gave up on stops",
         ),
         Key::new(
+            "pooler",
+            Choice(&["none", "transaction", "session"]),
+            Value(Text("none")),
+            "what sits between the pool and the server: `\"none\"`; `\"transaction\"`: a \
+             transaction pooler (PgBouncer `pool_mode = transaction`), so nothing relies on \
+             session state; `\"session\"`: a session pooler",
+        ),
+        Key::new(
             "outage_wait",
             Rule::duration_to(DAY),
             Value(Duration(secs(5))),
@@ -144,6 +159,41 @@ pub const POOL: Schema = Schema {
              with `Error::Unavailable`",
         )
         .unit("callers"),
+        Key::new(
+            "replicas",
+            UrlList,
+            Absent("none: every op uses `url`"),
+            "streaming replicas of this pool's server, comma-separated; `read_only` ops go to \
+             one whose measured lag is within `max_lag`, else to the primary",
+        ),
+        Key::new(
+            "replica_max",
+            Rule::whole(1, 10_000),
+            Derived("the pool's `max`"),
+            "maximum connections to each replica (each replica also has one for measuring lag)",
+        )
+        .unit("connections"),
+        Key::new(
+            "max_lag",
+            Rule::duration_to(HOUR),
+            Value(Duration(secs(1))),
+            "a replica serves a `read_only` op only if it has replayed every write the primary \
+             acknowledged longer ago than this",
+        ),
+        Key::new(
+            "read_your_writes",
+            Choice(&["primary", "wait", "off"]),
+            Value(Text("primary")),
+            "after a write in a `ReadSession`, its reads: `\"primary\"`: go to the primary for \
+             `read_your_writes_window`; `\"wait\"`: wait (up to the window) for a replica that \
+             replayed the write, else the primary; `\"off\"`: no difference",
+        ),
+        Key::new(
+            "read_your_writes_window",
+            Rule::duration_to(HOUR),
+            Value(Duration(secs(2))),
+            "how long after a write `read_your_writes` applies",
+        ),
     ],
     constraints: &[
         Order {

@@ -1,11 +1,11 @@
 use super::{DAY, HOUR, MS, SECOND, secs};
 use crate::DefaultIs::{Absent, Derived, Value};
-use crate::Rule::{Choice, Flag, Name, Percent, Url};
+use crate::Rule::{Ascii, Choice, Flag, Name, Percent, Url};
 use crate::Typed::{Duration, Text, Whole};
 use crate::{Group, Key, Rule, Schema, Typed};
 
 /// The top level of the configuration: the server, the default pool, the profile, and the
-/// `budget.*` and `monitor.*` tables.
+/// `budget.*`, `monitor.*` and `faults.*` tables.
 pub const RUNTIME: Schema = Schema {
     kind: "runtime",
     one: "the runtime",
@@ -55,7 +55,84 @@ pub const RUNTIME: Schema = Schema {
             inherits: None,
             schema: &MONITOR,
         },
+        Group {
+            name: "faults",
+            each: None,
+            inherits: None,
+            schema: &FAULTS,
+        },
     ],
+};
+
+/// Injected faults: `[faults]`, off unless enabled, refused in the profiles it names. The
+/// keys other than `enabled` and `forbidden_in` describe one fault armed at start-up; code
+/// arms any number (`Runtime::faults`).
+pub const FAULTS: Schema = Schema {
+    kind: "faults",
+    one: "fault injection",
+    keys: &[
+        Key::new(
+            "enabled",
+            Flag,
+            Value(Typed::Flag(false)),
+            "whether faults may be injected at all",
+        ),
+        Key::new(
+            "forbidden_in",
+            Ascii { max_len: 255 },
+            Value(Text("production")),
+            "comma-separated profiles in which `enabled = true` is refused at start-up",
+        ),
+        Key::new(
+            "op",
+            Ascii { max_len: 255 },
+            Absent("every op"),
+            "the op the start-up fault hits",
+        ),
+        Key::new(
+            "pool",
+            Name("pool"),
+            Absent("every pool"),
+            "the pool whose ops the start-up fault hits",
+        ),
+        Key::new(
+            "sqlstate",
+            Ascii { max_len: 5 },
+            Absent("none"),
+            "the SQLSTATE the server raises in place of the op's body (`40001`, `53300`, \
+             `57P01`, ...)",
+        ),
+        Key::new(
+            "drop_connection",
+            Flag,
+            Value(Typed::Flag(false)),
+            "the server ends the op's session (`pg_terminate_backend`) in place of its body",
+        ),
+        Key::new(
+            "latency",
+            Rule::duration_to(HOUR),
+            Absent("none"),
+            "added before the op's body (or before the injected error)",
+        ),
+        Key::new(
+            "probability",
+            Percent {
+                min: 0.0,
+                above_min: true,
+            },
+            Value(Typed::Number(100.0)),
+            "the share of matching calls hit, in percent",
+        ),
+        Key::new(
+            "next",
+            Rule::whole(1, 1_000_000_000),
+            Absent("every matching call"),
+            "only the next N matching calls are hit",
+        )
+        .unit("calls"),
+    ],
+    constraints: &[],
+    groups: &[],
 };
 
 /// The connection budget: `[budget]`, checked against the server's `max_connections` at

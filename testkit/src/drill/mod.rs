@@ -55,6 +55,8 @@ mod load;
 mod nemesis;
 mod outage;
 mod overhead;
+mod pgbouncer;
+mod replica_lag;
 mod report;
 mod restart;
 mod storm;
@@ -72,6 +74,8 @@ use sqlx_resilience_runtime::{Error, PolicyKind, Runtime, Value};
 pub use self::contention::{ContentionReport, ContentionSide};
 pub use self::copy::CopyBench;
 pub use self::outage::OutageCase;
+pub use self::pgbouncer::PgBouncerReport;
+pub use self::replica_lag::ReplicaLagReport;
 pub use self::report::{LoadReport, OverheadReport, Report};
 
 use self::load::{Ops, Workload};
@@ -107,14 +111,21 @@ pub enum Scenario {
     Nemesis,
     /// Rows a second through COPY, batched inserts and one insert a row.
     Copy,
+    /// Many instances behind PgBouncer in transaction mode, against the same load straight
+    /// to the server ([`PgBouncerReport`]).
+    PgBouncer,
     /// The load through a multi-host pool on a Patroni cluster: a switchover, then a kill -9
     /// of the leader's postgres.
     Failover,
+    /// Reads through a pool with two streaming replicas and `max_lag = "1s"` while replay is
+    /// paused on both for a while: stale reads, and the replicas' share of reads before,
+    /// during and after.
+    ReplicaLag,
 }
 
 impl Scenario {
     /// Every scenario, in the order of the docs.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::Restart,
         Scenario::Kill9,
         Scenario::Blackhole,
@@ -126,7 +137,9 @@ impl Scenario {
         Scenario::Contention,
         Scenario::Nemesis,
         Scenario::Copy,
+        Scenario::PgBouncer,
         Scenario::Failover,
+        Scenario::ReplicaLag,
     ];
 
     /// The name on the command line and in the report.
@@ -143,7 +156,9 @@ impl Scenario {
             Scenario::Contention => "contention",
             Scenario::Nemesis => "nemesis",
             Scenario::Copy => "copy",
+            Scenario::PgBouncer => "pgbouncer",
             Scenario::Failover => "failover",
+            Scenario::ReplicaLag => "replica-lag",
         }
     }
 }
@@ -262,7 +277,9 @@ pub async fn run_with(scenario: Scenario, size: Size, options: Options) -> Resul
         Scenario::Contention => Report::Contention(contention::run(size).await?),
         Scenario::Nemesis => Report::Load(nemesis::run(size, o).await?),
         Scenario::Copy => Report::Copy(copy::run(size).await?),
+        Scenario::PgBouncer => Report::PgBouncer(pgbouncer::run(size).await?),
         Scenario::Failover => Report::Load(failover::run(size, o).await?),
+        Scenario::ReplicaLag => Report::ReplicaLag(replica_lag::run(size).await?),
     };
     tracing::info!(scenario = scenario.name(), "drill finished");
     Ok(report)

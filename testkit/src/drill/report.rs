@@ -21,6 +21,10 @@ pub enum Report {
     Contention(super::ContentionReport),
     /// The `copy` drill.
     Copy(super::CopyBench),
+    /// The `pgbouncer` drill.
+    PgBouncer(super::PgBouncerReport),
+    /// The `replica-lag` drill.
+    ReplicaLag(super::ReplicaLagReport),
 }
 
 impl Report {
@@ -32,6 +36,8 @@ impl Report {
             Report::Outage(_) => "outage",
             Report::Contention(_) => "contention",
             Report::Copy(_) => "copy",
+            Report::PgBouncer(_) => "pgbouncer",
+            Report::ReplicaLag(_) => "replica-lag",
         }
     }
 

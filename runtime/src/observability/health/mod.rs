@@ -29,7 +29,9 @@ mod probe;
 mod report;
 
 pub use self::probe::DatabaseHealth;
-pub use self::report::{BreakerHealth, HealthReport, HealthStatus, Penalty, PoolHealth, Readiness};
+pub use self::report::{
+    BreakerHealth, FaultHealth, HealthReport, HealthStatus, Penalty, PoolHealth, Readiness,
+};
 pub(crate) use self::report::{fmt_us, pool_advice, why_open};
 mod status;
 pub use self::status::{

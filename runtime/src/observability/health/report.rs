@@ -9,6 +9,7 @@ use super::probe::{DatabaseHealth, ms, probe};
 use crate::breaker::BreakerState;
 use crate::observability::telemetry::OpStats;
 use crate::pool::PoolStats;
+use crate::replica::ReplicaReport;
 use crate::runtime::Runtime;
 
 /// Overall status.
@@ -73,6 +74,26 @@ pub struct PoolHealth {
     /// A pool on a multi-host URL: how many times it moved to another host after a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failovers: Option<u64>,
+    /// Its read replicas (lag, health, share of reads), when it names any.
+    pub replicas: Option<ReplicaReport>,
+}
+
+/// One armed fault in the health report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct FaultHealth {
+    /// Its id (`Faults::disarm`).
+    pub id: u64,
+    /// What it does: the SQLSTATE, `drop_connection` or `latency`.
+    pub fault: String,
+    /// The op it hits (`None`: every op).
+    pub op: Option<String>,
+    /// The pool whose ops it hits (`None`: every pool).
+    pub pool: Option<String>,
+    /// Calls hit so far.
+    pub hits: u64,
+    /// Calls it may still hit, when armed for the next N.
+    pub left: Option<u32>,
 }
 
 /// One breaker in the health report.
@@ -117,6 +138,8 @@ pub struct HealthReport {
     pub pools: Vec<PoolHealth>,
     /// Each breaker.
     pub breakers: Vec<BreakerHealth>,
+    /// Each armed fault, when fault injection is enabled (`None` when it is off).
+    pub faults: Option<Vec<FaultHealth>>,
     /// Whether the runtime is shutting down.
     pub shutting_down: bool,
     /// When the report was made, in milliseconds since the Unix epoch.
@@ -311,8 +334,23 @@ pub(crate) fn assess(
                 reason: format!("pool {} {}", s.name, reasons.join(", ")),
             });
         }
+        let replicas = rt.pool(&s.name).and_then(|p| p.replica_report());
+        for r in replicas.iter().flat_map(|r| &r.replicas) {
+            if !r.serving {
+                recommendations.push(format!(
+                    "pool {}: replica {} is {} (lag {}): its reads go to another replica or \
+                     the primary; check the replica's log and replication",
+                    s.name,
+                    r.server,
+                    r.state,
+                    r.lag_ms
+                        .map_or_else(|| "unknown".to_owned(), |ms| format!("{ms:.0} ms")),
+                ));
+            }
+        }
         let pool = rt.pool(&s.name);
         pools.push(PoolHealth {
+            replicas,
             hosts: pool.and_then(crate::Pool::hosts),
             failovers: pool.and_then(crate::Pool::failovers),
             name: s.name.clone(),
@@ -391,6 +429,19 @@ pub(crate) fn assess(
         databases,
         pools,
         breakers,
+        faults: rt.faults().map(|f| {
+            f.armed()
+                .into_iter()
+                .map(|a| FaultHealth {
+                    id: a.id,
+                    fault: a.fault.label().to_owned(),
+                    op: a.fault.target_op().map(str::to_owned),
+                    pool: a.fault.target_pool().map(str::to_owned),
+                    hits: a.hits,
+                    left: a.left,
+                })
+                .collect()
+        }),
         shutting_down,
         checked_at_unix_ms: crate::observability::clock::unix_ms(),
         took_ms: 0.0,

@@ -231,6 +231,28 @@ pub(crate) fn render(s: &StatusReport, rt: &Runtime) -> String {
         }
         o.push_str("</table>");
     }
+    if let Some(faults) = &h.faults {
+        o.push_str("<h2>Injected faults</h2><table id=\"faults\">");
+        if faults.is_empty() {
+            o.push_str("<tr><td class=\"muted\">fault injection enabled; no fault armed</td></tr>");
+        } else {
+            o.push_str(
+                "<tr><th>fault</th><th>op</th><th>pool</th><th class=\"num\">hits</th><th class=\"num\">left</th></tr>",
+            );
+        }
+        for f in faults {
+            let _ = write!(
+                o,
+                "<tr class=\"fault\"><td>{fault}</td><td>{op}</td><td>{pool}</td><td class=\"num\">{hits}</td><td class=\"num\">{left}</td></tr>",
+                fault = esc(&f.fault),
+                op = esc(f.op.as_deref().unwrap_or("every op")),
+                pool = esc(f.pool.as_deref().unwrap_or("every pool")),
+                hits = f.hits,
+                left = f.left.map_or_else(|| "–".to_owned(), |n| n.to_string()),
+            );
+        }
+        o.push_str("</table>");
+    }
     o.push_str("</section><section><h2>Limiters, bulkheads, retries</h2><table>");
     o.push_str("<tr><th>policy</th><th>kind</th><th class=\"num\">passed</th><th class=\"num\">rejected</th><th>now</th></tr>");
     let mut any = false;

@@ -54,6 +54,18 @@ pub const HOST_CHECKS: &str = "sqlx_resilience.host.checks";
 /// Counter: times a multi-host pool moved to another host after a failure.
 pub const POOL_FAILOVERS: &str = "sqlx_resilience.pool.failovers";
 
+/// Gauge (seconds): how far a read replica may be behind its primary, by [`POOL`],
+/// [`SERVER_ADDRESS`] and [`SERVER_PORT`]; not published while unknown.
+pub const REPLICA_LAG: &str = "sqlx_resilience.replica.lag";
+/// Gauge: 1 while a read replica serves reads (up, within `max_lag`), else 0.
+pub const REPLICA_SERVING: &str = "sqlx_resilience.replica.serving";
+/// Counter: read-only ops that ended well on a replica.
+pub const REPLICA_READS: &str = "sqlx_resilience.replica.reads";
+/// Counter: read-only ops of a pool with replicas that ended well on the primary.
+pub const REPLICA_PRIMARY_READS: &str = "sqlx_resilience.replica.primary_reads";
+/// Counter: ops a replica failed in a way a primary would not, run again on the primary.
+pub const REPLICA_REROUTED: &str = "sqlx_resilience.replica.rerouted";
+
 /// Label: the pool's declared name.
 pub const POOL: &str = "pool";
 /// Label: `idle` or `used`, on [`CONNECTION_COUNT`].
@@ -80,7 +92,7 @@ pub const SERVER_ADDRESS: &str = "server.address";
 pub const SERVER_PORT: &str = "server.port";
 
 /// Every metric name, for exporters that need the list (histogram buckets, allow-lists).
-pub const ALL: [&str; 22] = [
+pub const ALL: [&str; 27] = [
     CONNECTION_COUNT,
     CONNECTION_MAX,
     CONNECTION_IDLE_MIN,
@@ -103,6 +115,11 @@ pub const ALL: [&str; 22] = [
     HOST_DOWN,
     HOST_CHECKS,
     POOL_FAILOVERS,
+    REPLICA_LAG,
+    REPLICA_SERVING,
+    REPLICA_READS,
+    REPLICA_PRIMARY_READS,
+    REPLICA_REROUTED,
 ];
 
 /// The histograms (all in seconds).

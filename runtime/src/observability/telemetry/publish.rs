@@ -42,6 +42,9 @@ impl Runtime {
         for pool in self.pools() {
             publish_hosts(pool);
         }
+        for report in self.pools().filter_map(|p| p.replica_report()) {
+            publish_replicas(&report);
+        }
         for b in self.breakers() {
             let name = b.name().to_string();
             let m = b.metrics();
@@ -103,5 +106,25 @@ fn publish_hosts(pool: &crate::Pool) {
         let mut failed = labels.to_vec();
         failed.push((names::OUTCOME, "unreachable".to_owned()));
         metrics::counter!(names::HOST_CHECKS, &failed).absolute(h.failed_checks);
+    }
+}
+
+/// A pool's read replicas: lag, serving, reads and reroutes of each, reads on the primary.
+fn publish_replicas(report: &crate::replica::ReplicaReport) {
+    let pool = report.pool.clone();
+    metrics::counter!(names::REPLICA_PRIMARY_READS, names::POOL => pool.clone())
+        .absolute(report.primary_reads);
+    for r in &report.replicas {
+        let labels = [
+            (names::POOL, pool.clone()),
+            (names::SERVER_ADDRESS, r.address.clone()),
+            (names::SERVER_PORT, r.port.to_string()),
+        ];
+        if let Some(ms) = r.lag_ms {
+            metrics::gauge!(names::REPLICA_LAG, &labels).set(ms / 1000.0);
+        }
+        metrics::gauge!(names::REPLICA_SERVING, &labels).set(f64::from(u8::from(r.serving)));
+        metrics::counter!(names::REPLICA_READS, &labels).absolute(r.reads);
+        metrics::counter!(names::REPLICA_REROUTED, &labels).absolute(r.rerouted);
     }
 }

@@ -1,0 +1,279 @@
+//! Read replicas: a pool's streaming replicas, each with its own sqlx pool and health; a lag
+//! monitor (see `monitor`); routing of `read_only` ops to a replica within `max_lag`,
+//! balanced by fewest in flight, falling back to the primary; and read-your-writes through a
+//! [`ReadSession`].
+//!
+//! The op runner asks [`route`] for a replica before it acquires a connection, and tells
+//! [`succeeded`] and [`Lease::failed`] how an attempt on it ended; nothing else in the core
+//! knows about replicas.
+
+mod config;
+mod monitor;
+mod node;
+mod session;
+mod status;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+pub use self::config::{ReadYourWrites, ReplicaUrls};
+pub(crate) use self::node::Lease;
+pub use self::session::ReadSession;
+pub use self::status::{ReplicaReport, ReplicaStatus};
+
+use self::node::Node;
+use crate::classify::{FailureKind, classify};
+use crate::error::{Error, Result};
+use crate::observer::Unobserved;
+use crate::op::Isolation;
+use crate::pool::{CloseReason, Pool, PoolConfig, PooledConn};
+use crate::recovery::Servers;
+
+/// The replicas of one pool.
+pub(crate) struct Replicas {
+    pool_name: Arc<str>,
+    nodes: Vec<Arc<Node>>,
+    max_lag: Duration,
+    read_your_writes: ReadYourWrites,
+    window: Duration,
+    /// How often the monitor measures.
+    interval: Duration,
+    /// The longest one monitor question may take.
+    query_limit: Duration,
+    primary_options: PgConnectOptions,
+    /// Read-only ops that could have gone to a replica and ended well on the primary.
+    primary_reads: AtomicU64,
+    /// Woken after every monitor round.
+    ticked: Notify,
+    /// Where the next tie between equally busy replicas starts.
+    next: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Replicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicas")
+            .field("pool", &self.pool_name)
+            .field("replicas", &self.nodes.len())
+            .field("max_lag", &self.max_lag)
+            .finish()
+    }
+}
+
+/// How often the monitor measures for a `max_lag`: a fifth of it, from 20 ms to 1 s, so a
+/// caught-up replica looks at most about a fifth of `max_lag` old.
+fn interval_for(max_lag: Duration) -> Duration {
+    (max_lag / 5).clamp(Duration::from_millis(20), Duration::from_secs(1))
+}
+
+impl Replicas {
+    /// The replicas `config` names, each a lazy pool of its own watched through `servers`,
+    /// and their monitor; `None` without replicas.
+    pub(crate) fn build(
+        name: &Arc<str>,
+        config: &PoolConfig,
+        primary_options: PgConnectOptions,
+        servers: &Servers,
+    ) -> Result<Option<Arc<Replicas>>> {
+        let Some(urls) = &config.replicas else {
+            return Ok(None);
+        };
+        let base = Instant::now();
+        let mut nodes = Vec::with_capacity(urls.urls().len());
+        for (i, url) in urls.urls().iter().enumerate() {
+            let mut cfg = config.clone();
+            cfg.url = Some(url.clone());
+            cfg.max = config.replica_max.unwrap_or(config.max);
+            cfg.min = 0;
+            cfg.replicas = None;
+            cfg.outage_waiters = Some(0);
+            let pool = Pool::watched(
+                &format!("{name}.replica{}", i + 1),
+                cfg,
+                None,
+                servers,
+                &Unobserved,
+            )?;
+            nodes.push(Arc::new(Node::new(i, pool, base)));
+        }
+        let set = Arc::new(Replicas {
+            pool_name: name.clone(),
+            nodes,
+            max_lag: config.max_lag,
+            read_your_writes: config.read_your_writes,
+            window: config.read_your_writes_window,
+            interval: interval_for(config.max_lag),
+            query_limit: config.connect_timeout.min(config.probe_timeout),
+            primary_options,
+            primary_reads: AtomicU64::new(0),
+            ticked: Notify::new(),
+            next: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        });
+        monitor::spawn(&set);
+        Ok(Some(set))
+    }
+
+    fn closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    /// Closes every replica's pool and stops the monitor.
+    pub(crate) async fn close(&self) {
+        self.closed.store(true, Relaxed);
+        // Their own sqlx pools: a replica's pool has no replicas of its own.
+        for node in &self.nodes {
+            node.pool.sqlx().close().await;
+        }
+    }
+
+    /// The least busy replica that may serve a read within `max_lag` (and, with `lsn`, has
+    /// replayed that position).
+    fn pick(&self, max_lag: Duration, lsn: Option<u64>) -> Option<Lease> {
+        let now = Instant::now();
+        let n = self.nodes.len();
+        let start = self.next.fetch_add(1, Relaxed);
+        (0..n)
+            .map(|k| &self.nodes[(start + k) % n])
+            .filter(|node| node.eligible(now, max_lag, lsn))
+            .min_by_key(|node| node.in_flight.load(Relaxed))
+            .map(|node| Lease::new(node.clone()))
+    }
+}
+
+/// Whether an op may run on a replica: it only reads (declared on the op or its
+/// transaction), and its transaction is not `SERIALIZABLE` (a hot standby refuses it).
+fn may_use_replica(op: &crate::op::Resolved) -> bool {
+    op.tx.read_only && op.tx.isolation != Some(Isolation::Serializable)
+}
+
+/// The replica an attempt of `op` should run on, or `None` for the primary. With
+/// `read_your_writes = "wait"` after a write of the current [`ReadSession`], waits for a
+/// replica that replayed it, up to the window and `deadline`.
+pub(crate) async fn route(op: &crate::op::Resolved, deadline: Option<Instant>) -> Option<Lease> {
+    let set = op.pool.replicas()?;
+    if !may_use_replica(op) {
+        return None;
+    }
+    let max_lag = op.spec.max_lag.unwrap_or(set.max_lag);
+    let written = match set.read_your_writes {
+        ReadYourWrites::Off => None,
+        _ => ReadSession::current()
+            .and_then(|s| s.last_write(&set.pool_name))
+            .filter(|w| w.at.elapsed() < set.window),
+    };
+    let Some(written) = written else {
+        return set.pick(max_lag, None);
+    };
+    let lsn = match (set.read_your_writes, written.lsn) {
+        (ReadYourWrites::Wait, Some(lsn)) => lsn,
+        _ => return None,
+    };
+    let until = written.at + set.window;
+    let until = deadline.map_or(until, |d| d.min(until));
+    loop {
+        let ticked = set.ticked.notified();
+        tokio::pin!(ticked);
+        ticked.as_mut().enable();
+        if let Some(lease) = set.pick(max_lag, Some(lsn)) {
+            return Some(lease);
+        }
+        if tokio::time::timeout_at(until, ticked).await.is_err() {
+            return None;
+        }
+    }
+}
+
+/// Whether a failure on a replica is one a read on the primary would not have, so the
+/// attempt runs again on the primary: the replica went away or is shutting down, it
+/// cancelled the query for a recovery conflict (40001/40P01 "conflict with recovery",
+/// 57P04), or it refused what only a primary does (25006 read-only transaction, 0A000 on a
+/// standby). Time-outs, missing rows and the application's own errors are the op's.
+pub(crate) fn reroutable(error: &Error) -> bool {
+    let source = match error {
+        Error::Database { source, .. } | Error::Connect { source, .. } => source,
+        Error::UnknownOutcome { source, .. } => return reroutable(source),
+        _ => return false,
+    };
+    let c = classify(source);
+    if matches!(
+        c.kind,
+        FailureKind::ConnectionLost | FailureKind::ServerShutdown | FailureKind::Failover
+    ) {
+        return true;
+    }
+    match c.sqlstate.as_deref() {
+        Some("40001" | "40P01") => source.to_string().contains("conflict with recovery"),
+        Some("57P04" | "25006" | "0A000") => true,
+        _ => false,
+    }
+}
+
+impl Lease {
+    /// The replica's pool.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.node.pool
+    }
+
+    /// The attempt failed on the replica in a way a primary would not: the replica serves
+    /// nothing until the monitor measures it again, and the op runs again on the primary.
+    pub(crate) fn failed(&self, error: &Error) {
+        self.node.rerouted.fetch_add(1, Relaxed);
+        let why = error.to_string();
+        tracing::debug!(
+            replica = %self.node.pool.url().redacted(),
+            error = %why,
+            "read failed on a replica; running it on the primary"
+        );
+        self.node.down(&why);
+    }
+}
+
+/// An attempt of `op` ended well on `conn` (on the replica of `lease`, if any): counts reads
+/// by where they ran, and records a write in the current [`ReadSession`] (with the primary's
+/// WAL position after it, for `read_your_writes = "wait"`).
+pub(crate) async fn succeeded(
+    op: &crate::op::Resolved,
+    lease: Option<&Lease>,
+    conn: &mut PooledConn,
+) {
+    let Some(set) = op.pool.replicas() else {
+        return;
+    };
+    if may_use_replica(op) {
+        match lease {
+            Some(lease) => lease.node.reads.fetch_add(1, Relaxed),
+            None => set.primary_reads.fetch_add(1, Relaxed),
+        };
+        return;
+    }
+    if set.read_your_writes == ReadYourWrites::Off {
+        return;
+    }
+    let Some(session) = ReadSession::current() else {
+        return;
+    };
+    let lsn = if set.read_your_writes == ReadYourWrites::Wait {
+        let asked = sqlx::query_scalar::<_, String>("SELECT pg_current_wal_lsn()::text")
+            .fetch_one(&mut **conn);
+        match tokio::time::timeout(set.query_limit, asked).await {
+            Ok(Ok(text)) => monitor::parse_lsn(&text).ok(),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                conn.evict(CloseReason::Timeout);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    session.wrote(&set.pool_name, lsn);
+}
