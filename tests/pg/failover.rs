@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
+use sqlx_resilience::telemetry::names;
 use sqlx_resilience::{Error, FailureKind, PolicyKind, Runtime};
 use sqlx_resilience_testkit::{PatroniCluster, PatroniOptions, ReplicaSet};
 
@@ -77,6 +78,9 @@ async fn ports_in_use(rt: &Runtime, n: usize) -> Vec<i32> {
 
 #[tokio::test]
 async fn the_pool_asks_for_the_primary_and_follows_a_promoted_replica() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
     let set = ReplicaSet::start(1).await.expect("a primary and a standby");
     let db = set.create_database().await.unwrap();
     let (primary, standby) = (set.primary().tcp_addr(), set.replica(0).tcp_addr());
@@ -104,6 +108,28 @@ async fn the_pool_asks_for_the_primary_and_follows_a_promoted_replica() {
     let reported = main.hosts.as_ref().expect("the hosts in the health report");
     assert!(reported[1].current && !reported[0].current, "{reported:?}");
     assert_eq!(main.failovers, Some(0));
+    // The metrics say the same, per host (`server.address`, `server.port`).
+    rt.publish_metrics();
+    let current: Vec<(String, f64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, _, _, _)| k.key().name() == names::HOST_CURRENT)
+        .filter_map(|(k, _, _, v)| {
+            let port = k.key().labels().find(|l| l.key() == "server.port")?;
+            match v {
+                metrics_util::debugging::DebugValue::Gauge(g) => {
+                    Some((port.value().to_owned(), g.into_inner()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    assert!(
+        current.contains(&(primary.port().to_string(), 1.0))
+            && current.contains(&(standby.port().to_string(), 0.0)),
+        "{current:?}"
+    );
 
     // The same URL asking for a standby reads there.
     let standby_rt = runtime(&format!("{url}&target_session_attrs=standby")).await;
