@@ -5,6 +5,7 @@
 
 pub mod breaker;
 pub mod bulkhead;
+pub mod cache;
 pub mod classify;
 pub mod config;
 pub mod copy;

@@ -17,6 +17,7 @@ sqlx_resilience::policies! {
 mod adopt;
 mod breaker;
 mod budget;
+mod cache;
 mod classify;
 mod classify_real;
 mod copy;

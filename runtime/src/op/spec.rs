@@ -124,6 +124,9 @@ pub struct OpSpec {
     pub tx: Option<TxSpec>,
     /// Log a warning when a call takes longer.
     pub slow: Option<Duration>,
+    /// How long its results are kept in the runtime's result cache (`crate::cache`); only a
+    /// read-only op may have one.
+    pub cache: Option<Duration>,
     /// Where it is declared.
     pub location: Location,
 }
@@ -145,6 +148,7 @@ impl OpSpec {
             read_only: false,
             tx: None,
             slow: None,
+            cache: None,
             location,
         }
     }
@@ -152,6 +156,11 @@ impl OpSpec {
     /// Whether running again after a lost connection cannot apply a write twice.
     pub fn safe_to_rerun(&self) -> bool {
         self.idempotent || self.read_only || self.tx.is_some_and(|t| t.read_only)
+    }
+
+    /// Whether the op is declared read-only (on the op, or its transaction).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only || self.tx.is_some_and(|t| t.read_only)
     }
 
     /// How a transaction of this op begins: its isolation, and `READ ONLY` when the op is

@@ -265,6 +265,7 @@ impl RuntimeBuilder {
             .default_pool
             .as_deref()
             .and_then(|n| pools.get(n).cloned());
+        let cache_max_entries = config.settings.cache_max_entries;
 
         let rt = Runtime {
             shared: Arc::new(Shared {
@@ -284,6 +285,7 @@ impl RuntimeBuilder {
                 ops: Default::default(),
                 observer,
                 servers,
+                cache: crate::cache::ResultCache::new(u64::from(cache_max_entries)),
             }),
         };
         let _ = rt.shared.ops.set(crate::op::resolve_all(&rt));

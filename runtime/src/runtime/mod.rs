@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) observer: Arc<dyn crate::observer::Observer>,
     /// One health watch per database server the pools point at (`crate::recovery`).
     pub(crate) servers: crate::recovery::Servers,
+    /// The result cache of read-only ops (`crate::cache`).
+    pub(crate) cache: crate::cache::ResultCache,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -115,6 +117,11 @@ impl Runtime {
     /// The resolved configuration.
     pub fn config(&self) -> &RuntimeConfig {
         &self.shared.config
+    }
+
+    /// The result cache of read-only ops: statistics and invalidation.
+    pub fn cache(&self) -> &crate::cache::ResultCache {
+        &self.shared.cache
     }
 
     /// A pool by name.

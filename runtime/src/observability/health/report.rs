@@ -110,6 +110,8 @@ pub struct HealthReport {
     pub pools: Vec<PoolHealth>,
     /// Each breaker.
     pub breakers: Vec<BreakerHealth>,
+    /// The result cache: entries, hits, misses and hit ratio, in total and per op.
+    pub cache: crate::cache::CacheStats,
     /// Whether the runtime is shutting down.
     pub shutting_down: bool,
     /// When the report was made, in milliseconds since the Unix epoch.
@@ -381,6 +383,7 @@ pub(crate) fn assess(
         databases,
         pools,
         breakers,
+        cache: rt.cache().stats(),
         shutting_down,
         checked_at_unix_ms: crate::observability::clock::unix_ms(),
         took_ms: 0.0,

@@ -42,6 +42,14 @@ pub const BULKHEAD_REJECTIONS: &str = "sqlx_resilience.bulkhead.rejections";
 pub const BULKHEAD_RUNNING: &str = "sqlx_resilience.bulkhead.running";
 /// Gauge: calls queued at a bulkhead.
 pub const BULKHEAD_QUEUED: &str = "sqlx_resilience.bulkhead.queued";
+/// Counter: calls of a cached op answered without running it, by [`OP`].
+pub const CACHE_HITS: &str = "sqlx_resilience.cache.hits";
+/// Counter: calls of a cached op that ran it, by [`OP`].
+pub const CACHE_MISSES: &str = "sqlx_resilience.cache.misses";
+/// Gauge: a cached op's hits over its calls since start (0 to 1), by [`OP`].
+pub const CACHE_HIT_RATIO: &str = "sqlx_resilience.cache.hit_ratio";
+/// Gauge: results held by the result cache.
+pub const CACHE_ENTRIES: &str = "sqlx_resilience.cache.entries";
 
 /// Label: the pool's declared name.
 pub const POOL: &str = "pool";
@@ -65,7 +73,7 @@ pub const BULKHEAD: &str = "bulkhead";
 pub const REASON: &str = "reason";
 
 /// Every metric name, for exporters that need the list (histogram buckets, allow-lists).
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 21] = [
     CONNECTION_COUNT,
     CONNECTION_MAX,
     CONNECTION_IDLE_MIN,
@@ -83,6 +91,10 @@ pub const ALL: [&str; 17] = [
     BULKHEAD_REJECTIONS,
     BULKHEAD_RUNNING,
     BULKHEAD_QUEUED,
+    CACHE_HITS,
+    CACHE_MISSES,
+    CACHE_HIT_RATIO,
+    CACHE_ENTRIES,
 ];
 
 /// The histograms (all in seconds).

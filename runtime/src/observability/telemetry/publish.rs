@@ -72,5 +72,14 @@ impl Runtime {
             metrics::gauge!(names::BULKHEAD_QUEUED, names::BULKHEAD => name)
                 .set(f64::from(m.queued));
         }
+        let cache = self.cache().stats();
+        metrics::gauge!(names::CACHE_ENTRIES).set(cache.entries as f64);
+        for o in cache.ops {
+            metrics::counter!(names::CACHE_HITS, names::OP => o.op).absolute(o.hits);
+            metrics::counter!(names::CACHE_MISSES, names::OP => o.op).absolute(o.misses);
+            if let Some(ratio) = o.hit_ratio {
+                metrics::gauge!(names::CACHE_HIT_RATIO, names::OP => o.op).set(ratio);
+            }
+        }
     }
 }
