@@ -158,10 +158,20 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
                 .map(|param| {
                     let ident = &param.ident;
                     let arg = if param.by_ref {
-                        quote!(&*#ident)
+                        quote_spanned!(param.span=> &*#ident)
                     } else {
-                        quote!(&#ident)
+                        quote_spanned!(param.span=> &#ident)
                     };
+                    // The whole call on the parameter, so a type that cannot be a key is
+                    // reported there.
+                    let p: TokenStream = p
+                        .clone()
+                        .into_iter()
+                        .map(|mut token| {
+                            token.set_span(param.span);
+                            token
+                        })
+                        .collect();
                     quote_spanned!(param.span=> #p::cache_key_part(#arg),)
                 });
             let cacheable = quote_spanned! {ret_span=>
