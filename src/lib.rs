@@ -79,7 +79,7 @@ pub use sqlx_resilience_runtime::{
 #[cfg(feature = "axum")]
 pub use sqlx_resilience_runtime::http;
 pub use sqlx_resilience_runtime::{
-    breaker, bulkhead, cache, config, copy, health, histogram, limiter, monitor,
+    background, breaker, bulkhead, cache, config, copy, health, histogram, limiter, monitor,
     pgstats, pool, recovery, retry, telemetry, timeout,
 };
 

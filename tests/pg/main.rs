@@ -15,6 +15,7 @@ sqlx_resilience::policies! {
 }
 
 mod adopt;
+mod background;
 mod breaker;
 mod budget;
 mod cache;

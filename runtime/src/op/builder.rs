@@ -208,6 +208,16 @@ impl Op {
         self.resolved.spec.name
     }
 
+    /// The runtime it runs on.
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    /// The pool it runs on.
+    pub(crate) fn pool_name(&self) -> &str {
+        self.resolved.pool.name()
+    }
+
     /// Runs `body` (see [`OpBuilder::run`]).
     pub async fn run<'env, T, E, F>(&self, body: F) -> Result<T, E>
     where

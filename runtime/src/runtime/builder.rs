@@ -266,6 +266,8 @@ impl RuntimeBuilder {
             .as_deref()
             .and_then(|n| pools.get(n).cloned());
         let cache_max_entries = config.settings.cache_max_entries;
+        let background =
+            crate::background::BackgroundWrites::new(order.iter().map(|n| (n, pools[n].config())));
 
         let rt = Runtime {
             shared: Arc::new(Shared {
@@ -286,6 +288,7 @@ impl RuntimeBuilder {
                 observer,
                 servers,
                 cache: crate::cache::ResultCache::new(u64::from(cache_max_entries)),
+                background,
             }),
         };
         let _ = rt.shared.ops.set(crate::op::resolve_all(&rt));

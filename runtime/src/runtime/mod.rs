@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) servers: crate::recovery::Servers,
     /// The result cache of read-only ops (`crate::cache`).
     pub(crate) cache: crate::cache::ResultCache,
+    /// The background write queues, one per pool (`crate::background`).
+    pub(crate) background: crate::background::BackgroundWrites,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -122,6 +124,11 @@ impl Runtime {
     /// The result cache of read-only ops: statistics and invalidation.
     pub fn cache(&self) -> &crate::cache::ResultCache {
         &self.shared.cache
+    }
+
+    /// The background write queues: statistics and the dropped-write hook.
+    pub fn background(&self) -> &crate::background::BackgroundWrites {
+        &self.shared.background
     }
 
     /// A pool by name.

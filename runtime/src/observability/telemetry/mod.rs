@@ -191,6 +191,13 @@ pub(crate) fn describe() {
         metrics::describe_counter!(names::CACHE_MISSES, "cached op calls that ran it");
         metrics::describe_gauge!(names::CACHE_HIT_RATIO, "a cached op's hits over its calls");
         metrics::describe_gauge!(names::CACHE_ENTRIES, "results held by the result cache");
+        metrics::describe_gauge!(names::BACKGROUND_DEPTH, "background writes queued");
+        metrics::describe_gauge!(
+            names::BACKGROUND_OLDEST_AGE,
+            "age of the oldest background write queued or running"
+        );
+        metrics::describe_counter!(names::BACKGROUND_WRITTEN, "background writes made");
+        metrics::describe_counter!(names::BACKGROUND_DROPPED, "background writes not made");
     }
 }
 

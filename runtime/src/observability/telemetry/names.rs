@@ -50,6 +50,16 @@ pub const CACHE_MISSES: &str = "sqlx_resilience.cache.misses";
 pub const CACHE_HIT_RATIO: &str = "sqlx_resilience.cache.hit_ratio";
 /// Gauge: results held by the result cache.
 pub const CACHE_ENTRIES: &str = "sqlx_resilience.cache.entries";
+/// Gauge: background writes queued (not yet running), by [`POOL`].
+pub const BACKGROUND_DEPTH: &str = "sqlx_resilience.background.depth";
+/// Gauge (seconds): how long the oldest queued or running background write has waited, by
+/// [`POOL`].
+pub const BACKGROUND_OLDEST_AGE: &str = "sqlx_resilience.background.oldest_age";
+/// Counter: background writes made, by [`POOL`].
+pub const BACKGROUND_WRITTEN: &str = "sqlx_resilience.background.written";
+/// Counter: background writes not made, by [`POOL`] and [`REASON`] (`rejected`,
+/// `dropped_oldest`, `failed`, `shutdown_deadline`).
+pub const BACKGROUND_DROPPED: &str = "sqlx_resilience.background.dropped";
 
 /// Label: the pool's declared name.
 pub const POOL: &str = "pool";
@@ -73,7 +83,7 @@ pub const BULKHEAD: &str = "bulkhead";
 pub const REASON: &str = "reason";
 
 /// Every metric name, for exporters that need the list (histogram buckets, allow-lists).
-pub const ALL: [&str; 21] = [
+pub const ALL: [&str; 25] = [
     CONNECTION_COUNT,
     CONNECTION_MAX,
     CONNECTION_IDLE_MIN,
@@ -95,6 +105,10 @@ pub const ALL: [&str; 21] = [
     CACHE_MISSES,
     CACHE_HIT_RATIO,
     CACHE_ENTRIES,
+    BACKGROUND_DEPTH,
+    BACKGROUND_OLDEST_AGE,
+    BACKGROUND_WRITTEN,
+    BACKGROUND_DROPPED,
 ];
 
 /// The histograms (all in seconds).
