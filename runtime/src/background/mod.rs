@@ -142,7 +142,8 @@ impl Op {
     /// (or, under `background_when_full = "wait"` with a full queue, once there is room). The
     /// body runs later, through the op's policies, once per attempt; see [`crate::background`]
     /// for what happens when the queue is full or the database is down. Fails with
-    /// [`Error::BackgroundFull`] under `reject`, and with [`Error::ShuttingDown`] once
+    /// [`Error::BackgroundFull`](crate::Error::BackgroundFull) under `reject`, and with
+    /// [`Error::ShuttingDown`](crate::Error::ShuttingDown) once
     /// shutdown has begun.
     pub async fn submit<F>(&self, body: F) -> Result<u64>
     where
