@@ -21,6 +21,8 @@ mod everything {
             idle_in_transaction_session_timeout = "1m", application_name = "harvest",
             search_path = "app, public", client_connection_check_interval = "5s",
             outage_wait = "3s", outage_waiters = 200, probe_timeout = "1s",
+            background_capacity = 100, background_when_full = "drop_oldest",
+            background_workers = 4,
         }
         breaker windowed {
             failures = 5, within = "1m", consecutive_failures = 3, failure_rate = 50,
