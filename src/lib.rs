@@ -79,8 +79,8 @@ pub use sqlx_resilience_runtime::{
 #[cfg(feature = "axum")]
 pub use sqlx_resilience_runtime::http;
 pub use sqlx_resilience_runtime::{
-    breaker, bulkhead, config, copy, faults, health, histogram, limiter, monitor, pgstats, pool,
-    recovery, replica, retry, telemetry, timeout,
+    background, breaker, bulkhead, cache, config, copy, faults, health, histogram, limiter,
+    monitor, pgstats, pool, recovery, replica, retry, telemetry, timeout,
 };
 
 /// Ops: the op builder, what an op declares, and every op declared with `#[db_op]`.
@@ -110,10 +110,11 @@ struct AdoptingDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use inventory;
+    pub use sqlx_resilience_runtime::cache::key_part as cache_key_part;
     pub use sqlx_resilience_runtime::config::{Literal, Policy, PolicyRegistration};
     pub use sqlx_resilience_runtime::op::{
-        Name, Nested, OpRegistration, RetryScope, StaticOp, run_static as run,
-        run_tx_static as run_tx,
+        Name, Nested, OpRegistration, RetryScope, StaticOp, run_cached_static as run_cached,
+        run_static as run, run_tx_static as run_tx,
     };
     pub use sqlx_resilience_runtime::{
         BoxFuture, Conn, Error, HasRuntime, Isolation, Location, OpError, OpSpec, PolicyKind,
@@ -121,7 +122,8 @@ pub mod __private {
     };
 
     pub use crate::macro_support::{
-        ByNothing, ByOpError, Classify, CloneForEachAttempt, FromDbError, ResultParts,
-        RuntimeSource, attempt, classified, nested_body, op_error, ran_again, runtime_of,
+        ByNothing, ByOpError, Cacheable, Classify, CloneForEachAttempt, FromDbError, ResultParts,
+        RuntimeSource, attempt, cacheable, classified, nested_body, op_error, ran_again,
+        runtime_of,
     };
 }

@@ -54,6 +54,20 @@ impl<E: From<Error>> FromDbError for E {}
 #[inline(always)]
 pub fn op_error<E: FromDbError>() {}
 
+/// What the result of a cached op must be: the cache keeps one and hands every caller a copy.
+#[diagnostic::on_unimplemented(
+    message = "the result `{Self}` of a cached #[db_op] cannot be kept in the cache",
+    label = "`{Self}` needs `Clone + Send + Sync + 'static`",
+    note = "an op with `cache = ...` keeps its result and gives each caller a clone: derive `Clone` for `{Self}` (and own its data, no borrows), or remove `cache`"
+)]
+pub trait Cacheable: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> Cacheable for T {}
+
+/// Checks that a cached op's result is [`Cacheable`]; generated code names it once.
+#[inline(always)]
+pub fn cacheable<T: Cacheable>() {}
+
 /// Checks that the error type of an op with a retry policy or a circuit breaker is
 /// [`OpError`], so they can classify its failures (see `OpError`'s diagnostic).
 #[inline(always)]

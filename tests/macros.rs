@@ -22,6 +22,11 @@ mod everything {
             search_path = "app, public", client_connection_check_interval = "5s",
             outage_wait = "3s", outage_waiters = 200, probe_timeout = "1s", pooler = "none",
             password_file = "/run/secrets/db-password",
+            background_capacity = 100, background_when_full = "drop_oldest",
+            background_workers = 4,
+            replicas = "postgres://app@replica-1/app, postgres://app@replica-2/app",
+            replica_max = 5, max_lag = "2s", read_your_writes = "wait",
+            read_your_writes_window = "3s",
         }
         breaker windowed {
             failures = 5, within = "1m", consecutive_failures = 3, failure_rate = 50,

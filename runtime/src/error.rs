@@ -461,6 +461,36 @@ pub enum Error {
         in_flight: usize,
     },
 
+    /// A pool's background queue was full under `background_when_full = "reject"`; the write
+    /// was not queued (and was reported to the dropped-write hook).
+    #[error(
+        "{site}: the background queue is full ({capacity} writes queued or running); the write \
+         was not queued: the database is slow or down, or writes come faster than it takes \
+         them: raise `background_capacity` or `background_workers`, or choose another \
+         `background_when_full`"
+    )]
+    BackgroundFull {
+        /// Where.
+        site: Site,
+        /// The queue's capacity.
+        capacity: u32,
+    },
+
+    /// Shutdown's deadline passed before every accepted background write was made; each one
+    /// not made was reported to the dropped-write hook.
+    #[error(
+        "shutdown deadline of {:?} passed with {unwritten} background write(s) not made; each \
+         was reported to the dropped-write hook: give shutdown more time, or look at why the \
+         database did not take them",
+        rounded(*.deadline)
+    )]
+    BackgroundUnwritten {
+        /// The deadline given to `shutdown`.
+        deadline: Duration,
+        /// Writes still queued or running at the deadline.
+        unwritten: u64,
+    },
+
     /// A body error that did not come from the database, carried through the runtime.
     #[error("{site}: {message}")]
     Op {
@@ -624,6 +654,7 @@ impl Error {
             | Error::Database { site, .. }
             | Error::UnknownOutcome { site, .. }
             | Error::ShuttingDown { site }
+            | Error::BackgroundFull { site, .. }
             | Error::Op { site, .. } => Some(site),
             _ => None,
         }
@@ -658,6 +689,7 @@ impl Error {
             | Error::Database { site, .. }
             | Error::UnknownOutcome { site, .. }
             | Error::ShuttingDown { site }
+            | Error::BackgroundFull { site, .. }
             | Error::Op { site, .. } => Some(site),
             _ => None,
         }
@@ -677,7 +709,9 @@ impl Error {
             Error::BreakerOpen { .. } => FailureKind::BreakerOpen,
             Error::Unavailable { .. } => FailureKind::Unavailable,
             Error::Failover { .. } => FailureKind::Failover,
-            Error::RateLimited { .. } | Error::BulkheadFull { .. } => FailureKind::Rejected,
+            Error::RateLimited { .. }
+            | Error::BulkheadFull { .. }
+            | Error::BackgroundFull { .. } => FailureKind::Rejected,
             Error::UnknownOutcome { .. } => FailureKind::UnknownOutcome,
             Error::PoolClosed { .. } | Error::ShuttingDown { .. } => FailureKind::ShuttingDown,
             Error::Config { .. }

@@ -3,8 +3,10 @@
 //! Most users depend on the `sqlx-resilience` facade, which re-exports this crate and adds the
 //! `#[db_op]` and `policies!` macros.
 
+pub mod background;
 pub mod breaker;
 pub mod bulkhead;
+pub mod cache;
 pub mod classify;
 pub mod config;
 pub mod copy;

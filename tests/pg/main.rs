@@ -15,8 +15,10 @@ sqlx_resilience::policies! {
 }
 
 mod adopt;
+mod background;
 mod breaker;
 mod budget;
+mod cache;
 mod classify;
 mod classify_real;
 mod copy;

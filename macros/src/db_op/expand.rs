@@ -133,6 +133,57 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
     } else {
         error_check
     };
+    let uncached = quote! {
+        #p::#run(#rt, &#spec_ident, #classify, move |#conn| {
+            #rebind
+            #attempt(#async_move {
+                #bind_conn
+                #stmts
+            })
+        })
+    };
+    // A cached op: its arguments (the runtime's aside) make the key, taken before the
+    // attempts take them; the uncached call runs on a miss.
+    let (key, run) = match &op.args.cache {
+        Some(_) => {
+            let key = Ident::new("__sqlx_resilience_key", Span::mixed_site());
+            let runtime_param = match &op.runtime {
+                RuntimeSource::Param { ident } => Some(ident),
+                RuntimeSource::Receiver(_) => None,
+            };
+            let parts = op
+                .params
+                .iter()
+                .filter(|param| Some(&param.ident) != runtime_param)
+                .map(|param| {
+                    let ident = &param.ident;
+                    let arg = if param.by_ref {
+                        quote_spanned!(param.span=> &*#ident)
+                    } else {
+                        quote_spanned!(param.span=> &#ident)
+                    };
+                    // The whole call on the parameter, so a type that cannot be a key is
+                    // reported there.
+                    let p: TokenStream = p
+                        .clone()
+                        .into_iter()
+                        .map(|mut token| {
+                            token.set_span(param.span);
+                            token
+                        })
+                        .collect();
+                    quote_spanned!(param.span=> #p::cache_key_part(#arg),)
+                });
+            let cacheable = quote_spanned! {ret_span=>
+                #p::cacheable::<<#ret as #p::ResultParts>::Ok>();
+            };
+            (
+                quote! { #cacheable let #key = (#(#parts)*); },
+                quote!(#p::run_cached(#rt, &#spec_ident, #key, move || #uncached)),
+            )
+        }
+        None => (TokenStream::new(), uncached),
+    };
     let call = quote! {
         #error_check
         let #classify: for<'__e> fn(&'__e mut <#ret as #p::ResultParts>::Err)
@@ -143,15 +194,9 @@ pub(crate) fn expand_op(op: &Op) -> TokenStream {
                 #p::Classify(#error).db_error()
             };
         let #rt = #runtime_of;
+        #key
         #before
-        #p::#run(#rt, &#spec_ident, #classify, move |#conn| {
-            #rebind
-            #attempt(#async_move {
-                #bind_conn
-                #stmts
-            })
-        })
-        .await
+        #run.await
     };
 
     let items = quote! {
@@ -326,6 +371,7 @@ fn spec(op: &Op, p: &TokenStream) -> TokenStream {
     let timeout = some_duration(args.timeout.as_ref().map(|d| d.value));
     let deadline = some_duration(args.deadline.as_ref().map(|d| d.value));
     let slow = some_duration(args.slow.as_ref().map(|d| d.value));
+    let cache = some_duration(args.cache.as_ref().map(|d| d.value.value));
     let idempotent = args.idempotent.as_ref().is_some_and(|s| s.value);
     let read_only = args.read_only.as_ref().is_some_and(|s| s.value);
     let tx = tx_spec(op, p);
@@ -348,6 +394,7 @@ fn spec(op: &Op, p: &TokenStream) -> TokenStream {
             tx: #tx,
             slow: #slow,
             max_lag: ::core::option::Option::None,
+            cache: #cache,
             location: #location,
         }
     }

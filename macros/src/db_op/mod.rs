@@ -117,6 +117,30 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_op_keys_on_its_arguments_but_the_runtime() {
+        let out = squash(&ok(
+            quote!(read_only, cache = "5m"),
+            quote! {
+                async fn op(rt: &Runtime, conn: &mut PgConnection, id: i64, name: &str) -> Result<i64, DbError> { Ok(id) }
+            },
+        ));
+        assert!(
+            out.contains(
+                "cache:::core::option::Option::Some(::core::time::Duration::new(300u64,0u32))"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("let__sqlx_resilience_key=(::sqlx_resilience::__private::cache_key_part(&id),::sqlx_resilience::__private::cache_key_part(&*name),);"),
+            "{out}"
+        );
+        assert!(
+            out.contains("::sqlx_resilience::__private::run_cached(__sqlx_resilience_rt,"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn the_spec_carries_every_key() {
         let out = squash(&ok(
             quote!(
@@ -442,6 +466,16 @@ mod tests {
                 quote!(read_only, idempotent = false),
                 free(),
                 "contradicts `read_only`",
+            ),
+            (
+                quote!(cache = "5m", idempotent),
+                free(),
+                "`cache` on an op that may write",
+            ),
+            (
+                quote!(read_only, cache = "5 parsecs"),
+                free(),
+                "expects a duration",
             ),
             (
                 quote!(retry = "a-b"),

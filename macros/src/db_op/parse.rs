@@ -26,6 +26,7 @@ pub(crate) const KEYS: &[&str] = &[
     "isolation",
     "nested",
     "slow",
+    "cache",
     "runtime",
     "policies",
     "crate",
@@ -119,6 +120,8 @@ pub(crate) struct Args {
     pub(crate) timeout: Option<DurationLit>,
     pub(crate) deadline: Option<DurationLit>,
     pub(crate) slow: Option<DurationLit>,
+    /// `cache = "5m"`: how long results are kept in the result cache.
+    pub(crate) cache: Option<Setting<DurationLit>>,
     pub(crate) name: Option<LitStr>,
     pub(crate) idempotent: Option<Setting<bool>>,
     pub(crate) read_only: Option<Setting<bool>>,
@@ -199,6 +202,14 @@ fn apply(args: &mut Args, entry: &Entry) -> syn::Result<()> {
                 "deadline" => args.deadline = Some(duration),
                 _ => args.slow = Some(duration),
             }
+        }
+        "cache" => {
+            let value = required(entry, kv::DURATION_EXPECTED)?;
+            args.cache = Some(Setting {
+                value: kv::duration(&key, value, MAX_DURATION)?,
+                key: entry.key.span(),
+                span: entry.value_span(),
+            });
         }
         "name" => {
             let expected = "the op's name as a string, such as \"harvest::statistics\"";
@@ -413,6 +424,7 @@ mod tests {
             tx,
             isolation = "serializable",
             slow = "1s",
+            cache = "5m",
             runtime = state,
             policies = crate::db::policies,
             crate = ::my_facade
@@ -420,6 +432,7 @@ mod tests {
         assert!(e.is_none(), "{e:?}");
         assert_eq!(a.pool.unwrap().name, "http");
         assert_eq!(a.timeout.unwrap().value, Duration::from_secs(5));
+        assert_eq!(a.cache.unwrap().value.value, Duration::from_secs(300));
         assert!(matches!(a.retry, Some(Retry::Named(ref n)) if n.name == "transient"));
         assert!(a.idempotent.unwrap().value);
         assert!(!a.read_only.unwrap().value);

@@ -73,6 +73,8 @@ pub(crate) struct Param {
     /// Its type, for the per-attempt copy; `None` when it cannot be named in the body (it is
     /// `impl Trait`) or names the function's type parameters, whose fix is a `Clone` bound.
     pub(crate) concrete: Option<Type>,
+    /// Passed by reference (`&T` or `&mut T`).
+    pub(crate) by_ref: bool,
 }
 
 /// How one attempt gets a parameter.
@@ -128,6 +130,16 @@ pub(crate) fn check_args(args: &mut Args, errors: &mut Errors) {
         args.isolation = None;
     }
     check_retry_scope(args, errors);
+    if let Some(cache) = &args.cache
+        && !args.read_only.as_ref().is_some_and(|r| r.value)
+    {
+        errors.at(
+            cache.key,
+            "`cache` on an op that may write: a result served from the cache skips the op, \
+                 and with it any write; add `read_only` if the op only reads, or remove `cache`",
+        );
+        args.cache = None;
+    }
     if let (Some(idempotent), Some(read_only)) = (&args.idempotent, &args.read_only)
         && !idempotent.value
         && read_only.value
@@ -445,6 +457,7 @@ pub(crate) fn check_item(args: &Args, item: Item, errors: &mut Errors) -> Option
             (!names_any(arg.ty.to_token_stream(), &type_params)).then(|| (*arg.ty).clone());
         params.push(Param {
             concrete,
+            by_ref: is_ref || is_mut_ref,
             ident,
             pat: user_pat,
             capture,

@@ -30,6 +30,8 @@ super::fields::settings! {
         pub effective_spindles: u32 = "budget.effective_spindles",
         /// How long `shutdown` waits for ops in flight by default.
         pub shutdown_timeout: Duration = "shutdown_timeout",
+        /// The most results the result cache holds ([`crate::cache`]).
+        pub cache_max_entries: u32 = "cache_max_entries",
         /// What start-up does about declared ops that do not fit this configuration.
         pub ops_check: OpsCheck = "ops_check",
     }

@@ -37,9 +37,9 @@ use crate::runtime::Runtime;
 #[derive(Debug, Clone)]
 #[must_use = "an op does nothing until it is run"]
 pub struct OpBuilder<'rt> {
-    rt: &'rt Runtime,
-    spec: OpSpec,
-    key: Option<String>,
+    pub(super) rt: &'rt Runtime,
+    pub(super) spec: OpSpec,
+    pub(super) key: Option<String>,
 }
 
 impl Runtime {
@@ -147,6 +147,13 @@ impl<'rt> OpBuilder<'rt> {
         self
     }
 
+    /// Keeps the op's successful results for `ttl` in the runtime's result cache, keyed by
+    /// the key given to [`OpBuilder::run_cached`]. Only a read-only op may be cached.
+    pub fn cache(mut self, ttl: Duration) -> Self {
+        self.spec.cache = Some(ttl);
+        self
+    }
+
     /// Runs the body in a transaction at `isolation` (see [`OpBuilder::run_tx`]).
     pub fn isolation(mut self, isolation: Isolation) -> Self {
         self.spec.tx.get_or_insert_with(TxSpec::default).isolation = Some(isolation);
@@ -198,14 +205,24 @@ impl<'rt> OpBuilder<'rt> {
 /// An op with its names looked up once; cheap to clone and run many times.
 #[derive(Debug, Clone)]
 pub struct Op {
-    rt: Runtime,
-    resolved: Arc<Resolved>,
+    pub(super) rt: Runtime,
+    pub(super) resolved: Arc<Resolved>,
 }
 
 impl Op {
     /// The op's name.
     pub fn name(&self) -> &'static str {
         self.resolved.spec.name
+    }
+
+    /// The runtime it runs on.
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    /// The pool it runs on.
+    pub(crate) fn pool_name(&self) -> &str {
+        self.resolved.pool.name()
     }
 
     /// Runs `body` (see [`OpBuilder::run`]).

@@ -2,6 +2,7 @@
 
 mod attempt;
 mod builder;
+mod cached;
 mod conn;
 mod executor;
 mod nested;
@@ -13,6 +14,8 @@ mod spec;
 pub use self::builder::{Op, OpBuilder};
 #[doc(hidden)]
 pub use self::builder::{run_static, run_tx_static};
+#[doc(hidden)]
+pub use self::cached::run_cached_static;
 pub use self::conn::{BoxFuture, Conn, Tx};
 pub use self::nested::Nested;
 #[doc(hidden)]

@@ -127,6 +127,9 @@ pub struct OpSpec {
     /// For a `read_only` op of a pool with replicas: the most replication lag it accepts
     /// (the pool's `max_lag` when `None`).
     pub max_lag: Option<Duration>,
+    /// How long its results are kept in the runtime's result cache (`crate::cache`); only a
+    /// read-only op may have one.
+    pub cache: Option<Duration>,
     /// Where it is declared.
     pub location: Location,
 }
@@ -149,6 +152,7 @@ impl OpSpec {
             tx: None,
             slow: None,
             max_lag: None,
+            cache: None,
             location,
         }
     }
@@ -156,6 +160,11 @@ impl OpSpec {
     /// Whether running again after a lost connection cannot apply a write twice.
     pub fn safe_to_rerun(&self) -> bool {
         self.idempotent || self.read_only || self.tx.is_some_and(|t| t.read_only)
+    }
+
+    /// Whether the op is declared read-only (on the op, or its transaction).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only || self.tx.is_some_and(|t| t.read_only)
     }
 
     /// How a transaction of this op begins: its isolation, and `READ ONLY` when the op is

@@ -102,6 +102,12 @@ crate::config::fields::settings! {
         /// stop.
         pub client_connection_check_interval: Option<Duration> =
             "client_connection_check_interval",
+        /// Background writes queued or running at most (`crate::background`).
+        pub background_capacity: u32 = "background_capacity",
+        /// What a full background queue does with one more write.
+        pub background_when_full: crate::background::WhenFull = "background_when_full",
+        /// Tasks making the pool's background writes.
+        pub background_workers: u32 = "background_workers",
         /// While the server is down, callers wait for it to come back only while the outage is
         /// younger than this (and within their deadline and `acquire_timeout`); afterwards they
         /// fail at once with `Error::Unavailable` until a probe reaches the server.

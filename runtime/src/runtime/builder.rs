@@ -300,6 +300,9 @@ impl RuntimeBuilder {
             .default_pool
             .as_deref()
             .and_then(|n| pools.get(n).cloned());
+        let cache_max_entries = config.settings.cache_max_entries;
+        let background =
+            crate::background::BackgroundWrites::new(order.iter().map(|n| (n, pools[n].config())));
 
         let faults = crate::faults::Faults::from_config(&config.settings.faults)?;
         let rt = Runtime {
@@ -321,6 +324,8 @@ impl RuntimeBuilder {
                 observer,
                 servers,
                 faults,
+                cache: crate::cache::ResultCache::new(u64::from(cache_max_entries)),
+                background,
             }),
         };
         let _ = rt.shared.ops.set(crate::op::resolve_all(&rt));

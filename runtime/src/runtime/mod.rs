@@ -51,6 +51,10 @@ pub(crate) struct Shared {
     pub(crate) servers: crate::recovery::Servers,
     /// Injected faults, when `faults.enabled` (`crate::faults`).
     pub(crate) faults: Option<Arc<crate::faults::Faults>>,
+    /// The result cache of read-only ops (`crate::cache`).
+    pub(crate) cache: crate::cache::ResultCache,
+    /// The background write queues, one per pool (`crate::background`).
+    pub(crate) background: crate::background::BackgroundWrites,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -124,6 +128,16 @@ impl Runtime {
     /// `faults.forbidden_in` names); `None` otherwise.
     pub fn faults(&self) -> Option<&crate::faults::Faults> {
         self.shared.faults.as_deref()
+    }
+
+    /// The result cache of read-only ops: statistics and invalidation.
+    pub fn cache(&self) -> &crate::cache::ResultCache {
+        &self.shared.cache
+    }
+
+    /// The background write queues: statistics and the dropped-write hook.
+    pub fn background(&self) -> &crate::background::BackgroundWrites {
+        &self.shared.background
     }
 
     /// A pool by name.

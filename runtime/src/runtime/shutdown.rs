@@ -40,8 +40,15 @@ impl Runtime {
     /// get until `deadline` to finish, then every pool is closed. Returns
     /// [`Error::ShutdownTimeout`] when ops were still running at the deadline (the pools are
     /// closed anyway; those ops fail with [`Error::PoolClosed`] or lose their connection).
+    ///
+    /// Background writes go first: new ones are refused, and those accepted are made while
+    /// the deadline allows (`crate::background`); any not made by then are reported to the
+    /// dropped-write hook, and shutdown returns [`Error::BackgroundUnwritten`] (unless ops
+    /// were abandoned too: then [`Error::ShutdownTimeout`]).
     pub async fn shutdown(&self, deadline: Duration) -> Result<()> {
         let shared = &self.shared;
+        let until = tokio::time::Instant::now() + deadline;
+        let unwritten = shared.background.drain(until).await;
         shared.closing.store(true, Ordering::Release);
         let wait = async {
             loop {
@@ -52,7 +59,7 @@ impl Runtime {
                 drained.await;
             }
         };
-        let finished = tokio::time::timeout(deadline, wait).await.is_ok();
+        let finished = tokio::time::timeout_at(until, wait).await.is_ok();
         let in_flight = shared.in_flight.load(Ordering::Acquire);
         // No more probing, and nobody left waiting for a server.
         shared.servers.close();
@@ -66,8 +73,13 @@ impl Runtime {
                 tokio::spawn(async move { pool.close().await });
             }
         }
-        tracing::info!(finished, in_flight, "runtime shut down");
-        if finished {
+        tracing::info!(finished, in_flight, unwritten, "runtime shut down");
+        if finished && unwritten > 0 {
+            Err(Error::BackgroundUnwritten {
+                deadline,
+                unwritten,
+            })
+        } else if finished {
             Ok(())
         } else {
             Err(Error::ShutdownTimeout {

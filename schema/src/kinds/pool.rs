@@ -139,6 +139,26 @@ pub const POOL: Schema = Schema {
              session state; `\"session\"`: a session pooler",
         ),
         Key::new(
+            "background_capacity",
+            Rule::whole(1, 10_000_000),
+            Value(Whole(1000)),
+            "background writes queued or running at most on this pool (`Op::submit`)",
+        )
+        .unit("writes"),
+        Key::new(
+            "background_when_full",
+            Choice(&["wait", "drop_oldest", "reject"]),
+            Value(Text("wait")),
+            "what a full background queue does with one more write: the submitter waits, the \
+             oldest queued write is dropped, or the submitter gets `Error::BackgroundFull`",
+        ),
+        Key::new(
+            "background_workers",
+            Rule::whole(1, 1000),
+            Value(Whole(2)),
+            "tasks making this pool's background writes, each on one connection at a time",
+        ),
+        Key::new(
             "outage_wait",
             Rule::duration_to(DAY),
             Value(Duration(secs(5))),

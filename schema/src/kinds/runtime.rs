@@ -35,6 +35,12 @@ pub const RUNTIME: Schema = Schema {
             "how long shutdown waits for work in flight",
         ),
         Key::new(
+            "cache_max_entries",
+            Rule::whole(1, 100_000_000),
+            Value(Whole(10_000)),
+            "the most results the result cache of read-only ops holds, of every op together",
+        ),
+        Key::new(
             "ops_check",
             Choice(&["warn", "error", "off"]),
             Value(Text("warn")),

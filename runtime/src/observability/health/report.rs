@@ -140,6 +140,10 @@ pub struct HealthReport {
     pub breakers: Vec<BreakerHealth>,
     /// Each armed fault, when fault injection is enabled (`None` when it is off).
     pub faults: Option<Vec<FaultHealth>>,
+    /// The result cache: entries, hits, misses and hit ratio, in total and per op.
+    pub cache: crate::cache::CacheStats,
+    /// Each pool's background write queue: depth, oldest age, writes made and dropped.
+    pub background: Vec<crate::background::BackgroundStats>,
     /// Whether the runtime is shutting down.
     pub shutting_down: bool,
     /// When the report was made, in milliseconds since the Unix epoch.
@@ -442,6 +446,8 @@ pub(crate) fn assess(
                 })
                 .collect()
         }),
+        cache: rt.cache().stats(),
+        background: rt.background().stats(),
         shutting_down,
         checked_at_unix_ms: crate::observability::clock::unix_ms(),
         took_ms: 0.0,

@@ -187,6 +187,17 @@ pub(crate) fn describe() {
         metrics::describe_counter!(names::BULKHEAD_REJECTIONS, "calls rejected by a bulkhead");
         metrics::describe_gauge!(names::BULKHEAD_RUNNING, "calls running inside a bulkhead");
         metrics::describe_gauge!(names::BULKHEAD_QUEUED, "calls queued at a bulkhead");
+        metrics::describe_counter!(names::CACHE_HITS, "cached op calls answered without it");
+        metrics::describe_counter!(names::CACHE_MISSES, "cached op calls that ran it");
+        metrics::describe_gauge!(names::CACHE_HIT_RATIO, "a cached op's hits over its calls");
+        metrics::describe_gauge!(names::CACHE_ENTRIES, "results held by the result cache");
+        metrics::describe_gauge!(names::BACKGROUND_DEPTH, "background writes queued");
+        metrics::describe_gauge!(
+            names::BACKGROUND_OLDEST_AGE,
+            "age of the oldest background write queued or running"
+        );
+        metrics::describe_counter!(names::BACKGROUND_WRITTEN, "background writes made");
+        metrics::describe_counter!(names::BACKGROUND_DROPPED, "background writes not made");
     }
 }
 

@@ -65,6 +65,24 @@ pub const REPLICA_READS: &str = "sqlx_resilience.replica.reads";
 pub const REPLICA_PRIMARY_READS: &str = "sqlx_resilience.replica.primary_reads";
 /// Counter: ops a replica failed in a way a primary would not, run again on the primary.
 pub const REPLICA_REROUTED: &str = "sqlx_resilience.replica.rerouted";
+/// Counter: calls of a cached op answered without running it, by [`OP`].
+pub const CACHE_HITS: &str = "sqlx_resilience.cache.hits";
+/// Counter: calls of a cached op that ran it, by [`OP`].
+pub const CACHE_MISSES: &str = "sqlx_resilience.cache.misses";
+/// Gauge: a cached op's hits over its calls since start (0 to 1), by [`OP`].
+pub const CACHE_HIT_RATIO: &str = "sqlx_resilience.cache.hit_ratio";
+/// Gauge: results held by the result cache.
+pub const CACHE_ENTRIES: &str = "sqlx_resilience.cache.entries";
+/// Gauge: background writes queued (not yet running), by [`POOL`].
+pub const BACKGROUND_DEPTH: &str = "sqlx_resilience.background.depth";
+/// Gauge (seconds): how long the oldest queued or running background write has waited, by
+/// [`POOL`].
+pub const BACKGROUND_OLDEST_AGE: &str = "sqlx_resilience.background.oldest_age";
+/// Counter: background writes made, by [`POOL`].
+pub const BACKGROUND_WRITTEN: &str = "sqlx_resilience.background.written";
+/// Counter: background writes not made, by [`POOL`] and [`REASON`] (`rejected`,
+/// `dropped_oldest`, `failed`, `shutdown_deadline`).
+pub const BACKGROUND_DROPPED: &str = "sqlx_resilience.background.dropped";
 
 /// Label: the pool's declared name.
 pub const POOL: &str = "pool";
@@ -92,7 +110,7 @@ pub const SERVER_ADDRESS: &str = "server.address";
 pub const SERVER_PORT: &str = "server.port";
 
 /// Every metric name, for exporters that need the list (histogram buckets, allow-lists).
-pub const ALL: [&str; 27] = [
+pub const ALL: [&str; 35] = [
     CONNECTION_COUNT,
     CONNECTION_MAX,
     CONNECTION_IDLE_MIN,
@@ -120,6 +138,14 @@ pub const ALL: [&str; 27] = [
     REPLICA_READS,
     REPLICA_PRIMARY_READS,
     REPLICA_REROUTED,
+    CACHE_HITS,
+    CACHE_MISSES,
+    CACHE_HIT_RATIO,
+    CACHE_ENTRIES,
+    BACKGROUND_DEPTH,
+    BACKGROUND_OLDEST_AGE,
+    BACKGROUND_WRITTEN,
+    BACKGROUND_DROPPED,
 ];
 
 /// The histograms (all in seconds).

@@ -78,6 +78,33 @@ impl Runtime {
             metrics::gauge!(names::BULKHEAD_QUEUED, names::BULKHEAD => name)
                 .set(f64::from(m.queued));
         }
+        for q in self.background().stats() {
+            let pool = q.pool.clone();
+            metrics::gauge!(names::BACKGROUND_DEPTH, names::POOL => pool.clone())
+                .set(f64::from(q.depth));
+            metrics::gauge!(names::BACKGROUND_OLDEST_AGE, names::POOL => pool.clone())
+                .set(q.oldest_age_ms as f64 / 1000.0);
+            metrics::counter!(names::BACKGROUND_WRITTEN, names::POOL => pool.clone())
+                .absolute(q.written);
+            for (reason, n) in [
+                ("rejected", q.rejected),
+                ("dropped_oldest", q.dropped_oldest),
+                ("failed", q.failed),
+                ("shutdown_deadline", q.unwritten_at_shutdown),
+            ] {
+                metrics::counter!(names::BACKGROUND_DROPPED, names::POOL => pool.clone(), names::REASON => reason)
+                    .absolute(n);
+            }
+        }
+        let cache = self.cache().stats();
+        metrics::gauge!(names::CACHE_ENTRIES).set(cache.entries as f64);
+        for o in cache.ops {
+            metrics::counter!(names::CACHE_HITS, names::OP => o.op).absolute(o.hits);
+            metrics::counter!(names::CACHE_MISSES, names::OP => o.op).absolute(o.misses);
+            if let Some(ratio) = o.hit_ratio {
+                metrics::gauge!(names::CACHE_HIT_RATIO, names::OP => o.op).set(ratio);
+            }
+        }
     }
 }
 
