@@ -42,7 +42,13 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     match ttl_of(spec).map_err(E::from)? {
-        Some(ttl) => rt.shared.cache.get_or_run(spec.name, ttl, key, run).await,
+        // The op's run is boxed: nested in the cache's single-flight future, its type is
+        // deep enough to overflow the compiler's recursion limit in the caller's crate
+        // ("queries overflow the depth limit" when laying out a cached `#[db_op]`).
+        Some(ttl) => {
+            let boxed = || Box::pin(run());
+            rt.shared.cache.get_or_run(spec.name, ttl, key, boxed).await
+        }
         None => run().await,
     }
 }
