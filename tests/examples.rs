@@ -203,6 +203,13 @@ fn seed_002_a_deadlock_victim_runs_again_and_statistics_are_reported() {
         &out,
         "unused index kol_metrics_engagement on kol_metrics",
     );
+    // The seed's KPIs: cache hit ratio above 95 %, failed connections below 1 %, average
+    // query under 100 ms.
+    assert_line(name, &out, "api: 2000 profile reads, ");
+    let line = kpi_line(name, &out);
+    assert!(kpi_number(line, "cache_hit_ratio") > 0.95, "{line}");
+    assert!(kpi_number(line, "failed_connection_rate") < 0.01, "{line}");
+    assert!(kpi_number(line, "avg_query_ms") < 100.0, "{line}");
 }
 
 #[test]
