@@ -52,23 +52,26 @@ pub(crate) async fn probe(pools: &[Pool], timeout: Duration) -> DatabaseHealth {
         .iter()
         .filter(|p| !p.is_closed())
         .find_map(|p| p.sqlx().try_acquire());
-    let mut fresh: Option<PgConnection> = None;
     let mut connect_ms = None;
     let work = async {
-        let conn: &mut PgConnection = match pooled.as_mut() {
-            Some(c) => c,
-            None => {
-                let started = Instant::now();
-                let c = PgConnection::connect_with(&options).await?;
-                connect_ms = Some(ms(started.elapsed()));
-                fresh.insert(c)
+        // An idle pooled connection first. One that died while idle (the server restarted,
+        // the network reset it) says nothing of the server now: it is closed and the probe
+        // goes on with a new connection, within the same timeout.
+        if let Some(c) = pooled.as_mut() {
+            match ask(c).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    c.close_on_drop();
+                    tracing::debug!(error = %e, "health probe: an idle connection was dead");
+                }
             }
-        };
+        }
+        drop(pooled.take());
         let started = Instant::now();
-        let (version,): (String,) = sqlx::query_as("select current_setting('server_version')")
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok::<_, sqlx::Error>((version, started.elapsed()))
+        // Closing politely could hang on a server that stopped answering: dropped instead.
+        let mut fresh = PgConnection::connect_with(&options).await?;
+        connect_ms = Some(ms(started.elapsed()));
+        ask(&mut fresh).await
     };
     let outcome = tokio::time::timeout(timeout, work).await;
     match outcome {
@@ -79,9 +82,6 @@ pub(crate) async fn probe(pools: &[Pool], timeout: Duration) -> DatabaseHealth {
         }
         Ok(Err(e)) => {
             health.error = Some(crate::secret::redact(&e.to_string()));
-            if let Some(c) = pooled.as_mut() {
-                c.close_on_drop();
-            }
         }
         Err(_) => {
             health.error = Some(format!(
@@ -94,11 +94,16 @@ pub(crate) async fn probe(pools: &[Pool], timeout: Duration) -> DatabaseHealth {
         }
     }
     health.connect_ms = connect_ms;
-    if let Some(c) = fresh {
-        // Closing politely could hang on a server that stopped answering.
-        drop(c);
-    }
     health
+}
+
+/// The probe's one query: the server's version, and how long it took.
+async fn ask(conn: &mut PgConnection) -> Result<(String, Duration), sqlx::Error> {
+    let started = Instant::now();
+    let (version,): (String,) = sqlx::query_as("select current_setting('server_version')")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((version, started.elapsed()))
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {
