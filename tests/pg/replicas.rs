@@ -141,6 +141,31 @@ async fn reads_go_to_a_fresh_replica_and_to_the_primary_while_it_lags_or_is_down
     let r = report(&rt);
     assert!(r.primary_reads >= 5, "{r:?}");
     assert_eq!(r.replicas[0].state, "down", "{r:?}");
+
+    // The status page shows the replica and its state in the pool's card.
+    let page = status_page(&rt).await;
+    assert!(
+        page.contains("class=\"replica\"") && page.contains("<td>down</td>"),
+        "the replica is not on the status page:\n{page}"
+    );
+}
+
+/// The status page as `http::Endpoints` serves it (at `/`), over a real socket.
+async fn status_page(rt: &Runtime) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = sqlx_resilience_runtime::http::Endpoints::new(rt).router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await.unwrap();
+    server.abort();
+    page
 }
 
 #[tokio::test]

@@ -192,6 +192,7 @@ pub(crate) fn render(s: &StatusReport, rt: &Runtime) -> String {
             errors = st.errors,
         );
         chart(&mut o, history, threshold);
+        pool_servers(&mut o, p);
         o.push_str("</div>");
     }
     o.push_str("</div></section>");
@@ -440,4 +441,54 @@ fn chart(o: &mut String, history: Option<&PoolHistory>, threshold: f64) {
         "</svg><div class=\"axis\"><span>{ago}</span><span>utilization · dashed: {threshold:.0}% alert · \
          red: callers waiting</span><span>now</span></div></div>"
     );
+}
+
+/// A pool's hosts (multi-host URL) and read replicas, one line each, inside its card.
+fn pool_servers(o: &mut String, p: &crate::health::PoolHealth) {
+    if let Some(hosts) = &p.hosts {
+        let _ = write!(
+            o,
+            "<table class=\"hosts\"><tr><th>host</th><th>role</th><th>state</th></tr>"
+        );
+        for h in hosts {
+            let _ = write!(
+                o,
+                "<tr class=\"host\"><td>{addr}:{port}</td><td>{role}</td><td>{state}</td></tr>",
+                addr = esc(&h.address),
+                port = h.port,
+                role = h.role.as_str(),
+                state = match (h.current, h.down) {
+                    (_, true) => "down",
+                    (true, false) => "in use",
+                    (false, false) => "standing by",
+                },
+            );
+        }
+        let _ = write!(
+            o,
+            "</table><div class=\"muted\">{} failovers</div>",
+            p.failovers.unwrap_or(0)
+        );
+    }
+    if let Some(r) = &p.replicas {
+        let _ = write!(
+            o,
+            "<table class=\"replicas\"><tr><th>replica</th><th>state</th><th class=\"num\">lag</th>\
+             <th class=\"num\">reads</th></tr>"
+        );
+        for rep in &r.replicas {
+            let _ = write!(
+                o,
+                "<tr class=\"replica\"><td>{server}</td><td>{state}</td><td class=\"num\">{lag}</td>\
+                 <td class=\"num\">{share:.0}%</td></tr>",
+                server = esc(&rep.server),
+                state = esc(rep.state),
+                lag = rep
+                    .lag_ms
+                    .map_or_else(|| "–".to_owned(), |ms| format!("{ms:.0} ms")),
+                share = rep.share_of_reads_pct,
+            );
+        }
+        o.push_str("</table>");
+    }
 }
