@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
 use sqlx_resilience::breaker::BreakerState;
-use sqlx_resilience::{DbError, Error, HasRuntime, Runtime, Tx, db_op};
+use sqlx_resilience::{DbError, Error, HasRuntime, OpBuilder, Runtime, Tx, db_op};
 use sqlx_resilience_testkit::{FaultProxy, PgServer};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -101,6 +101,17 @@ impl ChatRepo {
     }
 }
 
+/// A save: on the chat pool, 30 s (the seed's timeout), under the retry policy and the
+/// breaker, safe to run again.
+fn save_op<'a>(rt: &'a Runtime, name: &'static str) -> OpBuilder<'a> {
+    rt.op(name)
+        .pool("chat")
+        .timeout(Duration::from_secs(30))
+        .retry("persist")
+        .breaker("chat_db")
+        .idempotent(true)
+}
+
 /// Saves a message in the background: queued at once, written by the chat pool's background
 /// workers under the breaker and the retry policy; saving it twice saves it once.
 async fn save_message(
@@ -110,12 +121,7 @@ async fn save_message(
     role: &'static str,
     content: String,
 ) -> Result<u64, Error> {
-    rt.op("chat.save_message")
-        .pool("chat")
-        .timeout(Duration::from_secs(30))
-        .retry("persist")
-        .breaker("chat_db")
-        .idempotent(true)
+    save_op(rt, "chat.save_message")
         .submit(move |conn| {
             let content = content.clone();
             Box::pin(async move {
@@ -141,12 +147,7 @@ async fn save_reply(
     conversation: i32,
     content: String,
 ) -> Result<u64, Error> {
-    rt.op("chat.save_reply")
-        .pool("chat")
-        .timeout(Duration::from_secs(30))
-        .retry("persist")
-        .breaker("chat_db")
-        .idempotent(true)
+    save_op(rt, "chat.save_reply")
         .submit(move |conn| {
             let content = content.clone();
             Box::pin(async move {
