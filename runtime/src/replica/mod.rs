@@ -3,8 +3,8 @@
 //! balanced by fewest in flight, falling back to the primary; and read-your-writes through a
 //! [`ReadSession`].
 //!
-//! The op runner asks [`route`] for a replica before it acquires a connection, and tells
-//! [`succeeded`] and [`Lease::failed`] how an attempt on it ended; nothing else in the core
+//! The op runner asks `route` for a replica before it acquires a connection, and tells
+//! `succeeded` and `Lease::failed` how an attempt on it ended; nothing else in the core
 //! knows about replicas.
 
 mod config;
