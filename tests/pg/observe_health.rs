@@ -40,7 +40,9 @@ async fn a_saturated_pool_is_degraded_with_advice_naming_its_slow_ops() {
     let db = support::db().await;
     let rt = support::runtime(
         &db,
-        &[("max", 2u32.into()), ("acquire_timeout", "3s".into())],
+        // The waiter below waits while the report is taken: generous, so that a slow machine
+        // does not time it out.
+        &[("max", 2u32.into()), ("acquire_timeout", "60s".into())],
     )
     .await;
     scalar_i64(&rt, "select 1::int8 from pg_sleep(0.02)")
