@@ -8,6 +8,10 @@
 //! the first write acknowledged after it. `late_ops` counts ops that took longer than their
 //! deadline plus 10%; `longest_gap_ms` is the longest time, within a phase, with no op ending
 //! well.
+//!
+//! Plain sqlx runs the same faults side by side (see [`failover_sqlx`](super::failover_sqlx)):
+//! its `sqlx_*` fields count its requests and the time from the new leader to its first
+//! acknowledged write (`null`: none in the phase).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +20,7 @@ use serde_json::Value as Json;
 use sqlx::Connection;
 use tokio::time::Instant;
 
+use super::failover_sqlx::{self as plain, PlainSide};
 use super::load::{Load, Outcome, Plan, Sample, check_writes, create_schema, report};
 use super::report::{LoadReport, ms};
 use super::{Limits, Options, Size, close, runtime, workload};
@@ -29,6 +34,7 @@ pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
     let db = cluster.create_database().await?;
     let leader = cluster.wait_for_leader(SETTLE).await?;
     create_schema(&cluster.url(&leader, &db)).await?;
+    let leader_url = cluster.url(&leader, &db);
     let url = format!(
         "{}&target_session_attrs=read-write",
         cluster.multi_host_url(&db)
@@ -50,6 +56,7 @@ pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
         deadline: Duration::from_secs(15),
     };
     let workload = workload(&rt, limits, options)?;
+    let sqlx_side = PlainSide::open(&leader_url, &leader_url, workers).await?;
     let phase = size.pick(Duration::from_secs(8), Duration::from_secs(20));
     let plan = Plan {
         workers: workers as usize,
@@ -60,7 +67,9 @@ pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
 
     // Phase 1: switchover.
     cluster.wait_for_sync_standby(SETTLE).await?;
+    let pace = plan.pace.unwrap_or_default();
     let (load, started) = Load::start(&workload, plan);
+    let sqlx_load = sqlx_side.start(plan.workers, phase, pace, limits.deadline);
     tokio::time::sleep_until(started + phase / 4).await;
     let old = cluster.wait_for_leader(SETTLE).await?;
     let watch = tokio::spawn(first_new_primary(cluster_urls(&cluster, &db, &old)));
@@ -68,6 +77,8 @@ pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
     cluster.switchover(None).await?;
     let switched = watch.await.ok().flatten();
     let mut samples = load.finish().await?;
+    let mut sqlx_samples = plain::finish(sqlx_load).await;
+    let sqlx_switch_recovery = plain::recovery(&sqlx_samples, switched);
     let switch_recovery = recovery(&samples, switched);
     let switch_gap = longest_gap(&samples);
 
@@ -75,6 +86,7 @@ pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
     cluster.wait_for_replicas_streaming(SETTLE).await?;
     cluster.wait_for_sync_standby(SETTLE).await?;
     let (load, started) = Load::start(&workload, plan);
+    let sqlx_load = sqlx_side.start(plan.workers, phase, pace, limits.deadline);
     tokio::time::sleep_until(started + phase / 4).await;
     let old = cluster.wait_for_leader(SETTLE).await?;
     let watch = tokio::spawn(first_new_primary(cluster_urls(&cluster, &db, &old)));
@@ -82,6 +94,9 @@ pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
     cluster.kill_leader_postgres().await?;
     let killed = watch.await.ok().flatten();
     let second = load.finish().await?;
+    let sqlx_second = plain::finish(sqlx_load).await;
+    let sqlx_kill_recovery = plain::recovery(&sqlx_second, killed);
+    sqlx_samples.extend(sqlx_second);
     let kill_recovery = recovery(&second, killed);
     let kill_gap = longest_gap(&second);
     samples.extend(second);
@@ -89,8 +104,16 @@ pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
 
     let failovers = rt.pool("drill").and_then(|p| p.failovers()).unwrap_or(0);
     close(&rt).await;
+    sqlx_side.close().await;
     let leader = cluster.wait_for_leader(SETTLE).await?;
     let table = check_writes(&cluster.url(&leader, &db), &samples).await?;
+    let sqlx_lost = plain::lost_writes(&cluster.url(&leader, &db), &sqlx_samples).await?;
+    let sqlx_ok = sqlx_samples.iter().filter(|s| s.ok).count();
+    let sqlx_writes = sqlx_samples.iter().filter(|s| s.write.is_some()).count();
+    let sqlx_writes_ok = sqlx_samples
+        .iter()
+        .filter(|s| matches!(s.write, Some((_, true))))
+        .count();
     let late_limit = limits.deadline.mul_f64(1.1);
     let late = samples.iter().filter(|s| s.took() > late_limit).count() as u64;
     let worst = match (switch_recovery, kill_recovery) {
@@ -120,6 +143,14 @@ pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {
         ("switchover_gap_ms", Json::from(ms(switch_gap))),
         ("kill9_gap_ms", Json::from(ms(kill_gap))),
         ("pool_failovers", Json::from(failovers)),
+        ("sqlx_ops", Json::from(sqlx_samples.len())),
+        ("sqlx_ok", Json::from(sqlx_ok)),
+        ("sqlx_failed", Json::from(sqlx_samples.len() - sqlx_ok)),
+        ("sqlx_writes", Json::from(sqlx_writes)),
+        ("sqlx_writes_ok", Json::from(sqlx_writes_ok)),
+        ("sqlx_lost_writes", Json::from(sqlx_lost)),
+        ("sqlx_switchover_recovery_ms", opt(sqlx_switch_recovery)),
+        ("sqlx_kill9_recovery_ms", opt(sqlx_kill_recovery)),
     ]);
     Ok(report)
 }

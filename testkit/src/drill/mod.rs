@@ -40,7 +40,9 @@
 //!   the machine allows), `p99_wave_median_ms` (the same statistic for the op API's waves),
 //!   `wave_p99_ms`, `callers`, `pool_max`, `waves`, `wave_ms`.
 //! - `failover`: `unreported_unknown`, `late_ops`, `longest_gap_ms`, and per fault
-//!   (`switchover`, `kill9`) its recovery and longest gap; `pool_failovers`.
+//!   (`switchover`, `kill9`) its recovery and longest gap; `pool_failovers`; plain sqlx's
+//!   side in the same run: `sqlx_ops`, `sqlx_ok`, `sqlx_failed`, `sqlx_writes`,
+//!   `sqlx_writes_ok`, `sqlx_lost_writes` and its recovery per fault.
 //! - `exhaust`: `leaked_connections`, `leak_warnings`, `acquire_timeouts`, and per phase
 //!   (`normal`, `part_leaked`, `exhausted`, `returned`) ops, ok and p99.
 
@@ -49,6 +51,7 @@ mod contention;
 mod copy;
 mod exhaust;
 mod failover;
+mod failover_sqlx;
 mod kill9;
 mod latency;
 mod load;
