@@ -37,7 +37,7 @@ pub use self::kinds::{
     BREAKER, BUDGET, BULKHEAD, CONTENTION_ATTEMPTS, FAULTS, KINDS, LIMITER, MONITOR, POOL, RETRY,
     RETRY_ON, RUNTIME,
 };
-pub use self::rule::{DURATION_EXAMPLE, Problem, Rule, url_list};
+pub use self::rule::{DURATION_EXAMPLE, HOSTS, Problem, Rule, url_list};
 pub use self::table::{Each, Found, Group, Schema};
 pub use self::value::{Raw, Typed, show_duration};
 

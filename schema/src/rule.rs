@@ -52,7 +52,7 @@ pub enum Rule {
     /// Any non-empty text naming something of this kind (`"pool"`: a pool name).
     Name(&'static str),
     /// One or more PostgreSQL URLs (`postgres://` or `postgresql://`), separated by commas
-    /// or white space.
+    /// or white space, or the word [`HOSTS`].
     UrlList,
 }
 
@@ -192,8 +192,11 @@ impl Rule {
             Rule::UrlList => {
                 let t = text(raw)?;
                 let mut urls = url_list(t).peekable();
-                let good = urls.peek().is_some()
-                    && urls.all(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+                let good = t.trim() == HOSTS
+                    || (urls.peek().is_some()
+                        && urls.all(|u| {
+                            u.starts_with("postgres://") || u.starts_with("postgresql://")
+                        }));
                 if good {
                     Ok(Typed::Text(t))
                 } else {
@@ -233,7 +236,7 @@ impl Rule {
             }
             Rule::Name(of) => format!("a {of} name"),
             Rule::UrlList => "PostgreSQL URLs separated by commas, such as \
-                 \"postgres://app@replica1/app, postgres://app@replica2/app\""
+                 \"postgres://app@replica1/app, postgres://app@replica2/app\", or \"hosts\""
                 .to_owned(),
         }
     }
@@ -262,10 +265,14 @@ impl Rule {
             Rule::Ascii { max_len } => format!("ASCII text, at most {max_len} bytes"),
             Rule::SchemaList => "schema names, comma-separated".to_owned(),
             Rule::Name(of) => format!("{of} name"),
-            Rule::UrlList => "`postgres://` URLs, comma-separated".to_owned(),
+            Rule::UrlList => "`postgres://` URLs, comma-separated, or `\"hosts\"`".to_owned(),
         }
     }
 }
+
+/// The [`Rule::UrlList`] value that names no URL: every host of the pool's own multi-host
+/// URL, each a candidate replica while it is in recovery.
+pub const HOSTS: &str = "hosts";
 
 /// The URLs of a [`Rule::UrlList`] value, in order.
 pub fn url_list(text: &str) -> impl Iterator<Item = &str> {
@@ -370,6 +377,11 @@ mod tests {
             Err(Problem::NotAllowed)
         );
         assert_eq!(list.parse(Raw::Text(" , ")), Err(Problem::NotAllowed));
+        assert_eq!(list.parse(Raw::Text("hosts")), Ok(Typed::Text("hosts")));
+        assert_eq!(
+            list.parse(Raw::Text("hosts, postgres://a/d")),
+            Err(Problem::NotAllowed)
+        );
         assert_eq!(
             Rule::Ascii { max_len: 3 }.parse(Raw::Text("abcd")),
             Err(Problem::NotAllowed)

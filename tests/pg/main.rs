@@ -38,6 +38,7 @@ mod outage;
 mod pgbouncer;
 mod pool;
 mod pool_lifetimes;
+mod replica_hosts;
 mod replicas;
 mod retry;
 mod shutdown;

@@ -544,7 +544,10 @@ mod tests {
             Rule::SchemaList => (vec!["\"app, public\"".into()], vec!["\"a; b\"".into()]),
             Rule::Name(_) => (vec!["\"http\"".into()], vec!["\" \"".into()]),
             Rule::UrlList => (
-                vec!["\"postgres://app@r1/app, postgres://app@r2/app\"".into()],
+                vec![
+                    "\"postgres://app@r1/app, postgres://app@r2/app\"".into(),
+                    "\"hosts\"".into(),
+                ],
                 vec!["\"mysql://app@db/app\"".into(), "5".into()],
             ),
         }

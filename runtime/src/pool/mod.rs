@@ -176,10 +176,11 @@ impl Pool {
                 )
             })?;
         let origin = format!("pools.{name}.url");
-        let hosts = url.host_list(&origin)?.map(|list| {
+        let host_list = url.host_list(&origin)?;
+        let hosts = host_list.as_ref().map(|list| {
             let check_timeout = config.connect_timeout.min(config.probe_timeout);
             let settings = |o| session_settings(&name, &config, o);
-            Hosts::new(name.clone(), &list, settings, servers, check_timeout)
+            Hosts::new(name.clone(), list, settings, servers, check_timeout)
         });
         let options = match &hosts {
             Some(h) => h.first_options(),
@@ -243,7 +244,13 @@ impl Pool {
         if let Some(h) = &hosts {
             h.attach(sqlx.clone());
         }
-        let replicas = Replicas::build(&name, &config, (*sqlx.connect_options()).clone(), servers)?;
+        let replicas = Replicas::build(
+            &name,
+            &config,
+            (*sqlx.connect_options()).clone(),
+            host_list.as_ref(),
+            servers,
+        )?;
         let parts = Parts {
             name,
             config,

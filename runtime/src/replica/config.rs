@@ -3,11 +3,12 @@
 use std::fmt;
 
 use crate::config::fields::{Field, choices};
-use crate::config::schema::{Typed, url_list};
+use crate::config::schema::{HOSTS, Typed, url_list};
 use crate::secret::DatabaseUrl;
 
 /// The `replicas` of a pool: streaming replicas of its server, as written (comma-separated
-/// URLs). Debug shows them with passwords redacted.
+/// URLs, or `"hosts"`: the hosts of the pool's own multi-host URL). Debug shows them with
+/// passwords redacted.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReplicaUrls {
     text: String,
@@ -15,8 +16,15 @@ pub struct ReplicaUrls {
 }
 
 impl ReplicaUrls {
-    /// Reads comma- or space-separated `postgres://` URLs; `Err` says what was expected.
+    /// Reads comma- or space-separated `postgres://` URLs, or `"hosts"`; `Err` says what was
+    /// expected.
     pub fn parse(text: &str) -> Result<ReplicaUrls, String> {
+        if text.trim() == HOSTS {
+            return Ok(ReplicaUrls {
+                text: HOSTS.to_owned(),
+                urls: Vec::new(),
+            });
+        }
         let urls: Vec<DatabaseUrl> = url_list(text).map(DatabaseUrl::new).collect();
         if urls.is_empty() {
             return Err("at least one postgres:// URL".to_owned());
@@ -30,14 +38,22 @@ impl ReplicaUrls {
         })
     }
 
-    /// The URLs, in order.
+    /// The URLs, in order (none for `"hosts"`).
     pub fn urls(&self) -> &[DatabaseUrl] {
         &self.urls
+    }
+
+    /// Whether the replicas are the hosts of the pool's own multi-host URL (`"hosts"`).
+    pub fn from_hosts(&self) -> bool {
+        self.text == HOSTS
     }
 }
 
 impl fmt::Debug for ReplicaUrls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.from_hosts() {
+            return f.write_str(HOSTS);
+        }
         f.debug_list().entries(&self.urls).finish()
     }
 }
@@ -85,6 +101,10 @@ mod tests {
         let shown = format!("{r:?}");
         assert!(!shown.contains("pw1") && !shown.contains("pw2"), "{shown}");
         assert!(ReplicaUrls::parse(" ").is_err());
+        let hosts = ReplicaUrls::parse(" hosts ").unwrap();
+        assert!(hosts.from_hosts() && hosts.urls().is_empty());
+        assert_eq!(format!("{hosts:?}"), "hosts");
+        assert!(!r.from_hosts());
         assert!(ReplicaUrls::parse("postgres://r1/app?sslmode=bogus").is_err());
     }
 }

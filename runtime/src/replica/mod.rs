@@ -32,10 +32,12 @@ pub use self::status::{ReplicaReport, ReplicaStatus};
 use self::node::Node;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result};
+use crate::hosts::HostList;
 use crate::observer::Unobserved;
 use crate::op::Isolation;
 use crate::pool::{CloseReason, Pool, PoolConfig, PooledConn};
 use crate::recovery::Servers;
+use crate::secret::DatabaseUrl;
 
 /// The replicas of one pool.
 pub(crate) struct Replicas {
@@ -48,7 +50,8 @@ pub(crate) struct Replicas {
     interval: Duration,
     /// The longest one monitor question may take.
     query_limit: Duration,
-    primary_options: PgConnectOptions,
+    /// Where the primary may be: the pool's one server, or each host of its multi-host URL.
+    primaries: Vec<PgConnectOptions>,
     /// Read-only ops that could have gone to a replica and ended well on the primary.
     primary_reads: AtomicU64,
     /// Woken after every monitor round.
@@ -77,18 +80,48 @@ fn interval_for(max_lag: Duration) -> Duration {
 impl Replicas {
     /// The replicas `config` names, each a lazy pool of its own watched through `servers`,
     /// and their monitor; `None` without replicas.
+    ///
+    /// `hosts` is the pool's own host list when its URL names several: the monitor then reads
+    /// the primary's WAL position from whichever of them is the primary now (the first
+    /// otherwise), and `replicas = "hosts"` makes each of them a candidate replica, serving
+    /// reads while it is in recovery.
     pub(crate) fn build(
         name: &Arc<str>,
         config: &PoolConfig,
         primary_options: PgConnectOptions,
+        hosts: Option<&HostList>,
         servers: &Servers,
     ) -> Result<Option<Arc<Replicas>>> {
-        let Some(urls) = &config.replicas else {
+        let Some(replicas) = &config.replicas else {
             return Ok(None);
         };
+        let each_host = |list: &HostList| -> Vec<PgConnectOptions> {
+            list.hosts
+                .iter()
+                .map(|h| list.base.clone().host(&h.host).port(h.port))
+                .collect()
+        };
+        let urls: Vec<DatabaseUrl> = if replicas.from_hosts() {
+            let Some(list) = hosts else {
+                return Err(Error::config(
+                    format!("pools.{name}.replicas"),
+                    "hosts",
+                    "`\"hosts\"` with a multi-host url (`postgres://h1,h2,h3/db`), or the \
+                     replicas' URLs",
+                    "the pool's settings",
+                ));
+            };
+            each_host(list)
+                .into_iter()
+                .map(DatabaseUrl::from_options)
+                .collect()
+        } else {
+            replicas.urls().to_vec()
+        };
+        let primaries = hosts.map_or_else(|| vec![primary_options], each_host);
         let base = Instant::now();
-        let mut nodes = Vec::with_capacity(urls.urls().len());
-        for (i, url) in urls.urls().iter().enumerate() {
+        let mut nodes = Vec::with_capacity(urls.len());
+        for (i, url) in urls.iter().enumerate() {
             let mut cfg = config.clone();
             cfg.url = Some(url.clone());
             cfg.max = config.replica_max.unwrap_or(config.max);
@@ -112,7 +145,7 @@ impl Replicas {
             window: config.read_your_writes_window,
             interval: interval_for(config.max_lag),
             query_limit: config.connect_timeout.min(config.probe_timeout),
-            primary_options,
+            primaries,
             primary_reads: AtomicU64::new(0),
             ticked: Notify::new(),
             next: AtomicUsize::new(0),

@@ -8,6 +8,10 @@
 //! write. Its lag is the time since that moment. An idle primary does not make a replica look
 //! stale (its position does not move, so a caught-up replica stays fresh), unlike
 //! `now() - pg_last_xact_replay_timestamp()`, which grows while nothing is written.
+//!
+//! A pool on a multi-host URL has several places the primary may be: the position is read from
+//! the one that answered as primary last time, else from the next that is not in recovery,
+//! so a failover moves the question with it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
@@ -71,9 +75,11 @@ pub(crate) fn spawn(set: &Arc<Replicas>) {
     let weak = Arc::downgrade(set);
     let interval = set.interval;
     let replicas = set.nodes.len();
+    let primaries = set.primaries.len();
     tokio::spawn(async move {
         let mut state = Monitor {
-            primary: Link::default(),
+            primaries: (0..primaries).map(|_| Link::default()).collect(),
+            primary: 0,
             links: (0..replicas).map(|_| Link::default()).collect(),
             samples: VecDeque::with_capacity(SAMPLES),
         };
@@ -93,7 +99,10 @@ pub(crate) fn spawn(set: &Arc<Replicas>) {
 }
 
 struct Monitor {
-    primary: Link,
+    /// One link to each place the primary may be.
+    primaries: Vec<Link>,
+    /// The one that answered as primary last.
+    primary: usize,
     links: Vec<Link>,
     /// (when asked, the primary's position then), oldest first.
     samples: VecDeque<(Instant, u64)>,
@@ -103,16 +112,7 @@ impl Monitor {
     async fn round(&mut self, set: &Replicas) {
         let limit = set.query_limit;
         let asked = Instant::now();
-        match self
-            .primary
-            .ask::<(String,)>(
-                &set.primary_options,
-                limit,
-                "SELECT pg_current_wal_lsn()::text",
-            )
-            .await
-            .and_then(|(text,)| parse_lsn(&text))
-        {
+        match self.primary_position(set).await {
             Ok(lsn) => {
                 if self.samples.len() == SAMPLES {
                     self.samples.pop_front();
@@ -130,6 +130,33 @@ impl Monitor {
             .zip(&set.nodes)
             .map(|(link, node)| measure(link, node, samples, limit));
         join_all(asks).await;
+    }
+
+    /// The WAL position of whichever place answers as the primary, starting with the one that
+    /// did last time.
+    async fn primary_position(&mut self, set: &Replicas) -> Result<u64, String> {
+        let n = self.primaries.len();
+        let mut last_error = "no primary to ask".to_owned();
+        for k in 0..n {
+            let i = (self.primary + k) % n;
+            let answer = self.primaries[i]
+                .ask::<(Option<String>,)>(
+                    &set.primaries[i],
+                    set.query_limit,
+                    "SELECT CASE WHEN pg_is_in_recovery() THEN NULL \
+                     ELSE pg_current_wal_lsn()::text END",
+                )
+                .await;
+            match answer {
+                Ok((Some(text),)) => {
+                    self.primary = i;
+                    return parse_lsn(&text);
+                }
+                Ok((None,)) => last_error = "every host asked is in recovery".to_owned(),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
     }
 }
 

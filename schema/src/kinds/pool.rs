@@ -183,8 +183,10 @@ pub const POOL: Schema = Schema {
             "replicas",
             UrlList,
             Absent("none: every op uses `url`"),
-            "streaming replicas of this pool's server, comma-separated; `read_only` ops go to \
-             one whose measured lag is within `max_lag`, else to the primary",
+            "streaming replicas of this pool's server, comma-separated, or `\"hosts\"`: every \
+             host of the pool's multi-host `url` that is in recovery, found anew after a \
+             failover; `read_only` ops go to one whose measured lag is within `max_lag`, else \
+             to the primary",
         ),
         Key::new(
             "replica_max",
