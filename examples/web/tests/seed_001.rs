@@ -30,9 +30,9 @@ fn example(name: &str) -> PathBuf {
     bin
 }
 
-/// Runs an example to completion and returns its standard output; fails with both outputs
+/// Runs an example to completion and returns its standard output and error; fails with both
 /// when it exits non-zero or leaves its throwaway server's directory behind.
-fn run(name: &str) -> String {
+fn run(name: &str) -> (String, String) {
     let started = Instant::now();
     let child = Command::new(example(name))
         .env_remove("DB__PROFILE")
@@ -43,7 +43,7 @@ fn run(name: &str) -> String {
     let pid = child.id();
     let output = child.wait_with_output().expect("the example's output");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     eprintln!(
         "{name}: exit {:?} in {:.1}s",
         output.status.code(),
@@ -55,7 +55,7 @@ fn run(name: &str) -> String {
         output.status
     );
     assert_nothing_left_behind(name, pid);
-    stdout
+    (stdout, stderr)
 }
 
 /// The test kit's watchdog removes `<temp>/sqlx-resilience-pg-<pid>-*` once the process is
@@ -122,8 +122,10 @@ fn kpi_number(line: &str, key: &str) -> f64 {
 #[test]
 fn seed_001_both_profiles_its_breaker_and_endpoints_and_no_order_lost_or_written_twice() {
     let name = "seed_001_manufacturing";
-    let out = run(name);
+    let (out, log) = run(name);
     assert_line(name, &out, "server restarted mid-load");
+    // The seed's query timing: each shift report over its `slow = "1s"` is logged with its time.
+    assert_line(name, &log, "slow op: took ");
     assert_line(name, &out, "the shift report in flight finished: true");
     assert_line(name, &out, "after shutdown: ");
     // The seed's claims: both environments' settings in effect and their work done; the
