@@ -25,8 +25,11 @@
 //!   server restarts.
 //! - **None written twice, none lost**: `process_order` is idempotent, keyed by its order
 //!   number, so running it again after an unknown commit (the toolkit does, for a transaction
-//!   cut off in `COMMIT`) or after a failure changes nothing; the run counts duplicates and
-//!   lost orders by query, including panel events, which no unique constraint guards.
+//!   cut off in `COMMIT`) or after a failure changes nothing. A plain insert (a panel's
+//!   inspection) whose connection is dropped mid-call (an injected fault, development only)
+//!   is not run again: the toolkit reports `UnknownOutcome`, and the station checks before
+//!   writing it. The run counts duplicates and lost orders by query, including panel events,
+//!   which no unique constraint guards.
 //! - **SIGTERM** (the example sends it to itself) drives `rt.shutdown(deadline)`: the shift
 //!   report in flight finishes, new work is refused, and `/live` answers 503.
 //!
@@ -49,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
 use sqlx_resilience::breaker::BreakerState;
+use sqlx_resilience::faults::Fault;
 use sqlx_resilience::monitor::{Alert, Monitor};
 use sqlx_resilience::pool::PoolEventKind;
 use sqlx_resilience::{DbError, Error, HasRuntime, Runtime, Tx, db_op};
@@ -83,6 +87,9 @@ max = 10
 min = 2
 acquire_timeout = "30s"
 idle_timeout = "10s"
+# Injected faults, for the inspection whose connection is dropped; never in production.
+[profiles.development.faults]
+enabled = true
 "#;
 
 /// The seed's pool settings per profile: max, min, acquire timeout, idle timeout.
@@ -209,8 +216,8 @@ impl Plant {
     }
 
     /// Acknowledged orders missing from the database, and rows written twice: order numbers
-    /// and panels (unique by the schema) and panel events (no constraint: only the op's
-    /// idempotence keeps them single).
+    /// and panels (unique by the schema) and panel events (no constraint: only the ops keep
+    /// them single).
     #[db_op(pool = "main", timeout = "30s", read_only)]
     async fn lost_and_duplicated(
         &self,
@@ -223,12 +230,39 @@ impl Plant {
                  where not exists (select 1 from manufacturing_order where order_number = a.n)), \
                (select count(*) - count(distinct order_number) from manufacturing_order) \
              + (select count(*) - count(distinct barcode) from panel) \
-             + (select count(*) - count(distinct barcode) from barcode_event \
-                 where event_type = 'PANEL_CREATED')",
+             + (select count(*) - count(distinct (barcode, event_type)) from barcode_event)",
         )
         .bind(acknowledged)
         .fetch_one(conn)
         .await?)
+    }
+
+    /// A station's inspection of a panel: a plain insert, neither idempotent nor a
+    /// transaction. Cut off after its body began, it is not run again: the caller gets
+    /// `Error::UnknownOutcome` and checks whether it was applied.
+    #[db_op(name = "plant.record_inspection", pool = "main", timeout = "30s")]
+    async fn record_inspection(
+        &self,
+        conn: &mut PgConnection,
+        barcode: String,
+    ) -> Result<(), DbError> {
+        sqlx::query("insert into barcode_event (barcode, event_type) values ($1, 'INSPECTED')")
+            .bind(&barcode)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the panel's inspection is recorded: what a caller asks after an unknown outcome.
+    #[db_op(pool = "main", timeout = "30s", read_only)]
+    async fn inspected(&self, conn: &mut PgConnection, barcode: String) -> Result<bool, DbError> {
+        let (n,): (i64,) = sqlx::query_as(
+            "select count(*) from barcode_event where barcode = $1 and event_type = 'INSPECTED'",
+        )
+        .bind(&barcode)
+        .fetch_one(conn)
+        .await?;
+        Ok(n > 0)
     }
 
     /// The shift report: slow on purpose, longer than its `slow` threshold, so each call is
@@ -492,6 +526,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "development: {reports_ok} of 9 shift reports at once on 10 connections (alerts seen: {seen})"
     );
+    // An inspection whose connection the server drops mid-call (an injected fault): the
+    // toolkit does not run the plain insert again, it reports the outcome unknown; the station
+    // checks and records it only if it is not there.
+    let faults = dev.faults().expect("faults are enabled in development");
+    faults.arm(
+        Fault::drop_connection()
+            .op("plant.record_inspection")
+            .next(1),
+    )?;
+    let mut unknown_outcomes = 0;
+    for order in work.acknowledged.iter().take(3) {
+        let barcode = format!("{order}-0");
+        match plant.record_inspection(barcode.clone()).await {
+            Ok(()) => {}
+            Err(e @ Error::UnknownOutcome { .. }) => {
+                unknown_outcomes += 1;
+                let applied = plant.inspected(barcode.clone()).await?;
+                println!("development: inspection of {barcode}: {e}");
+                if !applied {
+                    plant.record_inspection(barcode.clone()).await?;
+                }
+                println!(
+                    "development: checked: {}",
+                    if applied {
+                        "applied, not written again"
+                    } else {
+                        "not applied, written now"
+                    }
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    faults.clear();
     let (dev_lost, dev_duplicated) = plant.lost_and_duplicated(work.acknowledged.clone()).await?;
     let dev_lost = dev_lost + work.abandoned;
     let (dev_orders, dev_incomplete) = plant.incomplete_orders(i64::from(PANELS)).await?;
@@ -723,7 +791,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{{\"seed\":\"001\",\"profiles_run\":[{}],\"breaker_tripped\":{breaker_tripped},\
          \"breaker_recovered\":{breaker_recovered},\"endpoints_ok\":{},\"endpoints_answered\":{},\
          \"orders\":{},\"orders_lost\":{},\"orders_duplicated\":{},\"orders_incomplete\":{},\
-         \"alerts\":[{}],\"sigterm_drained\":{}}}",
+         \"unknown_outcomes\":{unknown_outcomes},\"alerts\":[{}],\"sigterm_drained\":{}}}",
         profiles_run
             .iter()
             .map(|p| format!("\"{p}\""))

@@ -149,6 +149,8 @@ fn seed_001_both_profiles_its_breaker_and_endpoints_and_no_order_lost_or_written
     assert_eq!(kpi(line, "orders_lost"), "0", "{line}");
     assert_eq!(kpi(line, "orders_duplicated"), "0", "{line}");
     assert_eq!(kpi(line, "orders_incomplete"), "0", "{line}");
+    // The plain insert cut off mid-call was reported as an unknown outcome, not run again.
+    assert_eq!(kpi(line, "unknown_outcomes"), "1", "{line}");
     let alerts = kpi(line, "alerts");
     for alert in ["pool_utilization", "slow_ops"] {
         assert!(
