@@ -644,7 +644,7 @@ impl Pool {
                 let kind = classify(&source).kind;
                 s.events.emit(PoolEventKind::Error {
                     kind,
-                    message: crate::secret::redact(&source.to_string()),
+                    message: crate::redact::redact(&source.to_string()),
                 });
                 Err(Error::Database {
                     site: site.clone(),
