@@ -27,6 +27,7 @@ pub mod replica;
 pub mod retry;
 mod runtime;
 mod secret;
+mod settings;
 pub mod timeout;
 
 pub use self::classify::{Classification, FailureKind, Reach, classify};

@@ -4,9 +4,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
+use sqlx_resilience_schema::Typed;
 
 use crate::error::{Error, Result};
 use crate::redact::redact;
+use crate::settings::fields::{Field, misfit};
 
 /// Where a pool connects: a PostgreSQL URL, or sqlx's [`PgConnectOptions`] as the application
 /// already builds them. `Debug` and `Display` replace the password with `***` (and leave out
@@ -192,6 +194,21 @@ impl From<&str> for DatabaseUrl {
 impl From<String> for DatabaseUrl {
     fn from(s: String) -> Self {
         DatabaseUrl::new(s)
+    }
+}
+
+impl Field for DatabaseUrl {
+    /// A URL the driver accepts: `resolve()` refuses what `build()` would (a bad `sslmode`).
+    fn from_typed(value: Typed<'_>) -> Result<Self, String> {
+        let Typed::Text(text) = value else {
+            return Err(misfit(value, "DatabaseUrl"));
+        };
+        let url = DatabaseUrl::new(text);
+        url.check()?;
+        Ok(url)
+    }
+    fn to_typed(&self) -> Option<Typed<'_>> {
+        self.expose().map(Typed::Text)
     }
 }
 

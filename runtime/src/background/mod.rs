@@ -49,7 +49,7 @@ pub enum WhenFull {
     Reject,
 }
 
-crate::config::fields::choices!(
+crate::settings::fields::choices!(
     /// The name used in configuration (`wait`, `drop_oldest`, `reject`).
     pub fn as_str for WhenFull { Wait = "wait", DropOldest = "drop_oldest", Reject = "reject" }
 );

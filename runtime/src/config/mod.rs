@@ -9,24 +9,19 @@
 //! scheme are described in `docs/CONFIGURATION.md`.
 
 mod declare;
-mod faults;
-pub(crate) mod fields;
 mod load;
 mod monitor;
-mod section;
 mod settings;
-mod value;
 
 pub use sqlx_resilience_schema as schema;
 
 pub use self::declare::{Declaration, Literal, Policy, PolicyRegistration, PolicySet};
-pub use self::faults::FaultsConfig;
 pub use self::load::RuntimeConfig;
 pub(crate) use self::load::{FileSource, Sources, undeclared};
 pub use self::monitor::MonitorConfig;
-pub use self::section::{Invalid, Section};
 pub use self::settings::RuntimeSettings;
-pub use self::value::Value;
+pub use crate::faults::FaultsConfig;
+pub use crate::settings::{Invalid, Section, Value};
 
 #[cfg(test)]
 mod schema_test;

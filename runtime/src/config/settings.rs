@@ -1,14 +1,14 @@
 use std::time::Duration;
 
 use super::Value;
-use super::fields::{self, Fields};
 use super::schema;
 use super::{FaultsConfig, MonitorConfig};
 use crate::op::OpsCheck;
 use crate::pool::BudgetMode;
 use crate::secret::DatabaseUrl;
+use crate::settings::fields::{self, Fields};
 
-super::fields::settings! {
+crate::settings::fields::settings! {
     /// Runtime-wide settings: the server URL, the default pool, the connection budget
     /// (`budget.*`), the monitor (`monitor.*`); every key, its range and default are in the
     /// schema ([`schema::RUNTIME`](crate::config::schema::RUNTIME)).
@@ -43,7 +43,7 @@ super::fields::settings! {
     }
 }
 
-super::fields::choices!(OpsCheck {
+crate::settings::fields::choices!(OpsCheck {
     Warn = "warn",
     Error = "error",
     Off = "off",

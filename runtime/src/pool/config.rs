@@ -1,11 +1,11 @@
 use std::time::Duration;
 
-use crate::config::fields;
-use crate::config::schema::{self, Schema};
-use crate::config::{Invalid, Section, Value};
 use crate::error::PolicyKind;
 use crate::replica::{ReadYourWrites, ReplicaUrls};
 use crate::secret::DatabaseUrl;
+use crate::settings::fields;
+use crate::settings::{Invalid, Section, Value};
+use sqlx_resilience_schema::{self as schema, Schema};
 
 /// When a pool opens its first connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub enum Pooler {
     Session,
 }
 
-crate::config::fields::settings! {
+crate::settings::fields::settings! {
     /// Settings of one named pool (`pool NAME { .. }`, `[pools.NAME]`); every key, its range
     /// and default are in the schema ([`schema::POOL`](crate::config::schema::POOL)).
     ///
@@ -136,17 +136,17 @@ crate::config::fields::settings! {
     }
 }
 
-crate::config::fields::choices!(
+crate::settings::fields::choices!(
     /// The name used in configuration (`eager`, `lazy`).
     pub fn as_str for Startup { Eager = "eager", Lazy = "lazy" }
 );
 
-crate::config::fields::choices!(
+crate::settings::fields::choices!(
     /// The name used in configuration (`idle`, `always`, `never`).
     pub fn as_str for Validation { Idle = "idle", Always = "always", Never = "never" }
 );
 
-crate::config::fields::choices!(
+crate::settings::fields::choices!(
     /// The name used in configuration (`none`, `transaction`, `session`).
     pub fn as_str for Pooler { None = "none", Transaction = "transaction", Session = "session" }
 );

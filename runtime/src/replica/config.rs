@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-use crate::config::fields::{Field, choices};
-use crate::config::schema::{Typed, url_list};
 use crate::secret::DatabaseUrl;
+use crate::settings::fields::{Field, choices};
+use sqlx_resilience_schema::{Typed, url_list};
 
 /// The `replicas` of a pool: streaming replicas of its server, as written (comma-separated
 /// URLs). Debug shows them with passwords redacted.
