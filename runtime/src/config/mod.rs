@@ -19,11 +19,9 @@ pub use self::declare::{Declaration, Literal, Policy, PolicyRegistration, Policy
 pub use self::load::RuntimeConfig;
 pub(crate) use self::load::{FileSource, Sources, undeclared};
 pub use self::monitor::MonitorConfig;
-pub use self::settings::RuntimeSettings;
+pub use self::settings::{OpsCheck, RuntimeSettings};
 pub use crate::faults::FaultsConfig;
 pub use crate::settings::{Invalid, Section, Value};
 
 #[cfg(test)]
 mod schema_test;
-#[cfg(test)]
-mod tests;

@@ -3,7 +3,6 @@ use std::time::Duration;
 use super::Value;
 use super::schema;
 use super::{FaultsConfig, MonitorConfig};
-use crate::op::OpsCheck;
 use crate::pool::BudgetMode;
 use crate::secret::DatabaseUrl;
 use crate::settings::fields::{self, Fields};
@@ -41,6 +40,19 @@ crate::settings::fields::settings! {
         /// Fault injection (`faults.*` keys).
         pub faults: FaultsConfig,
     }
+}
+
+/// What to do at start-up when a declared op does not fit the runtime's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpsCheck {
+    /// Log a warning for each problem (the default: a program may hold ops for several
+    /// runtimes).
+    Warn,
+    /// Refuse to start.
+    Error,
+    /// Do not check.
+    Off,
 }
 
 crate::settings::fields::choices!(OpsCheck {

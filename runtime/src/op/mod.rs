@@ -21,8 +21,9 @@ pub use self::nested::Nested;
 #[doc(hidden)]
 pub use self::registry::OpRegistration;
 pub(crate) use self::registry::resolve_all;
-pub use self::registry::{OpInfo, OpsCheck, declared_ops};
+pub use self::registry::{OpInfo, declared_ops};
 pub(crate) use self::resolve::Resolved;
 #[doc(hidden)]
 pub use self::spec::StaticOp;
 pub use self::spec::{Isolation, Location, Name, OpSpec, RetryScope, TxSpec};
+pub use crate::config::OpsCheck;

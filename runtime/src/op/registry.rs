@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::resolve::Resolved;
 use super::spec::{OpSpec, StaticOp};
+use crate::config::OpsCheck;
 use crate::error::{Error, PolicyKind, Result};
 use crate::runtime::Runtime;
 
@@ -49,19 +50,6 @@ pub(crate) fn resolve_all(rt: &Runtime) -> Vec<Option<Arc<Resolved>>> {
         table[index] = Resolved::new(rt, op.spec.clone()).ok().map(Arc::new);
     }
     table
-}
-
-/// What to do at start-up when a declared op does not fit the runtime's configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpsCheck {
-    /// Log a warning for each problem (the default: a program may hold ops for several
-    /// runtimes).
-    Warn,
-    /// Refuse to start.
-    Error,
-    /// Do not check.
-    Off,
 }
 
 /// One op and what the runtime makes of it.

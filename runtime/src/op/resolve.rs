@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use super::spec::{Name, OpSpec, TxSpec};
+use super::spec::{Isolation, Name, OpSpec, TxSpec};
 use crate::breaker::CircuitBreaker;
 use crate::bulkhead::Bulkhead;
 use crate::error::{PolicyKind, Result, Site};
@@ -31,6 +31,16 @@ pub(crate) struct Resolved {
 }
 
 impl Resolved {
+    /// What replica routing needs to know of this op.
+    pub(crate) fn replica_call(&self) -> crate::replica::Call<'_> {
+        crate::replica::Call {
+            pool: &self.pool,
+            read_only: self.tx.read_only,
+            serializable: self.tx.isolation == Some(Isolation::Serializable),
+            max_lag: self.spec.max_lag,
+        }
+    }
+
     pub(crate) fn new(rt: &Runtime, spec: OpSpec) -> Result<Resolved> {
         let pool = rt
             .resolve_pool(spec.pool.map(|n| n.as_str()), spec.name)?

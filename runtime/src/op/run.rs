@@ -382,7 +382,7 @@ where
             conn.mark_clean();
             record(op, permit, None, None, elapsed, now);
             if op.pool.replicas().is_some() {
-                crate::replica::succeeded(op, replica.as_ref(), &mut conn).await;
+                crate::replica::succeeded(&op.replica_call(), replica.as_ref(), &mut conn).await;
             }
             drop(conn);
             drop(replica);
@@ -587,7 +587,7 @@ async fn on_replica(
     deadline: Option<Instant>,
     holder: &Holder,
 ) -> Option<(Lease, PooledConn)> {
-    let lease = crate::replica::route(op, deadline).await?;
+    let lease = crate::replica::route(&op.replica_call(), deadline).await?;
     let acquired = lease
         .pool()
         .acquire_for(&op.site_cached, limit / 2, deadline, false, holder.clone())

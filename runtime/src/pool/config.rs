@@ -105,7 +105,7 @@ crate::settings::fields::settings! {
         /// Background writes queued or running at most (`crate::background`).
         pub background_capacity: u32 = "background_capacity",
         /// What a full background queue does with one more write.
-        pub background_when_full: crate::background::WhenFull = "background_when_full",
+        pub background_when_full: WhenFull = "background_when_full",
         /// Tasks making the pool's background writes.
         pub background_workers: u32 = "background_workers",
         /// While the server is down, callers wait for it to come back only while the outage is
@@ -172,6 +172,22 @@ impl Section for PoolConfig {
         fields::validate(self)
     }
 }
+
+/// What a full background queue does with one more write (`background_when_full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// The submitter waits for room.
+    Wait,
+    /// The oldest queued write is dropped (and reported) to make room.
+    DropOldest,
+    /// The submitter gets `Error::BackgroundFull` (and the write is reported).
+    Reject,
+}
+
+crate::settings::fields::choices!(
+    /// The name used in configuration (`wait`, `drop_oldest`, `reject`).
+    pub fn as_str for WhenFull { Wait = "wait", DropOldest = "drop_oldest", Reject = "reject" }
+);
 
 #[cfg(test)]
 mod tests {

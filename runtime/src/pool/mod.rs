@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 pub use self::budget::{BudgetCheck, BudgetMode, PoolSizing, SizingReport};
-pub use self::config::{PoolConfig, Pooler, Startup, Validation};
+pub use self::config::{PoolConfig, Pooler, Startup, Validation, WhenFull};
 pub use self::credentials::{PasswordProvider, ProviderError};
 pub use self::events::{CloseReason, PoolEvent, PoolEventKind};
 pub use self::stats::{PoolStats, WAIT_BUCKETS_US, WaitHistogram};
@@ -479,7 +479,7 @@ impl Pool {
     pub fn acquire(&self) -> impl Future<Output = Result<PooledConn>> + Send + '_ {
         let holder = Holder {
             op: None,
-            location: Some(crate::op::Location::caller()),
+            location: Some(crate::location::Location::caller()),
         };
         let site = Site::pool(self.shared.name.clone());
         async move {

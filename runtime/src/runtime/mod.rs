@@ -1,6 +1,8 @@
 //! The [`Runtime`]: named pools and policies, the op API, graceful shutdown.
 
 mod builder;
+#[cfg(test)]
+mod resolve_tests;
 mod shutdown;
 
 use std::borrow::Cow;
