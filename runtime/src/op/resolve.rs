@@ -32,8 +32,8 @@ pub(crate) struct Resolved {
 
 impl Resolved {
     /// What replica routing needs to know of this op.
-    pub(crate) fn replica_call(&self) -> crate::replica::Call<'_> {
-        crate::replica::Call {
+    pub(crate) fn replica_call(&self) -> crate::pool::replica::Call<'_> {
+        crate::pool::replica::Call {
             pool: &self.pool,
             read_only: self.tx.read_only,
             serializable: self.tx.isolation == Some(Isolation::Serializable),

@@ -43,7 +43,7 @@ impl Pool {
             .as_ref()
             .map(|path| super::credentials::Source::File(path.into()));
         let options = (*sqlx.connect_options()).clone();
-        let replicas = crate::replica::Replicas::build(&name, &config, options, servers)
+        let replicas = crate::pool::replica::Replicas::build(&name, &config, options, servers)
             .unwrap_or_else(|e| {
                 tracing::warn!(pool = %name, error = %e, "replicas of an adopted pool left out");
                 None

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use crate::error::PolicyKind;
-use crate::replica::{ReadYourWrites, ReplicaUrls};
+use crate::pool::replica::{ReadYourWrites, ReplicaUrls};
 use crate::secret::DatabaseUrl;
 use crate::settings::fields;
 use crate::settings::{Invalid, Section, Value};
@@ -129,7 +129,7 @@ crate::settings::fields::settings! {
         /// acknowledged longer ago than this (an op may ask for less with
         /// [`OpBuilder::max_lag`](crate::OpBuilder::max_lag)).
         pub max_lag: Duration = "max_lag",
-        /// What reads in a [`ReadSession`](crate::replica::ReadSession) do after a write.
+        /// What reads in a [`ReadSession`](crate::pool::replica::ReadSession) do after a write.
         pub read_your_writes: ReadYourWrites = "read_your_writes",
         /// How long after a write `read_your_writes` applies.
         pub read_your_writes_window: Duration = "read_your_writes_window",

@@ -9,6 +9,7 @@ mod events;
 mod handoff;
 mod leak;
 pub(crate) mod pooler;
+pub mod replica;
 mod stats;
 
 use std::ops::{Deref, DerefMut};
@@ -35,13 +36,13 @@ use self::events::EventSink;
 use self::handoff::{Handed, Handoff, MAX_HANDOFFS};
 pub(crate) use self::leak::Holder;
 use self::leak::LeakWatch;
+use self::replica::{ReplicaReport, Replicas};
 use self::stats::Counters;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
 use crate::hosts::{HostStatus, Hosts, STALL_CHECK};
 use crate::observer::{Observer, PoolObserver, Unobserved};
 use crate::recovery::{Server, Servers, Waited};
-use crate::replica::{ReplicaReport, Replicas};
 use crate::secret::DatabaseUrl;
 
 /// The longest an acquire timeout waits to find out whether the server is reachable.

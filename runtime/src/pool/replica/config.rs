@@ -54,7 +54,7 @@ impl Field for ReplicaUrls {
     }
 }
 
-/// What reads in a [`ReadSession`](crate::replica::ReadSession) do after a write there
+/// What reads in a [`ReadSession`](crate::pool::replica::ReadSession) do after a write there
 /// (`read_your_writes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadYourWrites {
