@@ -40,4 +40,6 @@ pub use self::pool::replica;
 pub use self::pool::{PasswordProvider, Pool, PoolConfig, PoolStats, PooledConn, ProviderError};
 pub use self::redact::redact;
 pub use self::runtime::{HasRuntime, Runtime, RuntimeBuilder};
+#[doc(hidden)]
+pub use self::runtime::{run_cached_static, run_static, run_tx_static};
 pub use self::secret::DatabaseUrl;

@@ -93,7 +93,7 @@ impl BackgroundWrites {
         self.order.iter().map(|n| self.queues[n].stats()).collect()
     }
 
-    async fn submit(&self, op: Op, body: Body) -> Result<u64> {
+    pub(crate) async fn submit(&self, op: Op, body: Body) -> Result<u64> {
         let queue = self
             .queues
             .get(op.pool_name())
@@ -134,10 +134,8 @@ impl Op {
     where
         F: for<'c> FnMut(&'c mut Conn<'static>) -> BoxFuture<'c, Result<()>> + Send + 'static,
     {
-        self.runtime()
-            .shared
-            .background
-            .submit(self.clone(), Box::new(body))
+        self.host()
+            .submit_background(self.clone(), Box::new(body))
             .await
     }
 }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::attempt::{Attempt, Ended, Phase};
+use super::host::{Host, InFlight};
 use super::resolve::Resolved;
 use crate::breaker::{BreakerPermit, BreakerRejected, CircuitBreaker, Recovery};
 use crate::bulkhead::BulkheadPermit;
@@ -26,7 +27,6 @@ use crate::pool::replica::Lease;
 use crate::pool::{CloseReason, Holder, PooledConn};
 use crate::recovery::WaitEnd;
 use crate::retry::{RetryDecision, RetryState, StopReason};
-use crate::runtime::Runtime;
 
 /// Gives the runner the database error inside a body's error type, if there is one.
 pub(crate) type ErrAccess<E> = fn(&mut E) -> Option<&mut Error>;
@@ -75,7 +75,7 @@ enum Next {
 /// Runs an op inside the span its observer gives, and reports its duration and outcome to the
 /// observer when it ends (see `crate::observer`).
 pub(crate) async fn execute<T, E, A>(
-    rt: &Runtime,
+    rt: &dyn Host,
     op: &Resolved,
     key: Option<&str>,
     access: ErrAccess<E>,
@@ -121,7 +121,7 @@ where
 
 /// Runs an op: attempts, retries, deadline.
 async fn execute_inner<T, E, A>(
-    rt: &Runtime,
+    rt: &dyn Host,
     op: &Resolved,
     key: Option<&str>,
     access: ErrAccess<E>,
@@ -132,7 +132,7 @@ where
     A: Attempt<T, E>,
     E: From<Error>,
 {
-    let _in_flight = match rt.enter(|| op.site()) {
+    let _in_flight = match InFlight::enter(rt, || op.site()) {
         Ok(guard) => guard,
         Err(e) => return (Err(E::from(e)), 0),
     };
