@@ -7,6 +7,10 @@
 //! `policies!` reads too. Sources may change the settings of names code declares
 //! (`policies!` or the builder) but never add names. The file format and the environment
 //! scheme are described in `docs/CONFIGURATION.md`.
+//!
+//! What each configuration struct is made of (`Value`, `Section`, `Invalid`, the `settings!`
+//! macro) lives in the leaf `crate::settings`, which each policy's settings build on; this
+//! module assembles them into a [`RuntimeConfig`] and loads the sources.
 
 mod declare;
 mod load;
