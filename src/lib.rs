@@ -112,13 +112,13 @@ pub mod __private {
     pub use inventory;
     pub use sqlx_resilience_runtime::cache::key_part as cache_key_part;
     pub use sqlx_resilience_runtime::config::{Literal, Policy, PolicyRegistration};
-    pub use sqlx_resilience_runtime::op::{
-        Name, Nested, OpRegistration, RetryScope, StaticOp, run_cached_static as run_cached,
-        run_static as run, run_tx_static as run_tx,
-    };
+    pub use sqlx_resilience_runtime::op::{Name, Nested, OpRegistration, RetryScope, StaticOp};
     pub use sqlx_resilience_runtime::{
         BoxFuture, Conn, Error, HasRuntime, Isolation, Location, OpError, OpSpec, PolicyKind,
         PolicySet, Runtime, Tx, TxSpec, Value,
+    };
+    pub use sqlx_resilience_runtime::{
+        run_cached_static as run_cached, run_static as run, run_tx_static as run_tx,
     };
 
     pub use crate::macro_support::{

@@ -4,8 +4,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
+use sqlx_resilience_schema::Typed;
 
 use crate::error::{Error, Result};
+use crate::redact::redact;
+use crate::settings::fields::{Field, misfit};
 
 /// Where a pool connects: a PostgreSQL URL, or sqlx's [`PgConnectOptions`] as the application
 /// already builds them. `Debug` and `Display` replace the password with `***` (and leave out
@@ -194,54 +197,19 @@ impl From<String> for DatabaseUrl {
     }
 }
 
-/// Replaces the password of every URL-shaped `scheme://user:password@` in `text`, and the
-/// value of any `password=` key/value parameter, with `***`.
-pub fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("://") {
-        let (head, tail) = rest.split_at(pos + 3);
-        out.push_str(head);
-        // The authority ends at the first '/', '?', '#' or whitespace.
-        let end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(at) => {
-                let userinfo = &authority[..at];
-                match userinfo.find(':') {
-                    Some(colon) => {
-                        out.push_str(&userinfo[..colon]);
-                        out.push_str(":***");
-                    }
-                    None => out.push_str(userinfo),
-                }
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &tail[end..];
+impl Field for DatabaseUrl {
+    /// A URL the driver accepts: `resolve()` refuses what `build()` would (a bad `sslmode`).
+    fn from_typed(value: Typed<'_>) -> Result<Self, String> {
+        let Typed::Text(text) = value else {
+            return Err(misfit(value, "DatabaseUrl"));
+        };
+        let url = DatabaseUrl::new(text);
+        url.check()?;
+        Ok(url)
     }
-    out.push_str(rest);
-    redact_password_params(&out)
-}
-
-fn redact_password_params(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.to_ascii_lowercase().find("password=") {
-        let start = pos + "password=".len();
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
-        let end = tail
-            .find(|c: char| c == '&' || c.is_whitespace())
-            .unwrap_or(tail.len());
-        out.push_str("***");
-        rest = &tail[end..];
+    fn to_typed(&self) -> Option<Typed<'_>> {
+        self.expose().map(Typed::Text)
     }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -289,23 +257,6 @@ mod tests {
             url,
             DatabaseUrl::new("postgres://app@db.internal:6432/harvest")
         );
-    }
-
-    #[test]
-    fn redacts_inside_free_text_and_query_parameters() {
-        let text = "failed: postgres://u:pw1@h/d and postgresql://v:pw2@h2:1/e, password=pw3&x=1";
-        let r = redact(text);
-        for secret in ["pw1", "pw2", "pw3"] {
-            assert!(!r.contains(secret), "{r}");
-        }
-        assert!(r.contains("postgres://u:***@h/d"), "{r}");
-        assert!(r.contains("x=1"), "{r}");
-    }
-
-    #[test]
-    fn urls_without_password_are_unchanged() {
-        assert_eq!(redact("postgres://app@host/db"), "postgres://app@host/db");
-        assert_eq!(redact("postgres://host/db"), "postgres://host/db");
     }
 
     #[test]

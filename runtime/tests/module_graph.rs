@@ -13,32 +13,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The core modules that take part in cycles today: `config` assembles every policy's
-/// settings while each policy's settings use `config`'s fields; the runner and the runtime
-/// resolve each other; the error enum names what `recovery` and `secret` define while they
-/// return it (which puts every module that returns an error in the group: `background`,
-/// `faults`, `hosts` and `replica` joined it that way, and `error` names `hosts`' target
-/// kind). Each is a cycle
-/// to break; the test fails when a module outside this list joins a cycle, and when one of
-/// these no longer takes part in any, so the list only shrinks.
-const KNOWN_CYCLE_MODULES: &[&str] = &[
-    "background",
-    "breaker",
-    "bulkhead",
-    "config",
-    "error",
-    "faults",
-    "hosts",
-    "limiter",
-    "observer",
-    "op",
-    "pool",
-    "recovery",
-    "replica",
-    "retry",
-    "runtime",
-    "secret",
-];
+/// The core modules that take part in cycles today: none. (`error` left once the types its
+/// enum names moved into leaves: `error::WaitEnd`, `host_target`, `redact`; the policies,
+/// `secret`, `hosts` and `recovery` once the fields every configuration struct is made of
+/// moved from `config` to the leaf `settings`; `config` and `faults` once `FaultsConfig` moved
+/// to `faults`, `OpsCheck` to `config`, the builder's resolve tests to `runtime`, the pools
+/// named `location::Location` and `WhenFull` themselves, and replica routing took a narrow
+/// `replica::Call` instead of the runner's resolved op; `replica` and `pool` once the
+/// replicas, which a pool owns and which are pools, became `pool::replica`; `op`, `runtime`
+/// and `background` once the runner reached the runtime only through the `op::Host` trait the
+/// runtime implements.) The test fails when a module joins a cycle; a module listed here
+/// would have to take part in one, so the list stays empty.
+const KNOWN_CYCLE_MODULES: &[&str] = &[];
 
 /// One use of a module by another, where it was seen first.
 #[derive(Debug, Clone)]

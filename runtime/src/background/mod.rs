@@ -37,22 +37,7 @@ pub use self::report::{BackgroundStats, DropReason, DroppedWrite};
 use crate::error::Result;
 use crate::op::{BoxFuture, Conn, Op, OpBuilder};
 use crate::pool::PoolConfig;
-
-/// What a full background queue does with one more write (`background_when_full`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WhenFull {
-    /// The submitter waits for room.
-    Wait,
-    /// The oldest queued write is dropped (and reported) to make room.
-    DropOldest,
-    /// The submitter gets `Error::BackgroundFull` (and the write is reported).
-    Reject,
-}
-
-crate::config::fields::choices!(
-    /// The name used in configuration (`wait`, `drop_oldest`, `reject`).
-    pub fn as_str for WhenFull { Wait = "wait", DropOldest = "drop_oldest", Reject = "reject" }
-);
+pub use crate::pool::WhenFull;
 
 /// A runtime's background queues, one per pool: see the [module documentation](self).
 pub struct BackgroundWrites {
@@ -108,7 +93,7 @@ impl BackgroundWrites {
         self.order.iter().map(|n| self.queues[n].stats()).collect()
     }
 
-    async fn submit(&self, op: Op, body: Body) -> Result<u64> {
+    pub(crate) async fn submit(&self, op: Op, body: Body) -> Result<u64> {
         let queue = self
             .queues
             .get(op.pool_name())
@@ -149,10 +134,8 @@ impl Op {
     where
         F: for<'c> FnMut(&'c mut Conn<'static>) -> BoxFuture<'c, Result<()>> + Send + 'static,
     {
-        self.runtime()
-            .shared
-            .background
-            .submit(self.clone(), Box::new(body))
+        self.host()
+            .submit_background(self.clone(), Box::new(body))
             .await
     }
 }

@@ -12,11 +12,10 @@ use tokio::time::Instant;
 use super::WhenFull;
 use super::report::{BackgroundStats, DropReason, DroppedWrite, millis};
 use crate::error::{Error, Result, Site};
-use crate::op::{BoxFuture, Conn, Op};
+use crate::op::Op;
 
 /// A background write's body: run once per attempt, and again after a hold.
-pub(crate) type Body =
-    Box<dyn for<'c> FnMut(&'c mut Conn<'static>) -> BoxFuture<'c, Result<()>> + Send>;
+pub(crate) type Body = crate::op::BackgroundBody;
 
 /// Receives every write that was not made.
 pub(crate) type Hook = Arc<dyn Fn(&DroppedWrite) + Send + Sync>;

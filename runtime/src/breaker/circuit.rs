@@ -18,7 +18,7 @@ use super::state::{
     mode_bits, mode_of,
 };
 use super::window::{CountWindow, FailureRing, RateWindow, TimeWindow, nanos};
-use crate::config::{Invalid, Section};
+use crate::settings::{Invalid, Section};
 
 /// How many events a slow subscriber may fall behind before it misses some.
 const EVENT_CAPACITY: usize = 64;

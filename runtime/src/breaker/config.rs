@@ -1,10 +1,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::fields;
-use crate::config::schema::{self, Schema};
-use crate::config::{Invalid, Section, Value};
 use crate::error::PolicyKind;
+use crate::settings::fields;
+use crate::settings::{Invalid, Section, Value};
+use sqlx_resilience_schema::{self as schema, Schema};
 
 /// The rate window used when `failure_rate` or `slow_rate` is set without `window` or
 /// `window_calls`.
@@ -33,7 +33,7 @@ pub enum BreakerMode {
     ForcedOpen,
 }
 
-crate::config::fields::choices!(
+crate::settings::fields::choices!(
     /// The name used in configuration (`normal`, `disabled`, `metrics_only`, `forced_open`).
     pub fn as_str for BreakerMode {
         Normal = "normal",
@@ -49,7 +49,7 @@ impl fmt::Display for BreakerMode {
     }
 }
 
-crate::config::fields::settings! {
+crate::settings::fields::settings! {
     /// The settings of one circuit breaker (`breaker NAME { ... }`, `[breakers.NAME]`).
     ///
     /// Trip conditions (any one configured trips the breaker): `failures` within `within`,

@@ -5,7 +5,7 @@ use tokio::sync::broadcast::error::TryRecvError;
 use tokio::time::advance;
 
 use super::*;
-use crate::config::{Section, Value};
+use crate::settings::{Section, Value};
 
 const MS: Duration = Duration::from_millis(1);
 

@@ -1,11 +1,11 @@
 use std::time::Duration;
 
-use crate::config::fields;
-use crate::config::schema::{self, Schema};
-use crate::config::{Invalid, Section, Value};
 use crate::error::PolicyKind;
+use crate::settings::fields;
+use crate::settings::{Invalid, Section, Value};
+use sqlx_resilience_schema::{self as schema, Schema};
 
-crate::config::fields::settings! {
+crate::settings::fields::settings! {
     /// The settings of one bulkhead (`bulkhead NAME { ... }`, `[bulkheads.NAME]`).
     ///
     /// Defaults: `max_concurrent = 10`, `max_queue = 0`, `max_wait = "1s"`. Ten concurrent calls

@@ -405,7 +405,7 @@ fn read_file(f: &FileSource) -> Result<Option<FileTable>> {
         .parse()
         .map_err(|e: toml::de::Error| Error::ConfigSource {
             origin: origin.clone(),
-            message: crate::secret::redact(e.to_string().trim()),
+            message: crate::redact::redact(e.to_string().trim()),
         })?;
     let positions = Positions::of(&text);
     Ok(Some(FileTable {
@@ -541,7 +541,7 @@ fn validate_all<S: Section>(
                 .unwrap_or_else(|| "the combined settings".to_owned());
             problems.push(Error::Config {
                 key,
-                value: crate::secret::redact(&invalid.value),
+                value: crate::redact::redact(&invalid.value),
                 expected: invalid.expected,
                 origin,
             });
@@ -579,7 +579,7 @@ fn check(
     {
         problems.push(Error::config(
             "url",
-            crate::secret::redact(url),
+            crate::redact::redact(url),
             expected,
             "DATABASE_URL",
         ));

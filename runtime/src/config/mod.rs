@@ -7,28 +7,25 @@
 //! `policies!` reads too. Sources may change the settings of names code declares
 //! (`policies!` or the builder) but never add names. The file format and the environment
 //! scheme are described in `docs/CONFIGURATION.md`.
+//!
+//! What each configuration struct is made of (`Value`, `Section`, `Invalid`, the `settings!`
+//! macro) lives in the leaf `crate::settings`, which each policy's settings build on; this
+//! module assembles them into a [`RuntimeConfig`] and loads the sources.
 
 mod declare;
-mod faults;
-pub(crate) mod fields;
 mod load;
 mod monitor;
-mod section;
 mod settings;
-mod value;
 
 pub use sqlx_resilience_schema as schema;
 
 pub use self::declare::{Declaration, Literal, Policy, PolicyRegistration, PolicySet};
-pub use self::faults::FaultsConfig;
 pub use self::load::RuntimeConfig;
 pub(crate) use self::load::{FileSource, Sources, undeclared};
 pub use self::monitor::MonitorConfig;
-pub use self::section::{Invalid, Section};
-pub use self::settings::RuntimeSettings;
-pub use self::value::Value;
+pub use self::settings::{OpsCheck, RuntimeSettings};
+pub use crate::faults::FaultsConfig;
+pub use crate::settings::{Invalid, Section, Value};
 
 #[cfg(test)]
 mod schema_test;
-#[cfg(test)]
-mod tests;

@@ -1,10 +1,10 @@
 use std::time::Duration;
 
 use crate::config::Value;
-use crate::config::fields;
 use crate::config::schema;
+use crate::settings::fields;
 
-crate::config::fields::settings! {
+crate::settings::fields::settings! {
     /// Settings of the monitor, the sampling ring and the health check: the `monitor.*` keys of
     /// the configuration (`DB__MONITOR__POOL_INTERVAL=5s`). Defaults follow the seed systems:
     /// pools every 15 s, breakers every 10 s, health every 30 s; alerts above 80 % utilization,

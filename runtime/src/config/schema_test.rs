@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::fields::Fields;
 use super::schema::{self, DefaultIs, Key, Rule, Schema, Typed, show_duration};
 use super::{FaultsConfig, MonitorConfig};
 use super::{RuntimeSettings, Value};
@@ -13,6 +12,7 @@ use crate::bulkhead::BulkheadConfig;
 use crate::limiter::LimiterConfig;
 use crate::pool::PoolConfig;
 use crate::retry::{KindOverride, RetryConfig};
+use crate::settings::fields::Fields;
 
 /// Keys of `schema` with their full names, without nested tables a struct keeps elsewhere.
 fn own_keys(schema: &Schema, skip_groups: &[&str]) -> BTreeSet<String> {

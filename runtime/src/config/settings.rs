@@ -1,14 +1,13 @@
 use std::time::Duration;
 
 use super::Value;
-use super::fields::{self, Fields};
 use super::schema;
 use super::{FaultsConfig, MonitorConfig};
-use crate::op::OpsCheck;
 use crate::pool::BudgetMode;
 use crate::secret::DatabaseUrl;
+use crate::settings::fields::{self, Fields};
 
-super::fields::settings! {
+crate::settings::fields::settings! {
     /// Runtime-wide settings: the server URL, the default pool, the connection budget
     /// (`budget.*`), the monitor (`monitor.*`); every key, its range and default are in the
     /// schema ([`schema::RUNTIME`](crate::config::schema::RUNTIME)).
@@ -43,7 +42,20 @@ super::fields::settings! {
     }
 }
 
-super::fields::choices!(OpsCheck {
+/// What to do at start-up when a declared op does not fit the runtime's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpsCheck {
+    /// Log a warning for each problem (the default: a program may hold ops for several
+    /// runtimes).
+    Warn,
+    /// Refuse to start.
+    Error,
+    /// Do not check.
+    Off,
+}
+
+crate::settings::fields::choices!(OpsCheck {
     Warn = "warn",
     Error = "error",
     Off = "off",

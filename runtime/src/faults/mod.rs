@@ -13,6 +13,7 @@
 //! Off unless `faults.enabled`; refused at start-up in the profiles `faults.forbidden_in`
 //! names (default `production`).
 
+mod config;
 mod inject;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -21,8 +22,8 @@ use std::time::Duration;
 
 use rand::RngExt;
 
+pub use self::config::FaultsConfig;
 pub(crate) use self::inject::{Injected, apply};
-use crate::config::FaultsConfig;
 use crate::error::{Error, Result};
 
 /// What a fault does to the call it hits.

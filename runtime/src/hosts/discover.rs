@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::parse::{HostAddr, HostList};
-use super::target::{LoadBalance, Role, TargetSessionAttrs};
 use crate::error::{Error, Site};
+use crate::host_target::{LoadBalance, Role, TargetSessionAttrs};
 use crate::recovery::{Server, Servers};
 
 /// The first pause between discovery rounds that found no suitable host; it doubles to
@@ -324,7 +324,7 @@ impl Hosts {
                 since: Instant::now(),
                 since_wall: SystemTime::now(),
                 old: Some(old),
-                reason: crate::secret::redact(reason),
+                reason: crate::redact::redact(reason),
             });
         }
         self.last.store(old as u64, Relaxed);
@@ -332,7 +332,7 @@ impl Hosts {
         tracing::warn!(
             pool = %self.pool,
             host = %self.members[old].addr,
-            reason = %crate::secret::redact(reason),
+            reason = %crate::redact::redact(reason),
             "the pool's host may have failed over; finding the host to use"
         );
         self.start_discovery();
@@ -383,7 +383,7 @@ impl Hosts {
         };
         let answer = match tokio::time::timeout(self.check_timeout, ask).await {
             Ok(Ok(role)) => Ok(role),
-            Ok(Err(e)) => Err(crate::secret::redact(&e.to_string())),
+            Ok(Err(e)) => Err(crate::redact::redact(&e.to_string())),
             Err(_) => Err(format!("no answer within {:?}", self.check_timeout)),
         };
         match answer {

@@ -18,10 +18,9 @@
 
 mod discover;
 mod parse;
-mod target;
 
 pub use self::discover::{HostRole, HostStatus};
 pub(crate) use self::discover::{Hosts, STALL_CHECK};
 pub use self::parse::HostAddr;
 pub(crate) use self::parse::{HostList, parse};
-pub use self::target::{LoadBalance, TargetSessionAttrs};
+pub use crate::host_target::{LoadBalance, TargetSessionAttrs};

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-use super::target::{LoadBalance, TargetSessionAttrs};
+use crate::host_target::{LoadBalance, TargetSessionAttrs};
 
 /// One host of a multi-host connection string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,7 +288,7 @@ fn innermost(e: &sqlx::Error) -> String {
     while let Some(next) = inner.source() {
         inner = next;
     }
-    crate::secret::redact(&inner.to_string())
+    crate::redact::redact(&inner.to_string())
 }
 
 #[cfg(test)]

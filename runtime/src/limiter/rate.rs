@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::clock::TokioClock;
 use super::config::LimiterConfig;
 use super::keyed::{Gcra, KeyedCells, Refusal, check, gcra};
-use crate::config::{Invalid, Section};
+use crate::settings::{Invalid, Section};
 
 /// A rate limiter refused a call; the op runner turns this into `Error::RateLimited`.
 #[derive(Debug, Clone, PartialEq, Eq)]

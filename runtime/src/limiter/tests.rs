@@ -4,7 +4,7 @@ use std::time::Duration;
 use tokio::time::{Instant, advance};
 
 use super::*;
-use crate::config::{Section, Value};
+use crate::settings::{Section, Value};
 
 const MS: Duration = Duration::from_millis(1);
 

@@ -3,11 +3,11 @@ use std::time::Duration;
 
 use super::attempt::{in_tx, plain};
 use super::conn::{BoxFuture, Conn, Tx};
+use super::host::Host;
 use super::resolve::Resolved;
 use super::run::execute;
-use super::spec::{Isolation, Location, Name, OpSpec, RetryScope, StaticOp, TxSpec};
-use crate::error::{Error, OpError, Result};
-use crate::runtime::Runtime;
+use super::spec::{Isolation, Name, OpSpec, RetryScope, TxSpec};
+use crate::error::{OpError, Result};
 
 /// Builds one op: its name and the policies it runs under, then runs a body.
 ///
@@ -37,34 +37,21 @@ use crate::runtime::Runtime;
 #[derive(Debug, Clone)]
 #[must_use = "an op does nothing until it is run"]
 pub struct OpBuilder<'rt> {
-    pub(super) rt: &'rt Runtime,
+    pub(super) rt: &'rt dyn Host,
     pub(super) spec: OpSpec,
     pub(super) key: Option<String>,
 }
 
-impl Runtime {
-    /// Starts an op named `name`. Op names are static strings: they label telemetry, and
-    /// labels must stay bounded.
-    #[track_caller]
-    pub fn op(&self, name: &'static str) -> OpBuilder<'_> {
+impl<'rt> OpBuilder<'rt> {
+    /// An op of `spec` on the runtime `rt` (what `Runtime::op` starts).
+    pub(crate) fn new(rt: &'rt dyn Host, spec: OpSpec) -> Self {
         OpBuilder {
-            rt: self,
-            spec: OpSpec::named(name, Location::caller()),
-            key: None,
-        }
-    }
-
-    /// Starts an op from a full spec (what `#[db_op]` declares).
-    pub fn op_spec(&self, spec: OpSpec) -> OpBuilder<'_> {
-        OpBuilder {
-            rt: self,
+            rt,
             spec,
             key: None,
         }
     }
-}
 
-impl<'rt> OpBuilder<'rt> {
     /// The pool to run on (default: the runtime's default pool): a name, or a pool declared
     /// with `policies!` (`&policies::pool::http`).
     pub fn pool(mut self, name: impl Into<Name>) -> Self {
@@ -171,8 +158,8 @@ impl<'rt> OpBuilder<'rt> {
     /// [`Op::run_keyed`].
     pub fn build(self) -> Result<Op> {
         Ok(Op {
-            rt: self.rt.clone(),
             resolved: Arc::new(Resolved::new(self.rt, self.spec)?),
+            rt: self.rt.handle(),
         })
     }
 
@@ -205,7 +192,7 @@ impl<'rt> OpBuilder<'rt> {
 /// An op with its names looked up once; cheap to clone and run many times.
 #[derive(Debug, Clone)]
 pub struct Op {
-    pub(super) rt: Runtime,
+    pub(super) rt: Arc<dyn Host>,
     pub(super) resolved: Arc<Resolved>,
 }
 
@@ -216,8 +203,8 @@ impl Op {
     }
 
     /// The runtime it runs on.
-    pub(crate) fn runtime(&self) -> &Runtime {
-        &self.rt
+    pub(crate) fn host(&self) -> &dyn Host {
+        &*self.rt
     }
 
     /// The pool it runs on.
@@ -232,7 +219,7 @@ impl Op {
         T: Send + 'env,
         E: OpError,
     {
-        execute(&self.rt, &self.resolved, None, E::db_error, plain(body)).await
+        execute(&*self.rt, &self.resolved, None, E::db_error, plain(body)).await
     }
 
     /// Runs `body` with `key` for a per-key (tenant) rate limiter.
@@ -243,7 +230,7 @@ impl Op {
         E: OpError,
     {
         execute(
-            &self.rt,
+            &*self.rt,
             &self.resolved,
             Some(key),
             E::db_error,
@@ -259,41 +246,6 @@ impl Op {
         T: Send + 'env,
         E: OpError,
     {
-        execute(&self.rt, &self.resolved, None, E::db_error, in_tx(body)).await
+        execute(&*self.rt, &self.resolved, None, E::db_error, in_tx(body)).await
     }
-}
-
-/// Runs a `#[db_op]` body: its op was resolved when the runtime was built, and is found by
-/// index. Not public API: generated code calls it.
-#[doc(hidden)]
-pub async fn run_static<'env, T, E, F>(
-    rt: &'env Runtime,
-    op: &'static StaticOp,
-    access: fn(&mut E) -> Option<&mut Error>,
-    body: F,
-) -> Result<T, E>
-where
-    F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
-    T: Send + 'env,
-    E: From<Error> + Send + 'env,
-{
-    let resolved = rt.resolved(op).map_err(E::from)?;
-    execute(rt, &resolved, None, access, plain(body)).await
-}
-
-/// Runs a transactional `#[db_op]` body (see [`run_static`]). Not public API.
-#[doc(hidden)]
-pub async fn run_tx_static<'env, T, E, G>(
-    rt: &'env Runtime,
-    op: &'static StaticOp,
-    access: fn(&mut E) -> Option<&mut Error>,
-    body: G,
-) -> Result<T, E>
-where
-    G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
-    T: Send + 'env,
-    E: From<Error> + Send + 'env,
-{
-    let resolved = rt.resolved(op).map_err(E::from)?;
-    execute(rt, &resolved, None, access, in_tx(body)).await
 }

@@ -6,12 +6,12 @@ use std::time::Duration;
 use super::attempt::{in_tx, plain};
 use super::builder::{Op, OpBuilder};
 use super::conn::{BoxFuture, Conn, Tx};
+use super::host::Host;
 use super::resolve::Resolved;
 use super::run::execute;
-use super::spec::{OpSpec, StaticOp};
+use super::spec::OpSpec;
 use crate::cache::CacheKeyPart;
 use crate::error::{Error, OpError, Result};
-use crate::runtime::Runtime;
 
 /// The op's time to live, when it has one; an op that may write is refused.
 fn ttl_of(spec: &OpSpec) -> Result<Option<Duration>> {
@@ -29,8 +29,8 @@ fn ttl_of(spec: &OpSpec) -> Result<Option<Duration>> {
     }
 }
 
-async fn cached<T, E, F, Fut>(
-    rt: &Runtime,
+pub(crate) async fn cached<T, E, F, Fut>(
+    rt: &dyn Host,
     spec: &OpSpec,
     key: impl CacheKeyPart,
     run: F,
@@ -47,7 +47,7 @@ where
         // ("queries overflow the depth limit" when laying out a cached `#[db_op]`).
         Some(ttl) => {
             let boxed = || Box::pin(run());
-            rt.shared.cache.get_or_run(spec.name, ttl, key, boxed).await
+            rt.cache().get_or_run(spec.name, ttl, key, boxed).await
         }
         None => run().await,
     }
@@ -101,8 +101,8 @@ impl Op {
         T: Clone + Send + Sync + 'static,
         E: OpError,
     {
-        cached(&self.rt, &self.resolved.spec, key, || {
-            execute(&self.rt, &self.resolved, None, E::db_error, plain(body))
+        cached(&*self.rt, &self.resolved.spec, key, || {
+            execute(&*self.rt, &self.resolved, None, E::db_error, plain(body))
         })
         .await
     }
@@ -116,28 +116,9 @@ impl Op {
         T: Clone + Send + Sync + 'static,
         E: OpError,
     {
-        cached(&self.rt, &self.resolved.spec, key, || {
-            execute(&self.rt, &self.resolved, None, E::db_error, in_tx(body))
+        cached(&*self.rt, &self.resolved.spec, key, || {
+            execute(&*self.rt, &self.resolved, None, E::db_error, in_tx(body))
         })
         .await
     }
-}
-
-/// Runs a cached `#[db_op]`: `run` is the op's uncached call. Not public API: generated code
-/// calls it.
-#[doc(hidden)]
-pub async fn run_cached_static<K, T, E, F, Fut>(
-    rt: &Runtime,
-    op: &'static StaticOp,
-    key: K,
-    run: F,
-) -> Result<T, E>
-where
-    K: CacheKeyPart,
-    T: Clone + Send + Sync + 'static,
-    E: From<Error>,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    cached(rt, &op.spec, key, run).await
 }

@@ -5,24 +5,26 @@ mod builder;
 mod cached;
 mod conn;
 mod executor;
+mod host;
 mod nested;
 mod registry;
 mod resolve;
 mod run;
 mod spec;
 
+pub(crate) use self::attempt::{in_tx, plain};
 pub use self::builder::{Op, OpBuilder};
-#[doc(hidden)]
-pub use self::builder::{run_static, run_tx_static};
-#[doc(hidden)]
-pub use self::cached::run_cached_static;
+pub(crate) use self::cached::cached;
 pub use self::conn::{BoxFuture, Conn, Tx};
+pub(crate) use self::host::{BackgroundBody, Host};
 pub use self::nested::Nested;
 #[doc(hidden)]
 pub use self::registry::OpRegistration;
-pub(crate) use self::registry::resolve_all;
-pub use self::registry::{OpInfo, OpsCheck, declared_ops};
+pub use self::registry::{OpInfo, declared_ops};
+pub(crate) use self::registry::{registered, resolve_all};
 pub(crate) use self::resolve::Resolved;
+pub(crate) use self::run::execute;
 #[doc(hidden)]
 pub use self::spec::StaticOp;
 pub use self::spec::{Isolation, Location, Name, OpSpec, RetryScope, TxSpec};
+pub use crate::config::OpsCheck;

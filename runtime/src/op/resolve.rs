@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
-use super::spec::{Name, OpSpec, TxSpec};
+use super::host::Host;
+use super::spec::{Isolation, Name, OpSpec, TxSpec};
 use crate::breaker::CircuitBreaker;
 use crate::bulkhead::Bulkhead;
 use crate::error::{PolicyKind, Result, Site};
@@ -8,7 +9,6 @@ use crate::limiter::RateLimiter;
 use crate::observer::OpObserver;
 use crate::pool::Pool;
 use crate::retry::RetryPolicy;
-use crate::runtime::Runtime;
 
 /// An op with its names looked up: what the runner needs for every attempt.
 #[derive(Debug, Clone)]
@@ -31,7 +31,17 @@ pub(crate) struct Resolved {
 }
 
 impl Resolved {
-    pub(crate) fn new(rt: &Runtime, spec: OpSpec) -> Result<Resolved> {
+    /// What replica routing needs to know of this op.
+    pub(crate) fn replica_call(&self) -> crate::pool::replica::Call<'_> {
+        crate::pool::replica::Call {
+            pool: &self.pool,
+            read_only: self.tx.read_only,
+            serializable: self.tx.isolation == Some(Isolation::Serializable),
+            max_lag: self.spec.max_lag,
+        }
+    }
+
+    pub(crate) fn new(rt: &dyn Host, spec: OpSpec) -> Result<Resolved> {
         let pool = rt
             .resolve_pool(spec.pool.map(|n| n.as_str()), spec.name)?
             .clone();
@@ -49,13 +59,10 @@ impl Resolved {
                 Err(rt.undeclared(kind, name, spec.name))
             }
         };
-        let breaker =
-            lookup(PolicyKind::Breaker, spec.breaker)?.map(|n| rt.shared.breakers[n].clone());
-        let retry = lookup(PolicyKind::Retry, spec.retry)?.map(|n| rt.shared.retries[n].clone());
-        let limiter =
-            lookup(PolicyKind::Limiter, spec.limiter)?.map(|n| rt.shared.limiters[n].clone());
-        let bulkhead =
-            lookup(PolicyKind::Bulkhead, spec.bulkhead)?.map(|n| rt.shared.bulkheads[n].clone());
+        let breaker = lookup(PolicyKind::Breaker, spec.breaker)?.and_then(|n| rt.breaker(n));
+        let retry = lookup(PolicyKind::Retry, spec.retry)?.and_then(|n| rt.retry(n));
+        let limiter = lookup(PolicyKind::Limiter, spec.limiter)?.and_then(|n| rt.limiter(n));
+        let bulkhead = lookup(PolicyKind::Bulkhead, spec.bulkhead)?.and_then(|n| rt.bulkhead(n));
         let name: Arc<str> = Arc::from(spec.name);
         let site_cached = Site {
             op: Some(name.clone()),
@@ -66,7 +73,7 @@ impl Resolved {
             .op(spec.name, pool.name(), &pool.sqlx().connect_options());
         Ok(Resolved {
             observer,
-            faults: rt.shared.faults.clone(),
+            faults: rt.faults(),
             tx: spec.tx_options(),
             spec,
             name,

@@ -16,17 +16,17 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::attempt::{Attempt, Ended, Phase};
+use super::host::{Host, InFlight};
 use super::resolve::Resolved;
 use crate::breaker::{BreakerPermit, BreakerRejected, CircuitBreaker, Recovery};
 use crate::bulkhead::BulkheadPermit;
 use crate::classify::{Classification, FailureKind, Reach, classify};
 use crate::error::{Error, Site};
 use crate::faults::Injected;
+use crate::pool::replica::Lease;
 use crate::pool::{CloseReason, Holder, PooledConn};
 use crate::recovery::WaitEnd;
-use crate::replica::Lease;
 use crate::retry::{RetryDecision, RetryState, StopReason};
-use crate::runtime::Runtime;
 
 /// Gives the runner the database error inside a body's error type, if there is one.
 pub(crate) type ErrAccess<E> = fn(&mut E) -> Option<&mut Error>;
@@ -75,7 +75,7 @@ enum Next {
 /// Runs an op inside the span its observer gives, and reports its duration and outcome to the
 /// observer when it ends (see `crate::observer`).
 pub(crate) async fn execute<T, E, A>(
-    rt: &Runtime,
+    rt: &dyn Host,
     op: &Resolved,
     key: Option<&str>,
     access: ErrAccess<E>,
@@ -121,7 +121,7 @@ where
 
 /// Runs an op: attempts, retries, deadline.
 async fn execute_inner<T, E, A>(
-    rt: &Runtime,
+    rt: &dyn Host,
     op: &Resolved,
     key: Option<&str>,
     access: ErrAccess<E>,
@@ -132,7 +132,7 @@ where
     A: Attempt<T, E>,
     E: From<Error>,
 {
-    let _in_flight = match rt.enter(|| op.site()) {
+    let _in_flight = match InFlight::enter(rt, || op.site()) {
         Ok(guard) => guard,
         Err(e) => return (Err(E::from(e)), 0),
     };
@@ -346,7 +346,7 @@ where
     drop(slot);
     if let (Some(lease), Ended::Failed(error, _)) = (&replica, &mut ended)
         && let Some(db) = access(error)
-        && crate::replica::reroutable(db)
+        && crate::pool::replica::reroutable(db)
     {
         lease.failed(db);
         let c = verdict(db);
@@ -382,7 +382,8 @@ where
             conn.mark_clean();
             record(op, permit, None, None, elapsed, now);
             if op.pool.replicas().is_some() {
-                crate::replica::succeeded(op, replica.as_ref(), &mut conn).await;
+                crate::pool::replica::succeeded(&op.replica_call(), replica.as_ref(), &mut conn)
+                    .await;
             }
             drop(conn);
             drop(replica);
@@ -578,7 +579,7 @@ async fn prepare<'a>(
     })
 }
 
-/// A connection to a replica for `op`, when [`crate::replica::route`] names one and it
+/// A connection to a replica for `op`, when [`crate::pool::replica::route`] names one and it
 /// gives a connection within half of `limit`; a replica that cannot is marked down and the
 /// op goes to the primary.
 async fn on_replica(
@@ -587,7 +588,7 @@ async fn on_replica(
     deadline: Option<Instant>,
     holder: &Holder,
 ) -> Option<(Lease, PooledConn)> {
-    let lease = crate::replica::route(op, deadline).await?;
+    let lease = crate::pool::replica::route(&op.replica_call(), deadline).await?;
     let acquired = lease
         .pool()
         .acquire_for(&op.site_cached, limit / 2, deadline, false, holder.clone())

@@ -43,11 +43,13 @@ impl Pool {
             .as_ref()
             .map(|path| super::credentials::Source::File(path.into()));
         let options = (*sqlx.connect_options()).clone();
-        let replicas = crate::replica::Replicas::build(&name, &config, options, None, servers)
-            .unwrap_or_else(|e| {
-                tracing::warn!(pool = %name, error = %e, "replicas of an adopted pool left out");
-                None
-            });
+        let replicas = crate::pool::replica::Replicas::build(
+            &name, &config, options, None, servers,
+        )
+        .unwrap_or_else(|e| {
+            tracing::warn!(pool = %name, error = %e, "replicas of an adopted pool left out");
+            None
+        });
         let parts = Parts {
             replicas,
             events: Arc::new(EventSink::new(name.clone())),

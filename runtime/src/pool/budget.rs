@@ -15,7 +15,7 @@ pub enum BudgetMode {
     Scale,
 }
 
-crate::config::fields::choices!(BudgetMode {
+crate::settings::fields::choices!(BudgetMode {
     Error = "error",
     Warn = "warn",
     Scale = "scale",

@@ -1,11 +1,11 @@
 use std::time::Duration;
 
-use crate::config::fields;
-use crate::config::schema::{self, Schema};
-use crate::config::{Invalid, Section, Value};
 use crate::error::PolicyKind;
-use crate::replica::{ReadYourWrites, ReplicaUrls};
+use crate::pool::replica::{ReadYourWrites, ReplicaUrls};
 use crate::secret::DatabaseUrl;
+use crate::settings::fields;
+use crate::settings::{Invalid, Section, Value};
+use sqlx_resilience_schema::{self as schema, Schema};
 
 /// When a pool opens its first connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub enum Pooler {
     Session,
 }
 
-crate::config::fields::settings! {
+crate::settings::fields::settings! {
     /// Settings of one named pool (`pool NAME { .. }`, `[pools.NAME]`); every key, its range
     /// and default are in the schema ([`schema::POOL`](crate::config::schema::POOL)).
     ///
@@ -105,7 +105,7 @@ crate::config::fields::settings! {
         /// Background writes queued or running at most (`crate::background`).
         pub background_capacity: u32 = "background_capacity",
         /// What a full background queue does with one more write.
-        pub background_when_full: crate::background::WhenFull = "background_when_full",
+        pub background_when_full: WhenFull = "background_when_full",
         /// Tasks making the pool's background writes.
         pub background_workers: u32 = "background_workers",
         /// While the server is down, callers wait for it to come back only while the outage is
@@ -129,24 +129,24 @@ crate::config::fields::settings! {
         /// acknowledged longer ago than this (an op may ask for less with
         /// [`OpBuilder::max_lag`](crate::OpBuilder::max_lag)).
         pub max_lag: Duration = "max_lag",
-        /// What reads in a [`ReadSession`](crate::replica::ReadSession) do after a write.
+        /// What reads in a [`ReadSession`](crate::pool::replica::ReadSession) do after a write.
         pub read_your_writes: ReadYourWrites = "read_your_writes",
         /// How long after a write `read_your_writes` applies.
         pub read_your_writes_window: Duration = "read_your_writes_window",
     }
 }
 
-crate::config::fields::choices!(
+crate::settings::fields::choices!(
     /// The name used in configuration (`eager`, `lazy`).
     pub fn as_str for Startup { Eager = "eager", Lazy = "lazy" }
 );
 
-crate::config::fields::choices!(
+crate::settings::fields::choices!(
     /// The name used in configuration (`idle`, `always`, `never`).
     pub fn as_str for Validation { Idle = "idle", Always = "always", Never = "never" }
 );
 
-crate::config::fields::choices!(
+crate::settings::fields::choices!(
     /// The name used in configuration (`none`, `transaction`, `session`).
     pub fn as_str for Pooler { None = "none", Transaction = "transaction", Session = "session" }
 );
@@ -172,6 +172,22 @@ impl Section for PoolConfig {
         fields::validate(self)
     }
 }
+
+/// What a full background queue does with one more write (`background_when_full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// The submitter waits for room.
+    Wait,
+    /// The oldest queued write is dropped (and reported) to make room.
+    DropOldest,
+    /// The submitter gets `Error::BackgroundFull` (and the write is reported).
+    Reject,
+}
+
+crate::settings::fields::choices!(
+    /// The name used in configuration (`wait`, `drop_oldest`, `reject`).
+    pub fn as_str for WhenFull { Wait = "wait", DropOldest = "drop_oldest", Reject = "reject" }
+);
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@ use super::events::PoolEventKind;
 #[derive(Debug, Clone)]
 pub(crate) struct Holder {
     pub(crate) op: Option<Arc<str>>,
-    pub(crate) location: Option<crate::op::Location>,
+    pub(crate) location: Option<crate::location::Location>,
 }
 
 impl std::fmt::Display for Holder {

@@ -9,6 +9,7 @@ mod events;
 mod handoff;
 mod leak;
 pub(crate) mod pooler;
+pub mod replica;
 mod stats;
 
 use std::ops::{Deref, DerefMut};
@@ -24,7 +25,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 pub use self::budget::{BudgetCheck, BudgetMode, PoolSizing, SizingReport};
-pub use self::config::{PoolConfig, Pooler, Startup, Validation};
+pub use self::config::{PoolConfig, Pooler, Startup, Validation, WhenFull};
 pub use self::credentials::{PasswordProvider, ProviderError};
 pub use self::events::{CloseReason, PoolEvent, PoolEventKind};
 pub use self::stats::{PoolStats, WAIT_BUCKETS_US, WaitHistogram};
@@ -35,13 +36,13 @@ use self::events::EventSink;
 use self::handoff::{Handed, Handoff, MAX_HANDOFFS};
 pub(crate) use self::leak::Holder;
 use self::leak::LeakWatch;
+use self::replica::{ReplicaReport, Replicas};
 use self::stats::Counters;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
 use crate::hosts::{HostStatus, Hosts, STALL_CHECK};
 use crate::observer::{Observer, PoolObserver, Unobserved};
 use crate::recovery::{Server, Servers, Waited};
-use crate::replica::{ReplicaReport, Replicas};
 use crate::secret::DatabaseUrl;
 
 /// The longest an acquire timeout waits to find out whether the server is reachable.
@@ -486,7 +487,7 @@ impl Pool {
     pub fn acquire(&self) -> impl Future<Output = Result<PooledConn>> + Send + '_ {
         let holder = Holder {
             op: None,
-            location: Some(crate::op::Location::caller()),
+            location: Some(crate::location::Location::caller()),
         };
         let site = Site::pool(self.shared.name.clone());
         async move {
@@ -651,7 +652,7 @@ impl Pool {
                 let kind = classify(&source).kind;
                 s.events.emit(PoolEventKind::Error {
                     kind,
-                    message: crate::secret::redact(&source.to_string()),
+                    message: crate::redact::redact(&source.to_string()),
                 });
                 Err(Error::Database {
                     site: site.clone(),

@@ -27,5 +27,6 @@
 mod probe;
 mod server;
 
+pub use self::server::ServerStatus;
 pub(crate) use self::server::{Server, Servers, Waited};
-pub use self::server::{ServerStatus, WaitEnd};
+pub use crate::error::WaitEnd;

@@ -74,7 +74,7 @@ async fn probe(options: &PgConnectOptions, limit: Duration) -> Result<(), String
     match tokio::time::timeout(limit, attempt).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) if !unreachable(&e) => Ok(()),
-        Ok(Err(e)) => Err(crate::secret::redact(&e.to_string())),
+        Ok(Err(e)) => Err(crate::redact::redact(&e.to_string())),
         Err(_) => Err(format!("no answer within {limit:?}")),
     }
 }

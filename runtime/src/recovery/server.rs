@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::probe;
 use crate::breaker::CircuitBreaker;
+use crate::error::WaitEnd;
 
 /// How long after the server last answered a new outage counts as the same flapping one: its
 /// first probe then waits (growing each time) instead of running at once, so a server that
@@ -18,37 +19,6 @@ const FLAP_WINDOW: Duration = Duration::from_secs(5);
 
 /// Below this much time left, a caller does not start waiting.
 const MIN_WAIT: Duration = Duration::from_millis(5);
-
-/// Why a caller stopped waiting for a server that is down (in `Error::Unavailable`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum WaitEnd {
-    /// It waited as long as its deadline, its pool's `acquire_timeout` and `outage_wait` let
-    /// it, and the server did not answer in that time.
-    WaitedOut,
-    /// `outage_waiters` callers were already waiting: it failed at once.
-    TooManyWaiting,
-    /// The outage is older than the pool's `outage_wait`: callers fail at once until the
-    /// server answers again (a long outage is better met by failing fast).
-    OutageTooOld,
-    /// Its deadline left no time to wait.
-    NoTimeLeft,
-}
-
-impl fmt::Display for WaitEnd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            WaitEnd::WaitedOut => "waited as long as the op's limits allow",
-            WaitEnd::TooManyWaiting => {
-                "did not wait: outage_waiters callers are already waiting (raise it to let more wait)"
-            }
-            WaitEnd::OutageTooOld => {
-                "did not wait: the outage is older than the pool's outage_wait, so calls fail fast until the server answers"
-            }
-            WaitEnd::NoTimeLeft => "did not wait: the op's deadline left no time",
-        })
-    }
-}
 
 /// What became of a wait for the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,13 +206,13 @@ impl Server {
             st.breakers.push(Arc::downgrade(b));
         }
         match &mut st.outage {
-            Some(outage) => outage.error = crate::secret::redact(error),
+            Some(outage) => outage.error = crate::redact::redact(error),
             None => {
                 st.outage = Some(Outage {
                     since: Instant::now(),
                     since_wall: SystemTime::now(),
                     confirmed: false,
-                    error: crate::secret::redact(error),
+                    error: crate::redact::redact(error),
                 });
             }
         }

@@ -3,10 +3,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::classify::FailureKind;
-use crate::config::fields::{self, Resolved};
-use crate::config::schema::{self, Inherit, Schema};
-use crate::config::{Invalid, Section, Value};
 use crate::error::PolicyKind;
+use crate::settings::fields::{self, Resolved};
+use crate::settings::{Invalid, Section, Value};
+use sqlx_resilience_schema::{self as schema, Inherit, Schema};
 
 /// How a computed backoff delay is randomised, so that callers who failed together do not
 /// retry together.
@@ -21,7 +21,7 @@ pub enum Jitter {
     None,
 }
 
-crate::config::fields::choices!(
+crate::settings::fields::choices!(
     /// The name used in configuration (`full`, `equal`, `none`).
     pub fn as_str for Jitter { Full = "full", Equal = "equal", None = "none" }
 );
@@ -44,7 +44,7 @@ pub const RETRYABLE_KINDS: [FailureKind; 8] = [
     FailureKind::Canceled,
 ];
 
-crate::config::fields::settings! {
+crate::settings::fields::settings! {
     /// The schedule of one failure kind, overriding the policy's (`on.<kind>.*` keys); unset
     /// fields take the policy's value.
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,7 +61,7 @@ crate::config::fields::settings! {
     }
 }
 
-crate::config::fields::settings! {
+crate::settings::fields::settings! {
     /// The settings of one retry policy (`retry NAME { ... }`, `[retries.NAME]`).
     ///
     /// Defaults: 3 attempts, exponential from 50 ms × 2 capped at 2 s, full jitter, no total

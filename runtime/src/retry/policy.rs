@@ -10,7 +10,7 @@ use super::budget::RetryBudget;
 use super::config::RetryConfig;
 use super::schedule::{Plan, Schedule, jitter};
 use crate::classify::FailureKind;
-use crate::config::{Invalid, Section};
+use crate::settings::{Invalid, Section};
 
 const KINDS: usize = FailureKind::ALL.len();
 

@@ -4,7 +4,7 @@ use tokio::time::advance;
 
 use super::*;
 use crate::FailureKind::{self, *};
-use crate::config::{Section, Value};
+use crate::settings::{Section, Value};
 use sqlx_resilience_schema::CONTENTION_ATTEMPTS;
 
 fn ms(x: f64) -> Duration {

@@ -1,6 +1,10 @@
 //! The [`Runtime`]: named pools and policies, the op API, graceful shutdown.
 
 mod builder;
+mod host;
+mod ops;
+#[cfg(test)]
+mod resolve_tests;
 mod shutdown;
 
 use std::borrow::Cow;
@@ -11,11 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::Notify;
 
 pub use self::builder::RuntimeBuilder;
-pub(crate) use self::shutdown::InFlight;
+#[doc(hidden)]
+pub use self::ops::{run_cached_static, run_static, run_tx_static};
 use crate::breaker::CircuitBreaker;
 use crate::bulkhead::Bulkhead;
 use crate::config::RuntimeConfig;
-use crate::error::{Error, PolicyKind, Result, Site};
+use crate::error::{Error, PolicyKind, Result};
 use crate::limiter::RateLimiter;
 use crate::op::{Resolved, StaticOp};
 use crate::pool::{BudgetCheck, Pool, PoolStats, SizingReport};
@@ -288,11 +293,6 @@ impl Runtime {
             return Ok(Cow::Borrowed(&**resolved));
         }
         Resolved::new(self, op.spec.clone()).map(Cow::Owned)
-    }
-
-    /// Registers an op in flight, or refuses when shutting down.
-    pub(crate) fn enter(&self, site: impl FnOnce() -> Site) -> Result<InFlight<'_>> {
-        InFlight::enter(&self.shared).ok_or_else(|| Error::ShuttingDown { site: site() })
     }
 
     /// Whether `shutdown` has begun.

@@ -1,39 +1,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Runtime, Shared};
+use super::Runtime;
 use crate::error::{Error, Result};
-
-/// An op in flight; shutdown waits for these.
-pub(crate) struct InFlight<'a> {
-    shared: &'a Shared,
-}
-
-impl<'a> InFlight<'a> {
-    pub(crate) fn enter(shared: &'a Shared) -> Option<Self> {
-        shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        // Checked after counting, so shutdown never misses an op that got past this point.
-        if shared.closing.load(Ordering::Acquire) {
-            Self::leave(shared);
-            return None;
-        }
-        Some(InFlight { shared })
-    }
-
-    fn leave(shared: &Shared) {
-        if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
-            && shared.closing.load(Ordering::Acquire)
-        {
-            shared.drained.notify_waiters();
-        }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        Self::leave(self.shared);
-    }
-}
 
 impl Runtime {
     /// Shuts down gracefully: new ops fail at once with [`Error::ShuttingDown`], ops in flight

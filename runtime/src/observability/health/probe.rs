@@ -81,7 +81,7 @@ pub(crate) async fn probe(pools: &[Pool], timeout: Duration) -> DatabaseHealth {
             health.server_version = Some(version);
         }
         Ok(Err(e)) => {
-            health.error = Some(crate::secret::redact(&e.to_string()));
+            health.error = Some(crate::redact::redact(&e.to_string()));
         }
         Err(_) => {
             health.error = Some(format!(

@@ -1,10 +1,10 @@
 use std::time::Duration;
 
-use crate::config::Value;
-use crate::config::fields;
-use crate::config::schema;
+use sqlx_resilience_schema as schema;
 
-crate::config::fields::settings! {
+use crate::settings::{Value, fields};
+
+crate::settings::fields::settings! {
     /// Settings of fault injection: the `faults.*` keys of the configuration
     /// (`DB__FAULTS__ENABLED=true`). Off unless `enabled`; refused in the profiles
     /// `forbidden_in` names. The other keys arm one fault at start-up (see
@@ -63,7 +63,7 @@ impl FaultsConfig {
             ));
         }
         if let Some(code) = &self.sqlstate
-            && let Err(expected) = crate::faults::check_sqlstate(code)
+            && let Err(expected) = super::check_sqlstate(code)
         {
             found.push(("sqlstate", code.clone(), expected));
         }

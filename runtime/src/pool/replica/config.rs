@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-use crate::config::fields::{Field, choices};
-use crate::config::schema::{HOSTS, Typed, url_list};
 use crate::secret::DatabaseUrl;
+use crate::settings::fields::{Field, choices};
+use sqlx_resilience_schema::{HOSTS, Typed, url_list};
 
 /// The `replicas` of a pool: streaming replicas of its server, as written (comma-separated
 /// URLs, or `"hosts"`: the hosts of the pool's own multi-host URL). Debug shows them with
@@ -70,7 +70,7 @@ impl Field for ReplicaUrls {
     }
 }
 
-/// What reads in a [`ReadSession`](crate::replica::ReadSession) do after a write there
+/// What reads in a [`ReadSession`](crate::pool::replica::ReadSession) do after a write there
 /// (`read_your_writes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadYourWrites {

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::Replicas;
 use super::node::Node;
-use crate::secret::redact;
+use crate::redact::redact;
 
 /// Positions remembered: at the default interval, well over a minute of history.
 const SAMPLES: usize = 512;

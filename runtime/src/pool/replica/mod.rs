@@ -34,7 +34,6 @@ use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result};
 use crate::hosts::HostList;
 use crate::observer::Unobserved;
-use crate::op::Isolation;
 use crate::pool::{CloseReason, Pool, PoolConfig, PooledConn};
 use crate::recovery::Servers;
 use crate::secret::DatabaseUrl;
@@ -182,21 +181,33 @@ impl Replicas {
     }
 }
 
-/// Whether an op may run on a replica: it only reads (declared on the op or its
-/// transaction), and its transaction is not `SERIALIZABLE` (a hot standby refuses it).
-fn may_use_replica(op: &crate::op::Resolved) -> bool {
-    op.tx.read_only && op.tx.isolation != Some(Isolation::Serializable)
+/// What routing needs to know of an op: the runner fills it from the resolved op.
+pub(crate) struct Call<'a> {
+    /// The op's pool.
+    pub(crate) pool: &'a Pool,
+    /// The op only reads (declared on the op or its transaction).
+    pub(crate) read_only: bool,
+    /// Its transaction is `SERIALIZABLE`.
+    pub(crate) serializable: bool,
+    /// The op's own `max_lag` (the pool's when `None`).
+    pub(crate) max_lag: Option<Duration>,
+}
+
+/// Whether an op may run on a replica: it only reads, and its transaction is not
+/// `SERIALIZABLE` (a hot standby refuses it).
+fn may_use_replica(op: &Call<'_>) -> bool {
+    op.read_only && !op.serializable
 }
 
 /// The replica an attempt of `op` should run on, or `None` for the primary. With
 /// `read_your_writes = "wait"` after a write of the current [`ReadSession`], waits for a
 /// replica that replayed it, up to the window and `deadline`.
-pub(crate) async fn route(op: &crate::op::Resolved, deadline: Option<Instant>) -> Option<Lease> {
+pub(crate) async fn route(op: &Call<'_>, deadline: Option<Instant>) -> Option<Lease> {
     let set = op.pool.replicas()?;
     if !may_use_replica(op) {
         return None;
     }
-    let max_lag = op.spec.max_lag.unwrap_or(set.max_lag);
+    let max_lag = op.max_lag.unwrap_or(set.max_lag);
     let written = match set.read_your_writes {
         ReadYourWrites::Off => None,
         _ => ReadSession::current()
@@ -273,11 +284,7 @@ impl Lease {
 /// An attempt of `op` ended well on `conn` (on the replica of `lease`, if any): counts reads
 /// by where they ran, and records a write in the current [`ReadSession`] (with the primary's
 /// WAL position after it, for `read_your_writes = "wait"`).
-pub(crate) async fn succeeded(
-    op: &crate::op::Resolved,
-    lease: Option<&Lease>,
-    conn: &mut PooledConn,
-) {
+pub(crate) async fn succeeded(op: &Call<'_>, lease: Option<&Lease>, conn: &mut PooledConn) {
     let Some(set) = op.pool.replicas() else {
         return;
     };

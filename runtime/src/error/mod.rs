@@ -7,7 +7,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod wait;
+
+pub use self::wait::WaitEnd;
 use crate::classify::FailureKind;
+use crate::host_target::TargetSessionAttrs;
 
 /// `Result` with [`Error`] as its default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -315,7 +319,7 @@ pub enum Error {
         /// How long the call waited for the server.
         waited: Duration,
         /// Why it stopped waiting.
-        wait: crate::recovery::WaitEnd,
+        wait: WaitEnd,
         /// The breaker that was open because the server was unreachable, if the call met one.
         breaker: Option<Arc<str>>,
     },
@@ -341,7 +345,7 @@ pub enum Error {
         /// Every host of the pool, `host:port`.
         hosts: Box<[String]>,
         /// What the pool asks of a host.
-        target: crate::hosts::TargetSessionAttrs,
+        target: TargetSessionAttrs,
         /// When the failover began.
         since: std::time::SystemTime,
         /// How long the call waited.
@@ -618,7 +622,7 @@ impl Error {
         Error::Config {
             key: key.into(),
             // Values may be URLs with passwords.
-            value: crate::secret::redact(&value.to_string()),
+            value: crate::redact::redact(&value.to_string()),
             expected: expected.into(),
             origin: origin.into(),
         }

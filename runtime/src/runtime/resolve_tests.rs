@@ -1,4 +1,6 @@
-use super::*;
+//! How the builder resolves its configuration sources (code, TOML, environment).
+
+use crate::config::*;
 use crate::error::{Error, PolicyKind};
 use crate::runtime::Runtime;
 
