@@ -200,6 +200,13 @@ fn seed_002_a_deadlock_victim_runs_again_and_statistics_are_reported() {
     assert!(kpi_number(line, "cache_hit_ratio") > 0.95, "{line}");
     assert!(kpi_number(line, "failed_connection_rate") < 0.01, "{line}");
     assert!(kpi_number(line, "avg_query_ms") < 100.0, "{line}");
+    // The bulk history load: every row once, in batches of 1,000.
+    assert_line(
+        name,
+        &out,
+        "history: 10000 rows in 10 batches by COPY; kol_metrics holds 10200 rows",
+    );
+    assert_eq!(kpi_number(line, "copy_rows"), 10_000.0, "{line}");
 }
 
 #[test]
