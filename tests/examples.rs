@@ -7,120 +7,43 @@
 //! next to this test's executable (`target/<profile>/examples/<name>`). The examples run one
 //! at a time: each starts its own PostgreSQL.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+
+use sqlx_resilience_testkit::{KpiLine, run_example};
 
 /// One example at a time, whatever the test harness's thread count.
 static SEQUENTIAL: Mutex<()> = Mutex::new(());
-
-/// The example binary built by cargo for this test's profile.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    // target/<profile>/deps/examples-HASH -> target/<profile>/examples/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test executable lives in target/<profile>/deps");
-    let bin = profile_dir.join("examples").join(name);
-    assert!(
-        bin.exists(),
-        "example binary {} not found; `cargo test --test examples` builds it, or run \
-         `cargo build --example {name}` first",
-        bin.display()
-    );
-    bin
-}
 
 /// Runs an example to completion and returns its standard output; fails with both outputs
 /// when it exits non-zero or leaves its throwaway server's directory behind.
 fn run(name: &str) -> String {
     let _one_at_a_time = SEQUENTIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let started = Instant::now();
-    let child = Command::new(example(name))
-        .env_remove("DB__PROFILE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start example {name}: {e}"));
-    let pid = child.id();
-    let output = child.wait_with_output().expect("the example's output");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!(
-        "{name}: exit {:?} in {:.1}s",
-        output.status.code(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        output.status.success(),
-        "example {name} failed with {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        output.status
-    );
-    assert_nothing_left_behind(name, pid);
-    stdout
+    run_example(name).unwrap_or_else(|e| panic!("{e}")).stdout
 }
 
-/// The test kit's watchdog removes `<temp>/sqlx-resilience-pg-<pid>-*` once the process is
-/// gone; give it a few seconds.
-fn assert_nothing_left_behind(name: &str, pid: u32) {
-    let prefix = format!("sqlx-resilience-pg-{pid}-");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(&prefix))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "example {name} left its server directory behind: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn assert_line(name: &str, stdout: &str, expected: &str) {
+fn assert_line(name: &str, text: &str, expected: &str) {
     assert!(
-        stdout.lines().any(|l| l.contains(expected)),
-        "example {name} did not print a line containing {expected:?}\n--- stdout\n{stdout}"
+        text.lines().any(|l| l.contains(expected)),
+        "example {name} did not print a line containing {expected:?}\n--- output\n{text}"
     );
 }
 
 /// The example's last line: one JSON object of the seed's KPIs, measured in the run.
-fn kpi_line<'a>(name: &str, stdout: &'a str) -> &'a str {
-    let line = stdout.lines().last().unwrap_or_default();
-    assert!(
-        line.starts_with("{\"seed\":") && line.ends_with('}'),
-        "example {name} did not end with its KPI line\n--- stdout\n{stdout}"
-    );
-    line
+fn kpi_line<'a>(name: &str, stdout: &'a str) -> KpiLine<'a> {
+    KpiLine::parse(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|| {
+        panic!("example {name} did not end with its KPI line\n--- stdout\n{stdout}")
+    })
 }
 
-/// The text of `key`'s value in a flat JSON object (a number, or an array's inside).
-fn kpi<'a>(line: &'a str, key: &str) -> &'a str {
-    let at = line
-        .find(&format!("\"{key}\":"))
-        .unwrap_or_else(|| panic!("no `{key}` in the KPI line {line}"));
-    let rest = &line[at + key.len() + 3..];
-    if let Some(list) = rest.strip_prefix('[') {
-        return &list[..list.find(']').expect("a closed array")];
-    }
-    &rest[..rest.find([',', '}']).expect("a value")]
+/// The text of `key`'s value (a number, or an array's inside).
+fn kpi<'a>(line: KpiLine<'a>, key: &str) -> &'a str {
+    line.text(key)
+        .unwrap_or_else(|| panic!("no `{key}` in the KPI line {line}"))
 }
 
-fn kpi_number(line: &str, key: &str) -> f64 {
-    kpi(line, key)
-        .parse()
-        .unwrap_or_else(|e| panic!("`{key}` is not a number in {line}: {e}"))
+fn kpi_number(line: KpiLine<'_>, key: &str) -> f64 {
+    line.number(key)
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {line}"))
 }
 
 #[test]

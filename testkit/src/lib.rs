@@ -25,6 +25,8 @@
 //!   and `patroni`; `SQLX_RESILIENCE_ETCD` and `SQLX_RESILIENCE_PATRONI` name other programs):
 //!   the leader from Patroni's REST API, switchover, failover by kill -9 of the leader's
 //!   postgres or of its Patroni, and waits for a leader, a given leader or streaming replicas.
+//! - [`run_example`] runs an example program built next to the calling test, checks that it
+//!   exits 0 and leaves no server directory behind, and reads a seed example's [`KpiLine`].
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -72,6 +74,7 @@ mod controls;
 mod database;
 pub mod drill;
 mod error;
+mod example;
 mod http;
 mod options;
 mod patroni;
@@ -87,6 +90,7 @@ mod url;
 
 pub use self::binaries::BINDIR_ENV;
 pub use self::database::TestDb;
+pub use self::example::{ExampleOutput, KpiLine, example_binary, run_example};
 pub use self::options::{RestartMode, ServerOptions, ShutdownMode};
 pub use self::patroni::{
     ClusterStatus, MemberRole, MemberStatus, PatroniCluster, PatroniNode, PatroniOptions,
