@@ -3,17 +3,32 @@
 
 use std::time::Duration;
 
-use sqlx_resilience::health::HealthStatus;
+use sqlx_resilience::health::{HealthReport, HealthStatus};
 use sqlx_resilience::{PolicyKind, Runtime};
 use sqlx_resilience_testkit::{FaultProxy, PgServer, ShutdownMode};
 
 use crate::support::{self, scalar_i64};
 
+/// The health report, taken again (up to 20 times) while its probe's round trip was slow
+/// enough to cost points: a loaded machine sometimes takes 100 ms for one, and the tests
+/// below count the points of what they arranged.
+async fn health_at_ease(rt: &Runtime) -> HealthReport {
+    let mut h = rt.health().await;
+    for _ in 0..20 {
+        if !h.penalties.iter().any(|p| p.reason.contains("round trip")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        h = rt.health().await;
+    }
+    h
+}
+
 #[tokio::test]
 async fn a_quiet_runtime_is_healthy_with_the_server_version_and_round_trip() {
     let db = support::db().await;
     let rt = support::runtime(&db, &[]).await;
-    let h = rt.health().await;
+    let h = health_at_ease(&rt).await;
     assert_eq!(h.status, HealthStatus::Healthy, "{h:#?}");
     assert_eq!(h.score, 100);
     assert!(h.penalties.is_empty());
@@ -61,9 +76,12 @@ async fn a_saturated_pool_is_degraded_with_advice_naming_its_slow_ops() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let h = rt.health().await;
+    let h = health_at_ease(&rt).await;
     assert_eq!(h.status, HealthStatus::Degraded, "{h:#?}");
-    assert_eq!(h.score, 65, "100 - 25 (at 100%) - 10 (a caller waiting)");
+    assert_eq!(
+        h.score, 65,
+        "100 - 25 (at 100%) - 10 (a caller waiting): {h:#?}"
+    );
     assert_eq!(h.pools[0].status, HealthStatus::Degraded);
     assert_eq!(h.pools[0].utilization_pct, 100.0);
     let advice = h
@@ -83,7 +101,17 @@ async fn a_saturated_pool_is_degraded_with_advice_naming_its_slow_ops() {
     assert!(rt.ready().await.ready, "busy, but ready");
     drop((a, b));
     waiter.await.unwrap().unwrap();
-    assert_eq!(rt.health().await.status, HealthStatus::Healthy);
+    // Released connections go back to the pool in a task of sqlx's, and a loaded machine's
+    // round trip may pass 100 ms for a moment: poll until the pool is seen idle again.
+    let mut after = rt.health().await;
+    for _ in 0..100 {
+        if after.status == HealthStatus::Healthy {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = rt.health().await;
+    }
+    assert_eq!(after.status, HealthStatus::Healthy, "{after:#?}");
 }
 
 #[tokio::test]
@@ -95,7 +123,7 @@ async fn a_stopped_server_is_unhealthy_and_not_ready_but_live_then_recovers() {
         .build()
         .await
         .unwrap();
-    assert_eq!(rt.health().await.status, HealthStatus::Healthy);
+    assert_eq!(health_at_ease(&rt).await.status, HealthStatus::Healthy);
 
     server.stop(ShutdownMode::Fast).await.unwrap();
     let h = rt.health().await;
@@ -162,10 +190,10 @@ async fn an_open_breaker_degrades_health_and_says_so() {
         .await
         .unwrap();
     rt.breaker("harvest_stats").unwrap().force_open();
-    let h = rt.health().await;
-    assert_eq!((h.status, h.score), (HealthStatus::Degraded, 75));
+    let h = health_at_ease(&rt).await;
+    assert_eq!((h.status, h.score), (HealthStatus::Degraded, 75), "{h:#?}");
     assert_eq!(h.breakers[0].state, "forced_open");
     assert!(h.recommendations[0].contains("breaker harvest_stats was forced open"));
     rt.breaker("harvest_stats").unwrap().reset();
-    assert_eq!(rt.health().await.status, HealthStatus::Healthy);
+    assert_eq!(health_at_ease(&rt).await.status, HealthStatus::Healthy);
 }
