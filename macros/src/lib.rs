@@ -14,7 +14,7 @@ mod policies;
 ///
 /// Keys: `pool`, `timeout`, `deadline`, `retry` (a name or `none`), `breaker`, `limiter`,
 /// `bulkhead`, `name`, `idempotent`, `read_only`, `tx`, `isolation`, `slow`, `cache`,
-/// `runtime`, `policies`, `crate`. The full reference, with an example of every key, is on the re-export
+/// `max_lag`, `runtime`, `policies`, `crate`. The full reference, with an example of every key, is on the re-export
 /// `sqlx_resilience::db_op`, whose examples compile against the runtime.
 #[proc_macro_attribute]
 pub fn db_op(args: TokenStream, item: TokenStream) -> TokenStream {

@@ -211,3 +211,44 @@ async fn reads_in_a_session_see_its_writes_on_the_primary_or_by_waiting() {
     set.resume_replay(0).await.unwrap();
     assert_eq!(reader.await.unwrap().unwrap(), (true, 2));
 }
+
+/// A read that accepts at most 1 s of replica lag, whatever its pool allows.
+#[sqlx_resilience::db_op(pool = "main", read_only, max_lag = "1s")]
+async fn fresh_read(
+    rt: &Runtime,
+    conn: &mut sqlx::PgConnection,
+) -> Result<(bool, i64), sqlx_resilience::DbError> {
+    let row: (bool, i64) = sqlx::query_as(READ).fetch_one(conn).await?;
+    Ok(row)
+}
+
+#[tokio::test]
+async fn an_op_with_its_own_max_lag_reads_on_the_primary_past_it() {
+    let (set, db) = set_and_db().await;
+    // The pool accepts an hour of lag: the paused replica keeps serving its other reads.
+    let rt = runtime(&set, &db, &[("max_lag", "1h".into())]).await;
+    crate::support::setup(&rt, "replicas::setup", "CREATE TABLE t (id serial)").await;
+    set.wait_caught_up(0, LIMIT).await.unwrap();
+    until_serving(&rt, true).await;
+    assert_eq!(fresh_read(&rt).await.unwrap(), (true, 0));
+
+    set.pause_replay(0).await.unwrap();
+    write(&rt).await;
+    let started = std::time::Instant::now();
+    while report(&rt).replicas[0]
+        .lag_ms
+        .is_none_or(|ms| ms <= 1_500.0)
+    {
+        assert!(
+            started.elapsed() < LIMIT,
+            "the paused replica's lag never passed 1.5 s: {:?}",
+            report(&rt)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The pool's reads stay on the lagging replica; the op's own limit sends it to the primary,
+    // where it sees the write.
+    assert_eq!(read(&rt).await.unwrap(), (true, 0));
+    assert_eq!(fresh_read(&rt).await.unwrap(), (false, 1));
+    set.resume_replay(0).await.unwrap();
+}

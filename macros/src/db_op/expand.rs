@@ -372,6 +372,7 @@ fn spec(op: &Op, p: &TokenStream) -> TokenStream {
     let deadline = some_duration(args.deadline.as_ref().map(|d| d.value));
     let slow = some_duration(args.slow.as_ref().map(|d| d.value));
     let cache = some_duration(args.cache.as_ref().map(|d| d.value.value));
+    let max_lag = some_duration(args.max_lag.as_ref().map(|d| d.value.value));
     let idempotent = args.idempotent.as_ref().is_some_and(|s| s.value);
     let read_only = args.read_only.as_ref().is_some_and(|s| s.value);
     let tx = tx_spec(op, p);
@@ -393,7 +394,7 @@ fn spec(op: &Op, p: &TokenStream) -> TokenStream {
             read_only: #read_only,
             tx: #tx,
             slow: #slow,
-            max_lag: ::core::option::Option::None,
+            max_lag: #max_lag,
             cache: #cache,
             location: #location,
         }

@@ -27,6 +27,7 @@ pub(crate) const KEYS: &[&str] = &[
     "nested",
     "slow",
     "cache",
+    "max_lag",
     "runtime",
     "policies",
     "crate",
@@ -34,6 +35,14 @@ pub(crate) const KEYS: &[&str] = &[
 
 /// The longest `timeout`, `deadline` or `slow` accepted: anything longer is a typo.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest `max_lag` accepted: the pool key's bound, from the settings schema.
+fn max_lag_limit() -> Duration {
+    match sqlx_resilience_schema::POOL.key("max_lag").map(|k| k.rule) {
+        Some(sqlx_resilience_schema::Rule::Duration { max, .. }) => max,
+        _ => MAX_DURATION,
+    }
+}
 
 /// A value together with where it was written.
 #[derive(Clone, Debug)]
@@ -122,6 +131,8 @@ pub(crate) struct Args {
     pub(crate) slow: Option<DurationLit>,
     /// `cache = "5m"`: how long results are kept in the result cache.
     pub(crate) cache: Option<Setting<DurationLit>>,
+    /// `max_lag = "500ms"`: the most replica lag this read-only op accepts.
+    pub(crate) max_lag: Option<Setting<DurationLit>>,
     pub(crate) name: Option<LitStr>,
     pub(crate) idempotent: Option<Setting<bool>>,
     pub(crate) read_only: Option<Setting<bool>>,
@@ -207,6 +218,14 @@ fn apply(args: &mut Args, entry: &Entry) -> syn::Result<()> {
             let value = required(entry, kv::DURATION_EXPECTED)?;
             args.cache = Some(Setting {
                 value: kv::duration(&key, value, MAX_DURATION)?,
+                key: entry.key.span(),
+                span: entry.value_span(),
+            });
+        }
+        "max_lag" => {
+            let value = required(entry, kv::DURATION_EXPECTED)?;
+            args.max_lag = Some(Setting {
+                value: kv::duration(&key, value, max_lag_limit())?,
                 key: entry.key.span(),
                 span: entry.value_span(),
             });

@@ -140,6 +140,16 @@ pub(crate) fn check_args(args: &mut Args, errors: &mut Errors) {
         );
         args.cache = None;
     }
+    if let Some(max_lag) = &args.max_lag
+        && !args.read_only.as_ref().is_some_and(|r| r.value)
+    {
+        errors.at(
+            max_lag.key,
+            "`max_lag` on an op that may write: only `read_only` ops go to a replica, so the \
+                 limit would never apply; add `read_only` if the op only reads, or remove `max_lag`",
+        );
+        args.max_lag = None;
+    }
     if let (Some(idempotent), Some(read_only)) = (&args.idempotent, &args.read_only)
         && !idempotent.value
         && read_only.value
