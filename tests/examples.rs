@@ -9,7 +9,8 @@
 
 use std::sync::Mutex;
 
-use sqlx_resilience_testkit::{KpiLine, run_example};
+use sqlx_resilience_testkit::example::{assert_line, kpi, kpi_line, kpi_number};
+use sqlx_resilience_testkit::run_example;
 
 /// One example at a time, whatever the test harness's thread count.
 static SEQUENTIAL: Mutex<()> = Mutex::new(());
@@ -19,31 +20,6 @@ static SEQUENTIAL: Mutex<()> = Mutex::new(());
 fn run(name: &str) -> String {
     let _one_at_a_time = SEQUENTIAL.lock().unwrap_or_else(|e| e.into_inner());
     run_example(name).unwrap_or_else(|e| panic!("{e}")).stdout
-}
-
-fn assert_line(name: &str, text: &str, expected: &str) {
-    assert!(
-        text.lines().any(|l| l.contains(expected)),
-        "example {name} did not print a line containing {expected:?}\n--- output\n{text}"
-    );
-}
-
-/// The example's last line: one JSON object of the seed's KPIs, measured in the run.
-fn kpi_line<'a>(name: &str, stdout: &'a str) -> KpiLine<'a> {
-    KpiLine::parse(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|| {
-        panic!("example {name} did not end with its KPI line\n--- stdout\n{stdout}")
-    })
-}
-
-/// The text of `key`'s value (a number, or an array's inside).
-fn kpi<'a>(line: KpiLine<'a>, key: &str) -> &'a str {
-    line.text(key)
-        .unwrap_or_else(|| panic!("no `{key}` in the KPI line {line}"))
-}
-
-fn kpi_number(line: KpiLine<'_>, key: &str) -> f64 {
-    line.number(key)
-        .unwrap_or_else(|| panic!("`{key}` is not a number in {line}"))
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Running an example program as its users would, for the tests that hold what it prints to
 //! the claims it makes: it must exit 0 and leave no throwaway server directory behind, and a
-//! seed example ends with one JSON line of KPIs ([`KpiLine`]).
+//! seed example ends with one JSON line of KPIs ([`KpiLine`]). The assertions at the end
+//! ([`assert_line`], [`kpi_line`], [`kpi`], [`kpi_number`]) panic with the example's output,
+//! for use in tests.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -177,6 +179,49 @@ impl<'a> KpiLine<'a> {
     pub fn number(&self, key: &str) -> Option<f64> {
         self.text(key)?.parse().ok()
     }
+}
+
+/// Asserts that a line of `text` (what example `name` printed) contains `expected`.
+///
+/// # Panics
+///
+/// When none does, with the whole text.
+pub fn assert_line(name: &str, text: &str, expected: &str) {
+    assert!(
+        text.lines().any(|l| l.contains(expected)),
+        "example {name} did not print a line containing {expected:?}\n--- output\n{text}"
+    );
+}
+
+/// The last line of `stdout` (what example `name` printed) as its KPI line.
+///
+/// # Panics
+///
+/// When that line is not a KPI line, with the whole output.
+pub fn kpi_line<'a>(name: &str, stdout: &'a str) -> KpiLine<'a> {
+    KpiLine::parse(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|| {
+        panic!("example {name} did not end with its KPI line\n--- stdout\n{stdout}")
+    })
+}
+
+/// The text of `key`'s value in `line` (see [`KpiLine::text`]).
+///
+/// # Panics
+///
+/// When the line has no `key`.
+pub fn kpi<'a>(line: KpiLine<'a>, key: &str) -> &'a str {
+    line.text(key)
+        .unwrap_or_else(|| panic!("no `{key}` in the KPI line {line}"))
+}
+
+/// `key`'s value in `line` as a number.
+///
+/// # Panics
+///
+/// When the line has no `key` or its value is not a number.
+pub fn kpi_number(line: KpiLine<'_>, key: &str) -> f64 {
+    line.number(key)
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {line}"))
 }
 
 #[cfg(test)]

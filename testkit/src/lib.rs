@@ -74,7 +74,7 @@ mod controls;
 mod database;
 pub mod drill;
 mod error;
-mod example;
+pub mod example;
 mod http;
 mod options;
 mod patroni;

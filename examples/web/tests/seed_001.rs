@@ -7,38 +7,14 @@
 //! `cargo test` builds the package's examples before its integration tests; the binary is
 //! found next to this test's executable (`target/<profile>/examples/<name>`).
 
-use sqlx_resilience_testkit::{KpiLine, run_example};
+use sqlx_resilience_testkit::example::{assert_line, kpi, kpi_line, kpi_number};
+use sqlx_resilience_testkit::run_example;
 
 /// Runs an example to completion and returns its standard output and error; fails with both
 /// when it exits non-zero or leaves its throwaway server's directory behind.
 fn run(name: &str) -> (String, String) {
     let out = run_example(name).unwrap_or_else(|e| panic!("{e}"));
     (out.stdout, out.stderr)
-}
-
-fn assert_line(name: &str, text: &str, expected: &str) {
-    assert!(
-        text.lines().any(|l| l.contains(expected)),
-        "example {name} did not print a line containing {expected:?}\n--- output\n{text}"
-    );
-}
-
-/// The example's last line: one JSON object of the seed's KPIs, measured in the run.
-fn kpi_line<'a>(name: &str, stdout: &'a str) -> KpiLine<'a> {
-    KpiLine::parse(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|| {
-        panic!("example {name} did not end with its KPI line\n--- stdout\n{stdout}")
-    })
-}
-
-/// The text of `key`'s value (a number, or an array's inside).
-fn kpi<'a>(line: KpiLine<'a>, key: &str) -> &'a str {
-    line.text(key)
-        .unwrap_or_else(|| panic!("no `{key}` in the KPI line {line}"))
-}
-
-fn kpi_number(line: KpiLine<'_>, key: &str) -> f64 {
-    line.number(key)
-        .unwrap_or_else(|| panic!("`{key}` is not a number in {line}"))
 }
 
 #[test]
