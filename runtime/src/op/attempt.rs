@@ -27,57 +27,141 @@ pub(crate) enum Phase {
     Commit,
 }
 
-/// How an attempt ended.
-pub(crate) enum Ended<T, E> {
-    Ok(T),
-    /// The body (or begin/commit) failed.
-    Failed(E, Phase),
+/// How an attempt ended. The body's value or error is kept by the body ([`Body`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Ok,
+    /// The body (or begin/commit) failed; the error is kept.
+    Failed(Phase),
     /// The attempt's time ran out.
     TimedOut(Phase),
 }
 
-/// Runs a body once on a connection: the one thing that differs between a plain op and a
-/// transactional one. How a transaction begins is data of the op ([`Resolved::tx`]).
-pub(crate) trait Attempt<T, E>: Send {
-    /// Whether the body runs in a transaction.
+/// An op's body as the runner sees it, with its output and error types hidden: the runner
+/// (the retry loop, the policies around each attempt, begin and commit) is then compiled once,
+/// in this crate, instead of once for every op of the application. That copy per op was most
+/// of what an op cost to build.
+///
+/// The body keeps its last value or error itself ([`Kept`]); the runner says which to hand
+/// back ([`Kept::finish`]).
+pub(crate) trait Body<'env>: Send {
+    /// Whether the body runs in a transaction ([`Body::call_tx`]) or on a plain connection
+    /// ([`Body::call`]).
     fn is_tx(&self) -> bool;
 
-    /// Runs the body once; gives the connection back so the runner can evict it.
-    ///
-    /// Boxed rather than `impl Future`: the runner's future must be provably `Send` for every
-    /// caller, and a projection through this trait (whose impls depend on the body's borrow
-    /// lifetime) defeats that proof ("implementation is not general enough").
-    fn run<'a>(
-        &'a mut self,
-        op: &'a Resolved,
-        conn: PooledConn,
-        until: Option<Instant>,
-    ) -> BoxFuture<'a, (Ended<T, E>, PooledConn)>
-    where
-        T: 'a,
-        E: 'a;
+    /// Runs a plain body once; true when it succeeded. Its value or error is kept.
+    fn call<'c>(&'c mut self, conn: &'c mut Conn<'env>) -> BoxFuture<'c, bool>;
+
+    /// Runs a transactional body once; true when it succeeded. Its value or error is kept.
+    fn call_tx<'c>(&'c mut self, tx: &'c mut Tx<'env>) -> BoxFuture<'c, bool>;
+
+    /// Keeps `error` (the runner's own, or from `BEGIN` or `COMMIT`) as the call's error,
+    /// converted to the body's error type; a kept value is dropped.
+    fn fail(&mut self, error: Error);
+
+    /// The database failure inside the kept error, if the error type shows one.
+    fn db_error(&mut self) -> Option<&mut Error>;
 }
 
 /// A body on a plain connection.
-pub(crate) struct Plain<F>(pub(crate) F);
+pub(crate) struct Plain<F>(F);
 
-/// A plain body, with the lifetime of what it borrows.
-pub(crate) fn plain<'env, T, E, F>(body: F) -> (Plain<F>, EnvMarker<'env>)
+/// A body in a transaction: begun with the op's isolation and, when the attempt has a time
+/// limit, `SET LOCAL statement_timeout` from the time left (one round trip with `BEGIN`);
+/// committed when the body succeeds, rolled back otherwise (also on panic and cancellation,
+/// by the transaction's guard). The transaction goes through sqlx's transaction manager, so
+/// sqlx knows it is in one: a nested `begin` in the body opens a savepoint. The op's name is
+/// the transaction's `application_name`.
+pub(crate) struct InTx<G>(G);
+
+/// A body (`Plain` or `InTx`) with its last value or error. The only part of the runner
+/// compiled for each op.
+pub(crate) struct Kept<'env, B, T, E> {
+    body: B,
+    value: Option<T>,
+    error: Option<E>,
+    access: fn(&mut E) -> Option<&mut Error>,
+    _env: EnvMarker<'env>,
+}
+
+/// A plain body, with the lifetime of what it borrows, and how to find the database failure
+/// in its error type.
+pub(crate) fn plain<'env, T, E, F>(
+    body: F,
+    access: fn(&mut E) -> Option<&mut Error>,
+) -> Kept<'env, Plain<F>, T, E>
 where
     F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
 {
-    (Plain(body), EnvMarker::default())
+    Kept::new(Plain(body), access)
 }
 
-/// A transactional body, with the lifetime of what it borrows.
-pub(crate) fn in_tx<'env, T, E, G>(body: G) -> (InTx<G>, EnvMarker<'env>)
+/// A transactional body (see [`plain`]).
+pub(crate) fn in_tx<'env, T, E, G>(
+    body: G,
+    access: fn(&mut E) -> Option<&mut Error>,
+) -> Kept<'env, InTx<G>, T, E>
 where
     G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send + 'env,
 {
-    (InTx(body), EnvMarker::default())
+    Kept::new(InTx(body), access)
 }
 
-impl<'env, T, E, F> Attempt<T, E> for (Plain<F>, EnvMarker<'env>)
+impl<B, T, E> Kept<'_, B, T, E> {
+    fn new(body: B, access: fn(&mut E) -> Option<&mut Error>) -> Self {
+        Kept {
+            body,
+            value: None,
+            error: None,
+            access,
+            _env: EnvMarker::default(),
+        }
+    }
+}
+
+impl<B, T, E: From<Error>> Kept<'_, B, T, E> {
+    /// The call's result: the kept value when the runner says it succeeded, else the kept
+    /// error.
+    pub(crate) fn finish(mut self, ok: bool) -> Result<T, E> {
+        match (ok, self.value.take(), self.error.take()) {
+            (true, Some(value), _) => Ok(value),
+            (false, _, Some(error)) => Err(error),
+            // The runner keeps an error for every failure and ends on success only after a
+            // body kept its value; say so rather than panic if that ever breaks.
+            _ => Err(E::from(Error::Op {
+                site: crate::error::Site::default(),
+                message: "the op ended with neither a value nor an error (a bug in the \
+                          runtime: please report it)"
+                    .to_owned(),
+            })),
+        }
+    }
+
+    fn keep(&mut self, result: Result<T, E>) -> bool {
+        match result {
+            Ok(value) => {
+                self.value = Some(value);
+                true
+            }
+            Err(error) => {
+                self.error = Some(error);
+                false
+            }
+        }
+    }
+
+    fn fail_with(&mut self, error: Error) {
+        self.value = None;
+        self.error = Some(E::from(error));
+    }
+
+    fn kept_db_error(&mut self) -> Option<&mut Error> {
+        let access = self.access;
+        self.error.as_mut().and_then(access)
+    }
+}
+
+impl<'env, T, E, F> Body<'env> for Kept<'env, Plain<F>, T, E>
 where
     F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send,
     T: Send,
@@ -87,32 +171,82 @@ where
         false
     }
 
-    fn run<'a>(
-        &'a mut self,
-        op: &'a Resolved,
-        conn: PooledConn,
-        until: Option<Instant>,
-    ) -> BoxFuture<'a, (Ended<T, E>, PooledConn)>
-    where
-        T: 'a,
-        E: 'a,
-    {
+    fn call<'c>(&'c mut self, conn: &'c mut Conn<'env>) -> BoxFuture<'c, bool> {
+        let future = (self.body.0)(conn);
         Box::pin(async move {
-            let mut conn = Conn {
-                inner: conn,
-                _env: self.1,
-            };
-            if op.pool.config().pooler == Pooler::Transaction {
-                return run_pinned(&mut self.0.0, op, conn, until).await;
-            }
-            let ended = match within(until, (self.0.0)(&mut conn)).await {
-                Some(Ok(v)) => Ended::Ok(v),
-                Some(Err(e)) => Ended::Failed(e, Phase::Body),
-                None => Ended::TimedOut(Phase::Body),
-            };
-            (ended, conn.inner)
+            let result = future.await;
+            self.keep(result)
         })
     }
+
+    fn call_tx<'c>(&'c mut self, _: &'c mut Tx<'env>) -> BoxFuture<'c, bool> {
+        unreachable!("the runner calls a plain body with `call`")
+    }
+
+    fn fail(&mut self, error: Error) {
+        self.fail_with(error);
+    }
+
+    fn db_error(&mut self) -> Option<&mut Error> {
+        self.kept_db_error()
+    }
+}
+
+impl<'env, T, E, G> Body<'env> for Kept<'env, InTx<G>, T, E>
+where
+    G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send,
+    T: Send,
+    E: From<Error> + Send,
+{
+    fn is_tx(&self) -> bool {
+        true
+    }
+
+    fn call<'c>(&'c mut self, _: &'c mut Conn<'env>) -> BoxFuture<'c, bool> {
+        unreachable!("the runner calls a transactional body with `call_tx`")
+    }
+
+    fn call_tx<'c>(&'c mut self, tx: &'c mut Tx<'env>) -> BoxFuture<'c, bool> {
+        let future = (self.body.0)(tx);
+        Box::pin(async move {
+            let result = future.await;
+            self.keep(result)
+        })
+    }
+
+    fn fail(&mut self, error: Error) {
+        self.fail_with(error);
+    }
+
+    fn db_error(&mut self) -> Option<&mut Error> {
+        self.kept_db_error()
+    }
+}
+
+/// Runs the body once on `conn` (plain, in a transaction, or pinned in one behind a
+/// transaction pooler); gives the connection back so the runner can evict it.
+pub(crate) async fn run<'env>(
+    body: &mut dyn Body<'env>,
+    op: &Resolved,
+    conn: PooledConn,
+    until: Option<Instant>,
+) -> (Ended, PooledConn) {
+    if body.is_tx() {
+        return run_tx(body, op.tx, (op.spec.name, op.pool.config()), conn, until).await;
+    }
+    if op.pool.config().pooler == Pooler::Transaction {
+        return run_pinned(body, op, conn, until).await;
+    }
+    let mut conn = Conn {
+        inner: conn,
+        _env: EnvMarker::default(),
+    };
+    let ended = match within(until, body.call(&mut conn)).await {
+        Some(true) => Ended::Ok,
+        Some(false) => Ended::Failed(Phase::Body),
+        None => Ended::TimedOut(Phase::Body),
+    };
+    (ended, conn.inner)
 }
 
 /// A plain body behind a transaction pooler: in a transaction, so that each of sqlx's
@@ -120,16 +254,12 @@ where
 /// statement outside a transaction to another). The op still counts as plain: a failure or
 /// timeout mid-body is judged as one, though nothing of a body that did not finish is left
 /// applied (the transaction is rolled back, or dies with its evicted connection).
-async fn run_pinned<'env, T, E, F>(
-    body: &mut F,
+async fn run_pinned<'env>(
+    body: &mut dyn Body<'env>,
     op: &Resolved,
-    conn: Conn<'env>,
+    conn: PooledConn,
     until: Option<Instant>,
-) -> (Ended<T, E>, PooledConn)
-where
-    F: for<'c> FnMut(&'c mut Conn<'env>) -> BoxFuture<'c, Result<T, E>> + Send,
-    E: From<Error>,
-{
+) -> (Ended, PooledConn) {
     type Manager = PgTransactionManager;
     /// Rolls back when dropped open (a failure, a panic, or the call cancelled).
     struct Pinned<'env> {
@@ -148,7 +278,10 @@ where
     }
     let version = conn.server_version_num().unwrap_or(0);
     let mut pinned = Pinned {
-        conn: Some(conn),
+        conn: Some(Conn {
+            inner: conn,
+            _env: EnvMarker::default(),
+        }),
         open: false,
     };
     let begin = begin_sql(
@@ -161,19 +294,25 @@ where
         let conn = pinned.conn.as_mut().expect("present until the end");
         match within(until, Manager::begin(&mut conn.inner, Some(begin))).await {
             Some(Ok(())) => pinned.open = true,
-            Some(Err(e)) => break 'attempt Ended::Failed(E::from(Error::from(e)), Phase::Begin),
+            Some(Err(e)) => {
+                body.fail(Error::from(e));
+                break 'attempt Ended::Failed(Phase::Begin);
+            }
             None => break 'attempt Ended::TimedOut(Phase::Begin),
         }
-        match within(until, body(conn)).await {
-            Some(Ok(v)) => match within(until, Manager::commit(&mut conn.inner)).await {
+        match within(until, body.call(conn)).await {
+            Some(true) => match within(until, Manager::commit(&mut conn.inner)).await {
                 Some(Ok(())) => {
                     pinned.open = false;
-                    Ended::Ok(v)
+                    Ended::Ok
                 }
-                Some(Err(e)) => Ended::Failed(E::from(Error::from(e)), Phase::Commit),
+                Some(Err(e)) => {
+                    body.fail(Error::from(e));
+                    Ended::Failed(Phase::Commit)
+                }
                 None => Ended::TimedOut(Phase::Commit),
             },
-            Some(Err(e)) => Ended::Failed(e, Phase::Body),
+            Some(false) => Ended::Failed(Phase::Body),
             None => Ended::TimedOut(Phase::Body),
         }
     };
@@ -186,63 +325,18 @@ where
     (ended, conn.inner)
 }
 
-/// A body in a transaction: begun with the op's isolation and, when the attempt has a time
-/// limit, `SET LOCAL statement_timeout` from the time left (one round trip with `BEGIN`);
-/// committed when the body succeeds, rolled back otherwise (also on panic and cancellation,
-/// by the transaction's guard). The transaction goes through sqlx's transaction manager, so
-/// sqlx knows it is in one: a nested `begin` in the body opens a savepoint. The op's name is
-/// the transaction's `application_name`.
-pub(crate) struct InTx<G>(pub(crate) G);
-
-impl<'env, T, E, G> Attempt<T, E> for (InTx<G>, EnvMarker<'env>)
-where
-    G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send,
-    T: Send,
-    E: From<Error> + Send,
-{
-    fn is_tx(&self) -> bool {
-        true
-    }
-
-    fn run<'a>(
-        &'a mut self,
-        op: &'a Resolved,
-        conn: PooledConn,
-        until: Option<Instant>,
-    ) -> BoxFuture<'a, (Ended<T, E>, PooledConn)>
-    where
-        T: 'a,
-        E: 'a,
-    {
-        Box::pin(run_tx(
-            &mut self.0.0,
-            self.1,
-            op.tx,
-            (op.spec.name, op.pool.config()),
-            conn,
-            until,
-        ))
-    }
-}
-
-async fn run_tx<'env, T, E, G>(
-    body: &mut G,
-    env: EnvMarker<'env>,
+async fn run_tx<'env>(
+    body: &mut dyn Body<'env>,
     spec: TxSpec,
     (name, config): (&str, &PoolConfig),
     conn: PooledConn,
     until: Option<Instant>,
-) -> (Ended<T, E>, PooledConn)
-where
-    G: for<'c> FnMut(&'c mut Tx<'env>) -> BoxFuture<'c, Result<T, E>> + Send,
-    T: Send,
-    E: From<Error> + Send,
-{
+) -> (Ended, PooledConn) {
     type Manager = PgTransactionManager;
     let mut tx = Tx {
         conn: Some(conn),
         open: false,
-        _env: env,
+        _env: EnvMarker::default(),
     };
     let behind = (config.pooler == Pooler::Transaction)
         .then(|| (config, tx.conn().server_version_num().unwrap_or(0)));
@@ -250,24 +344,30 @@ where
     let ended = 'attempt: {
         match within(until, Manager::begin(tx.conn(), Some(begin))).await {
             Some(Ok(())) => tx.open = true,
-            Some(Err(e)) => break 'attempt Ended::Failed(E::from(Error::from(e)), Phase::Begin),
+            Some(Err(e)) => {
+                body.fail(Error::from(e));
+                break 'attempt Ended::Failed(Phase::Begin);
+            }
             None => break 'attempt Ended::TimedOut(Phase::Begin),
         }
-        match within(until, body(&mut tx)).await {
-            Some(Ok(v)) => {
+        match within(until, body.call_tx(&mut tx)).await {
+            Some(true) => {
                 let committed = within(until, Manager::commit(tx.conn())).await;
                 match committed {
                     Some(Ok(())) => {
                         tx.open = false;
-                        Ended::Ok(v)
+                        Ended::Ok
                     }
-                    Some(Err(e)) => Ended::Failed(E::from(Error::from(e)), Phase::Commit),
+                    Some(Err(e)) => {
+                        body.fail(Error::from(e));
+                        Ended::Failed(Phase::Commit)
+                    }
                     None => Ended::TimedOut(Phase::Commit),
                 }
             }
             // ROLLBACK is queued when the transaction is let go, and sent before the
             // connection is used again (or the connection is closed when evicted).
-            Some(Err(e)) => Ended::Failed(e, Phase::Body),
+            Some(false) => Ended::Failed(Phase::Body),
             None => Ended::TimedOut(Phase::Body),
         }
     };

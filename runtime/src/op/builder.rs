@@ -171,7 +171,7 @@ impl<'rt> OpBuilder<'rt> {
         E: OpError,
     {
         let op = Resolved::new(self.rt, self.spec).map_err(E::from)?;
-        execute(self.rt, &op, self.key.as_deref(), E::db_error, plain(body)).await
+        execute(self.rt, &op, self.key.as_deref(), plain(body, E::db_error)).await
     }
 
     /// Runs `body` in a transaction: committed when it succeeds, rolled back when it fails,
@@ -185,7 +185,7 @@ impl<'rt> OpBuilder<'rt> {
         E: OpError,
     {
         let op = Resolved::new(self.rt, self.spec).map_err(E::from)?;
-        execute(self.rt, &op, self.key.as_deref(), E::db_error, in_tx(body)).await
+        execute(self.rt, &op, self.key.as_deref(), in_tx(body, E::db_error)).await
     }
 }
 
@@ -219,7 +219,7 @@ impl Op {
         T: Send + 'env,
         E: OpError,
     {
-        execute(&*self.rt, &self.resolved, None, E::db_error, plain(body)).await
+        execute(&*self.rt, &self.resolved, None, plain(body, E::db_error)).await
     }
 
     /// Runs `body` with `key` for a per-key (tenant) rate limiter.
@@ -233,8 +233,7 @@ impl Op {
             &*self.rt,
             &self.resolved,
             Some(key),
-            E::db_error,
-            plain(body),
+            plain(body, E::db_error),
         )
         .await
     }
@@ -246,6 +245,6 @@ impl Op {
         T: Send + 'env,
         E: OpError,
     {
-        execute(&*self.rt, &self.resolved, None, E::db_error, in_tx(body)).await
+        execute(&*self.rt, &self.resolved, None, in_tx(body, E::db_error)).await
     }
 }

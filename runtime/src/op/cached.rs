@@ -69,7 +69,7 @@ impl OpBuilder<'_> {
         let op = Resolved::new(self.rt, self.spec).map_err(E::from)?;
         let key_str = self.key.as_deref();
         cached(self.rt, &op.spec, key, || {
-            execute(self.rt, &op, key_str, E::db_error, plain(body))
+            execute(self.rt, &op, key_str, plain(body, E::db_error))
         })
         .await
     }
@@ -86,7 +86,7 @@ impl OpBuilder<'_> {
         let op = Resolved::new(self.rt, self.spec).map_err(E::from)?;
         let key_str = self.key.as_deref();
         cached(self.rt, &op.spec, key, || {
-            execute(self.rt, &op, key_str, E::db_error, in_tx(body))
+            execute(self.rt, &op, key_str, in_tx(body, E::db_error))
         })
         .await
     }
@@ -102,7 +102,7 @@ impl Op {
         E: OpError,
     {
         cached(&*self.rt, &self.resolved.spec, key, || {
-            execute(&*self.rt, &self.resolved, None, E::db_error, plain(body))
+            execute(&*self.rt, &self.resolved, None, plain(body, E::db_error))
         })
         .await
     }
@@ -117,7 +117,7 @@ impl Op {
         E: OpError,
     {
         cached(&*self.rt, &self.resolved.spec, key, || {
-            execute(&*self.rt, &self.resolved, None, E::db_error, in_tx(body))
+            execute(&*self.rt, &self.resolved, None, in_tx(body, E::db_error))
         })
         .await
     }

@@ -6,16 +6,16 @@
 //! never count against the breaker. The deadline covers the whole call: limiter and bulkhead
 //! waits, acquiring, every attempt and every retry delay; no retry sleeps past it.
 //!
-//! Only the loop and the call of the body depend on the body's types; everything else (the
-//! policies before the body, the judgement after it, the retry decision) is written once, so
-//! each `#[db_op]` adds little code to compile.
+//! Nothing here depends on the body's types: the runner sees the body as a `dyn Body`, which
+//! keeps the body's value or error itself, so the runner is compiled once and each op adds
+//! only its body and a small adapter to the application's build.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::attempt::{Attempt, Ended, Phase};
+use super::attempt::{self, Body, Ended, Kept, Phase};
 use super::host::{Host, InFlight};
 use super::resolve::Resolved;
 use crate::breaker::{BreakerPermit, BreakerRejected, CircuitBreaker, Recovery};
@@ -27,9 +27,6 @@ use crate::pool::replica::Lease;
 use crate::pool::{CloseReason, Holder, PooledConn};
 use crate::recovery::WaitEnd;
 use crate::retry::{RetryDecision, RetryState, StopReason};
-
-/// Gives the runner the database error inside a body's error type, if there is one.
-pub(crate) type ErrAccess<E> = fn(&mut E) -> Option<&mut Error>;
 
 /// What the runner decided about a failed attempt.
 #[derive(Debug, Clone, Copy)]
@@ -57,12 +54,6 @@ impl Verdict {
     }
 }
 
-/// A failed attempt: the error in the body's type, and the verdict.
-struct Judged<E> {
-    error: E,
-    verdict: Verdict,
-}
-
 /// What to do after a failed attempt.
 enum Next {
     Retry(Duration),
@@ -72,19 +63,30 @@ enum Next {
     Deadline,
 }
 
-/// Runs an op inside the span its observer gives, and reports its duration and outcome to the
-/// observer when it ends (see `crate::observer`).
-pub(crate) async fn execute<T, E, A>(
+/// Runs an op and hands back what its body kept: the value when the call succeeded, else
+/// the error (the body's own, or the runner's converted to the body's error type).
+pub(crate) async fn execute<'env, B, T, E>(
     rt: &dyn Host,
     op: &Resolved,
     key: Option<&str>,
-    access: ErrAccess<E>,
-    body: A,
+    mut body: Kept<'env, B, T, E>,
 ) -> Result<T, E>
 where
-    A: Attempt<T, E>,
+    Kept<'env, B, T, E>: Body<'env>,
     E: From<Error>,
 {
+    let ok = execute_erased(rt, op, key, &mut body).await;
+    body.finish(ok)
+}
+
+/// Runs an op inside the span its observer gives, and reports its duration and outcome to the
+/// observer when it ends (see `crate::observer`); true when it succeeded.
+async fn execute_erased<'env>(
+    rt: &dyn Host,
+    op: &Resolved,
+    key: Option<&str>,
+    body: &mut dyn Body<'env>,
+) -> bool {
     // An open breaker turns the call away before anything is set up, when it comes first in
     // the order (no rate limiter) and nobody listens for the op's span: no span, no clock of
     // the call's own; the outcome is still counted. Otherwise the attempt decides, below.
@@ -102,83 +104,75 @@ where
         op.observer.turned_away(&error);
         op.observer
             .attempt_failed(1, FailureKind::BreakerOpen, false, Some(&error));
-        return Err(E::from(error));
+        body.fail(error);
+        return false;
     }
     let span = op.observer.call_started();
     // One reading of the clock for the call's start, shared by the observer and the deadline;
     // real time: durations are measured, not scheduled, so tokio's (pausable) clock is not used.
     let clock = std::time::Instant::now();
     let started = Instant::from_std(clock);
-    let (mut result, attempts) = execute_inner(rt, op, key, access, body, started)
+    let (ok, attempts) = execute_inner(rt, op, key, body, started)
         .instrument(span.clone())
         .await;
     let elapsed = clock.elapsed();
-    let failure = result.as_mut().err().map(|e| access(e).map(|e| &*e));
+    let failure = (!ok).then(|| body.db_error().map(|e| &*e));
     op.observer.call_finished(&span, elapsed, attempts, failure);
     span.in_scope(|| finished(op, elapsed, attempts));
-    result
+    ok
 }
 
 /// Runs an op: attempts, retries, deadline.
-async fn execute_inner<T, E, A>(
+async fn execute_inner<'env>(
     rt: &dyn Host,
     op: &Resolved,
     key: Option<&str>,
-    access: ErrAccess<E>,
-    mut body: A,
+    body: &mut dyn Body<'env>,
     started: Instant,
-) -> (Result<T, E>, u32)
-where
-    A: Attempt<T, E>,
-    E: From<Error>,
-{
+) -> (bool, u32) {
     let _in_flight = match InFlight::enter(rt, || op.site()) {
         Ok(guard) => guard,
-        Err(e) => return (Err(E::from(e)), 0),
+        Err(e) => {
+            body.fail(e);
+            return (false, 0);
+        }
     };
     let deadline = op.spec.deadline.map(|d| started + d);
     let mut retry = op.retry.as_deref().map(|r| r.start());
     let mut attempts = 0u32;
     let mut replaced = false;
     let mut on_primary = false;
-    let result = loop {
+    let ok = loop {
         attempts += 1;
         let flags = Flags {
             after_dead_conn: replaced,
             on_primary,
         };
-        let mut judged =
-            match attempt_once(op, key, access, &mut body, attempts, deadline, flags).await {
-                Ok(v) => break Ok(v),
-                Err(j) => j,
-            };
+        let verdict = match attempt_once(op, key, body, attempts, deadline, flags).await {
+            Ok(()) => break true,
+            Err(verdict) => verdict,
+        };
         op.observer.attempt_failed(
             attempts,
-            judged.verdict.kind,
-            judged.verdict.rerun,
-            access(&mut judged.error).map(|e| &*e),
+            verdict.kind,
+            verdict.rerun,
+            body.db_error().map(|e| &*e),
         );
         match next(
-            op,
-            &mut retry,
-            judged.verdict,
-            replaced,
-            attempts,
-            started,
-            deadline,
+            op, &mut retry, verdict, replaced, attempts, started, deadline,
         ) {
             Next::Replace => replaced = true,
             Next::Reroute => on_primary = true,
             Next::Retry(delay) => tokio::time::sleep(delay).await,
-            Next::Stop => break Err(judged.error),
+            Next::Stop => break false,
             Next::Deadline => {
-                let mut error = judged.error;
-                let last = access(&mut error).map(take_error);
-                break Err(E::from(deadline_exceeded(op, attempts, last)));
+                let last = body.db_error().map(take_error);
+                body.fail(deadline_exceeded(op, attempts, last));
+                break false;
             }
         }
     };
-    (result, attempts)
+    (ok, attempts)
 }
 
 /// Decides after a failed attempt.
@@ -306,19 +300,15 @@ struct Flags {
     on_primary: bool,
 }
 
-async fn attempt_once<T, E, A>(
+/// One attempt; the verdict when it failed (its error is kept by the body).
+async fn attempt_once<'env>(
     op: &Resolved,
     key: Option<&str>,
-    access: ErrAccess<E>,
-    body: &mut A,
+    body: &mut dyn Body<'env>,
     attempt: u32,
     deadline: Option<Instant>,
     flags: Flags,
-) -> Result<T, Judged<E>>
-where
-    A: Attempt<T, E>,
-    E: From<Error>,
-{
+) -> Result<(), Verdict> {
     let is_tx = body.is_tx();
     // An op that may write and cannot run again gets a checked connection: a connection that
     // died while idle must fail before its body runs, not in the middle.
@@ -326,10 +316,8 @@ where
     let ready = match prepare(op, key, attempt, deadline, check_reused, flags.on_primary).await {
         Ok(ready) => ready,
         Err((error, verdict)) => {
-            return Err(Judged {
-                error: E::from(error),
-                verdict,
-            });
+            body.fail(error);
+            return Err(verdict);
         }
     };
     let Ready {
@@ -340,12 +328,12 @@ where
         started,
         replica,
     } = ready;
-    let (mut ended, mut conn) = run_body(op, body, conn, until).await;
+    let (ended, mut conn) = run_body(op, body, conn, until).await;
     let now = Instant::now();
     let elapsed = now.saturating_duration_since(started);
     drop(slot);
-    if let (Some(lease), Ended::Failed(error, _)) = (&replica, &mut ended)
-        && let Some(db) = access(error)
+    if let (Some(lease), Ended::Failed(_)) = (&replica, ended)
+        && let Some(db) = body.db_error()
         && crate::pool::replica::reroutable(db)
     {
         lease.failed(db);
@@ -355,14 +343,10 @@ where
         }
         drop(conn);
         drop(permit);
-        let Ended::Failed(error, _) = ended else {
-            unreachable!("matched above")
-        };
-        let verdict = Verdict {
+        return Err(Verdict {
             reroute: true,
             ..Verdict::final_(c.kind)
-        };
-        return Err(Judged { error, verdict });
+        });
     }
     let at = AttemptEnd {
         op,
@@ -375,7 +359,7 @@ where
         now,
     };
     match ended {
-        Ended::Ok(v) => {
+        Ended::Ok => {
             let AttemptEnd {
                 permit, mut conn, ..
             } = at;
@@ -387,44 +371,38 @@ where
             }
             drop(conn);
             drop(replica);
-            Ok(v)
+            Ok(())
         }
         Ended::TimedOut(phase) => {
             let (error, verdict) = timed_out(AttemptEnd { phase, ..at }, deadline, until);
-            Err(Judged {
-                error: E::from(error),
-                verdict,
-            })
+            body.fail(error);
+            Err(verdict)
         }
-        Ended::Failed(mut error, phase) => {
-            let verdict = failed(AttemptEnd { phase, ..at }, access(&mut error));
-            Err(Judged { error, verdict })
-        }
+        Ended::Failed(phase) => Err(failed(AttemptEnd { phase, ..at }, body.db_error())),
     }
 }
 
 /// Runs the body, or the fault injected in its place (`crate::faults`).
-async fn run_body<T, E, A>(
+async fn run_body<'env>(
     op: &Resolved,
-    body: &mut A,
+    body: &mut dyn Body<'env>,
     mut conn: PooledConn,
     until: Option<Instant>,
-) -> (Ended<T, E>, PooledConn)
-where
-    A: Attempt<T, E>,
-    E: From<Error>,
-{
+) -> (Ended, PooledConn) {
     let Some(fault) = op
         .faults
         .as_ref()
         .and_then(|f| f.pick(&op.name, op.pool.name()))
     else {
-        return body.run(op, conn, until).await;
+        return attempt::run(body, op, conn, until).await;
     };
     match crate::faults::apply(&fault, &mut conn, until).await {
-        Injected::Proceed => body.run(op, conn, until).await,
+        Injected::Proceed => attempt::run(body, op, conn, until).await,
         // As a body's `?` would convert it.
-        Injected::Failed(e) => (Ended::Failed(E::from(Error::from(e)), Phase::Body), conn),
+        Injected::Failed(e) => {
+            body.fail(Error::from(e));
+            (Ended::Failed(Phase::Body), conn)
+        }
         Injected::TimedOut => (Ended::TimedOut(Phase::Body), conn),
     }
 }

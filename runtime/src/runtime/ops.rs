@@ -42,7 +42,7 @@ where
     E: From<Error> + Send + 'env,
 {
     let resolved = rt.resolved(op).map_err(E::from)?;
-    execute(rt, &resolved, None, access, plain(body)).await
+    execute(rt, &resolved, None, plain(body, access)).await
 }
 
 /// Runs a transactional `#[db_op]` body (see [`run_static`]). Not public API.
@@ -59,7 +59,7 @@ where
     E: From<Error> + Send + 'env,
 {
     let resolved = rt.resolved(op).map_err(E::from)?;
-    execute(rt, &resolved, None, access, in_tx(body)).await
+    execute(rt, &resolved, None, in_tx(body, access)).await
 }
 
 /// Runs a cached `#[db_op]`: `run` is the op's uncached call. Not public API: generated code
