@@ -21,7 +21,8 @@ use crate::url::rewrite;
 ///
 /// `Send + Sync`: many tests share one, and controls work while pools are connected. A
 /// dedicated server stops, and its directory is removed, when the `PgServer` and every
-/// [`TestDb`] created from it are dropped — or when the test process ends in any way.
+/// [`TestDb`](crate::TestDb) created from it are dropped — or when the test process ends in
+/// any way.
 pub struct PgServer {
     pub(crate) inner: Arc<Inner>,
 }
@@ -207,7 +208,7 @@ impl PgServer {
         })
     }
 
-    /// Another handle to the same server (kept by each [`TestDb`]).
+    /// Another handle to the same server (kept by each [`TestDb`](crate::TestDb)).
     pub(crate) fn handle(&self) -> PgServer {
         PgServer {
             inner: Arc::clone(&self.inner),
