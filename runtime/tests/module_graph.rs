@@ -978,9 +978,10 @@ impl CrateFiles {
 
 /// The folders whose files still use each other in a circle, one entry per circle: every
 /// file of it lies in the folder. The list may only shrink. `pool/`: a pool owns its read
-/// replicas, which are pools (`replica/node.rs` holds a `Pool`, `mod.rs` holds the
-/// `Replicas`), and the leak watch (`leak.rs`) scans the pool's shared state that `mod.rs`
-/// defines and that holds the watch.
+/// replicas, which are pools (`pool/mod.rs` builds and holds the `Replicas`,
+/// `replica/node.rs` holds a `Pool`); inside `replica/`, the lag monitor and the status
+/// report work on the `Replicas` that `replica/mod.rs` defines and that starts the one and
+/// hands on the other.
 const KNOWN_FILE_CIRCLES: &[&str] = &["runtime/src/pool/"];
 
 /// Each cycle between files of `g` that no folder of `known` holds whole: one loop through it
