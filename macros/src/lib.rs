@@ -9,6 +9,7 @@ mod db_op;
 mod has_runtime;
 mod kv;
 mod policies;
+mod private;
 
 /// Wraps an async repository function in the runtime's policies.
 ///

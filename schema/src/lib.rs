@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod check;
 mod closest;
 mod constraint;
 pub mod docs;
@@ -28,10 +29,9 @@ mod rule;
 mod table;
 mod value;
 
+pub use self::check::{Inherit, Seen, Source, View, Violation, WithDefaults};
 pub use self::closest::closest;
-pub use self::constraint::{
-    Constraint, Inherit, Seen, Side, Source, View, Violation, WithDefaults,
-};
+pub use self::constraint::{Constraint, Side};
 pub use self::key::{DefaultIs, Key};
 pub use self::kinds::{
     BREAKER, BUDGET, BULKHEAD, CONTENTION_ATTEMPTS, FAULTS, KINDS, LIMITER, MONITOR, POOL, RETRY,

@@ -18,8 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::kill;
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use sqlx_resilience_runtime::Error;
 
 use crate::command::{RunAs, run_bounded};
 
@@ -379,6 +380,40 @@ impl Drop for Reaper {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         reap_orphans();
     }
+}
+
+/// Sends `signal` to `pid`; a failure (the process is gone) is ignored.
+pub(crate) fn signal_pid(pid: u32, signal: Signal) {
+    if let Ok(raw) = i32::try_from(pid) {
+        let _ = kill(Pid::from_raw(raw), signal);
+    }
+}
+
+/// Polls `done` every few milliseconds until it holds or `limit` passes; returns whether it held.
+pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The watchdog of a new temp directory could not be started; the directory is removed.
+pub(crate) fn watchdog_failed(dir: &Path, action: &str, e: std::io::Error) -> Error {
+    let _ = std::fs::remove_dir_all(dir);
+    Error::test_kit(
+        action,
+        format!(
+            "cannot run /bin/sh for the watchdog of {}: {e}",
+            dir.display()
+        ),
+        "the test kit needs a POSIX shell at /bin/sh",
+    )
 }
 
 #[cfg(test)]

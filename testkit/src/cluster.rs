@@ -9,8 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use sqlx_resilience_runtime::Error;
 
 use crate::Result;
@@ -18,9 +17,10 @@ use crate::admin::{block_on, connect, literal, random_token};
 use crate::binaries::{Binaries, Search};
 use crate::cleanup::{
     Watchdog, become_subreaper, is_alive, processes_in, reap_orphans, remove_stale_dirs,
+    signal_pid, wait_until, watchdog_failed,
 };
 use crate::command::{RunAs, run_bounded, server_command};
-use crate::error::{SERVER_HINT, START, log_tail, start_failed};
+use crate::error::{SERVER_HINT, START, log_tail, scrub, start_failed};
 use crate::options::{ServerOptions, ShutdownMode};
 use crate::scratch::{free_port, io_failure, make_dir, write_file};
 use crate::tls::TlsFiles;
@@ -93,7 +93,7 @@ impl Cluster {
         let url = cluster.superuser_url("postgres");
         // The failed statement is quoted in the error: without the password.
         block_on(crate::admin::execute(&url, create_app)).map_err(|e| {
-            let detail = crate::service::scrub(&e, std::slice::from_ref(&cluster.app_password));
+            let detail = scrub(&e, std::slice::from_ref(&cluster.app_password));
             start_failed(detail, &cluster.log, SERVER_HINT)
         })?;
         Ok(cluster)
@@ -502,37 +502,4 @@ impl Drop for Cluster {
         reap_orphans();
         tracing::debug!(elapsed = ?started.elapsed(), dir = %self.dir.display(), "cluster removed");
     }
-}
-
-pub(crate) fn signal_pid(pid: u32, signal: Signal) {
-    if let Ok(raw) = i32::try_from(pid) {
-        let _ = kill(Pid::from_raw(raw), signal);
-    }
-}
-
-/// Polls `done` every few milliseconds until it holds or `limit` passes; returns whether it held.
-pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// The watchdog of a new temp directory could not be started; the directory is removed.
-pub(crate) fn watchdog_failed(dir: &Path, action: &str, e: std::io::Error) -> Error {
-    let _ = std::fs::remove_dir_all(dir);
-    Error::test_kit(
-        action,
-        format!(
-            "cannot run /bin/sh for the watchdog of {}: {e}",
-            dir.display()
-        ),
-        "the test kit needs a POSIX shell at /bin/sh",
-    )
 }

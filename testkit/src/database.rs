@@ -1,11 +1,13 @@
-//! [`TestDb`]: a database of its own for one test.
+//! [`TestDb`]: a database of its own for one test, made by [`PgServer::create_database`].
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx_resilience_runtime::redact;
+use sqlx_resilience_runtime::{Error, redact};
 
-use crate::admin::{self, block_on, ident};
+use crate::Result;
+use crate::admin::{self, block_on, ident, random_token};
 use crate::server::PgServer;
 
 /// A fresh database for one test, from [`PgServer::create_database`].
@@ -18,6 +20,37 @@ pub struct TestDb {
     name: String,
     url: String,
     admin_url: String,
+}
+
+impl PgServer {
+    /// A fresh database with a unique name (`t_<counter>_<random>`), owned by the `app` role
+    /// (on an external server: by `DATABASE_URL`'s user). Dropped when the [`TestDb`] is.
+    pub async fn create_database(&self) -> Result<TestDb> {
+        static COUNTER: AtomicU64 = AtomicU64::new(1);
+        let name = format!(
+            "t_{}_{}",
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            random_token(8)
+        );
+        let owner = if self.is_throwaway() {
+            " OWNER app"
+        } else {
+            ""
+        };
+        admin::execute(
+            self.admin_url(),
+            format!("CREATE DATABASE {}{owner}", ident(&name)),
+        )
+        .await
+        .map_err(|detail| {
+            Error::test_kit(
+                "create a test database",
+                detail,
+                "check that the server is up and the user may create databases",
+            )
+        })?;
+        Ok(TestDb::new(self.handle(), name))
+    }
 }
 
 impl TestDb {

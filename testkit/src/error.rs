@@ -54,9 +54,26 @@ pub(crate) fn named_log_tail(log: &Path, name: &str, skip: &[&str]) -> String {
 pub(crate) const SERVER_HINT: &str = "the server's own messages, where there are any, are \
     quoted above; if they do not explain the failure, report it with them";
 
+/// `text` with every secret replaced by `***`.
+pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret.as_str(), "***");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrubs_secrets() {
+        assert_eq!(
+            scrub("password=abc and abc", &["abc".to_owned(), String::new()]),
+            "password=*** and ***"
+        );
+    }
 
     #[test]
     fn log_tails_keep_the_last_lines_and_leave_out_noise() {

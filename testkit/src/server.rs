@@ -1,20 +1,18 @@
-//! [`PgServer`]: one PostgreSQL server for tests, how it is started or found, and its
-//! databases. Its controls are in `controls.rs`.
+//! [`PgServer`]: one PostgreSQL server for tests, and how it is started or found. Its
+//! controls are in `controls.rs`, its test databases in `database.rs`.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx_resilience_runtime::{Error, redact};
 
 use crate::Result;
-use crate::admin::{self, block_on, ident, off_thread, random_token};
+use crate::admin::{self, block_on, off_thread};
 use crate::cluster::Cluster;
-use crate::database::TestDb;
 use crate::options::ServerOptions;
 use crate::url::rewrite;
 
@@ -23,7 +21,8 @@ use crate::url::rewrite;
 ///
 /// `Send + Sync`: many tests share one, and controls work while pools are connected. A
 /// dedicated server stops, and its directory is removed, when the `PgServer` and every
-/// [`TestDb`] created from it are dropped — or when the test process ends in any way.
+/// [`TestDb`](crate::TestDb) created from it are dropped — or when the test process ends in
+/// any way.
 pub struct PgServer {
     pub(crate) inner: Arc<Inner>,
 }
@@ -209,7 +208,7 @@ impl PgServer {
         })
     }
 
-    /// Another handle to the same server (kept by each [`TestDb`]).
+    /// Another handle to the same server (kept by each [`TestDb`](crate::TestDb)).
     pub(crate) fn handle(&self) -> PgServer {
         PgServer {
             inner: Arc::clone(&self.inner),
@@ -267,35 +266,6 @@ impl PgServer {
             .cluster
             .as_ref()
             .and_then(Cluster::postmaster_pid)
-    }
-
-    /// A fresh database with a unique name (`t_<counter>_<random>`), owned by the `app` role
-    /// (on an external server: by `DATABASE_URL`'s user). Dropped when the [`TestDb`] is.
-    pub async fn create_database(&self) -> Result<TestDb> {
-        static COUNTER: AtomicU64 = AtomicU64::new(1);
-        let name = format!(
-            "t_{}_{}",
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            random_token(8)
-        );
-        let owner = if self.is_throwaway() {
-            " OWNER app"
-        } else {
-            ""
-        };
-        admin::execute(
-            &self.inner.admin_url,
-            format!("CREATE DATABASE {}{owner}", ident(&name)),
-        )
-        .await
-        .map_err(|detail| {
-            Error::test_kit(
-                "create a test database",
-                detail,
-                "check that the server is up and the user may create databases",
-            )
-        })?;
-        Ok(TestDb::new(self.handle(), name))
     }
 
     /// The URL of the app user (or the superuser) to `database`, optionally through `host_port`.

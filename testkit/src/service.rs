@@ -18,10 +18,11 @@ use nix::sys::signal::Signal;
 use sqlx_resilience_runtime::Error;
 
 use crate::Result;
-use crate::cleanup::{Watchdog, is_alive, reap_orphans, remove_stale_dirs};
-use crate::cluster::{signal_pid, wait_until, watchdog_failed};
+use crate::cleanup::{
+    Watchdog, is_alive, reap_orphans, remove_stale_dirs, signal_pid, wait_until, watchdog_failed,
+};
 use crate::command::RunAs;
-use crate::error::SERVER_HINT;
+use crate::error::{SERVER_HINT, scrub};
 use crate::scratch::{io_failure, make_dir, make_subdir, shell_quote, write_file};
 
 /// How long the watchdog may take to launch a program.
@@ -220,15 +221,6 @@ impl Services {
     }
 }
 
-/// `text` with every secret replaced by `***`.
-pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_owned();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(secret.as_str(), "***");
-    }
-    text
-}
-
 fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path)
         .ok()?
@@ -259,14 +251,6 @@ impl Drop for Services {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scrubs_secrets() {
-        assert_eq!(
-            scrub("password=abc and abc", &["abc".to_owned(), String::new()]),
-            "password=*** and ***"
-        );
-    }
 
     /// A launched program gets a clean environment, and stops with the directory.
     #[test]

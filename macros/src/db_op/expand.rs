@@ -23,18 +23,11 @@ use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
-use syn::{Ident, Path};
+use syn::Ident;
 
 use super::parse::{Args, Kind, PolicyName, Retry};
 use super::validate::{Capture, Form, Op, RuntimeSource};
-
-/// `::sqlx_resilience::__private`, or `<crate = path>::__private`.
-pub(crate) fn private_path(krate: Option<&Path>) -> TokenStream {
-    match krate {
-        Some(path) => quote!(#path::__private),
-        None => quote!(::sqlx_resilience::__private),
-    }
-}
+use crate::private::private_path;
 
 pub(crate) fn expand_op(op: &Op) -> TokenStream {
     let p = private_path(op.args.krate.as_ref());

@@ -8,8 +8,6 @@ use proc_macro2::{Span, TokenStream};
 
 use crate::kv::Errors;
 
-pub(crate) use self::expand::private_path;
-
 /// Expands `#[db_op(args)] item`, or returns every error found.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let (tokens, errors) = expand_lenient(args, item);

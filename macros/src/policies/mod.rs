@@ -30,7 +30,7 @@ fn expand_lenient(input: TokenStream) -> (TokenStream, Option<syn::Error>) {
     };
     let mut errors = Errors::default();
     let declared = validate::check(input.decls, &mut errors);
-    let private = crate::db_op::private_path(input.krate.as_ref());
+    let private = crate::private::private_path(input.krate.as_ref());
     let tokens = expand::expand(input.module.as_ref(), &private, &declared);
     (tokens, errors.take())
 }

@@ -28,14 +28,14 @@ mod report;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::time::Instant;
 
-use self::queue::{Body, Hook, Queue};
+use self::queue::{Hook, Queue};
 pub use self::report::{BackgroundStats, DropReason, DroppedWrite};
 use crate::error::Result;
-use crate::op::{BoxFuture, Conn, Op, OpBuilder};
+use crate::op::{BackgroundBody, BackgroundWrite, BoxFuture, Conn, Op, OpBuilder};
 use crate::pool::PoolConfig;
 pub use crate::pool::WhenFull;
 
@@ -93,14 +93,14 @@ impl BackgroundWrites {
         self.order.iter().map(|n| self.queues[n].stats()).collect()
     }
 
-    pub(crate) async fn submit(&self, op: Op, body: Body) -> Result<u64> {
+    pub(crate) async fn submit(&self, write: BackgroundWrite) -> Result<u64> {
         let queue = self
             .queues
-            .get(op.pool_name())
+            .get(&write.pool)
             .expect("every pool has a queue")
             .clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        queue.submit(id, op, body).await?;
+        queue.submit(id, write).await?;
         Ok(id)
     }
 
@@ -134,9 +134,24 @@ impl Op {
     where
         F: for<'c> FnMut(&'c mut Conn<'static>) -> BoxFuture<'c, Result<()>> + Send + 'static,
     {
-        self.host()
-            .submit_background(self.clone(), Box::new(body))
-            .await
+        let body: Arc<Mutex<BackgroundBody>> = Arc::new(Mutex::new(Box::new(body)));
+        let op = self.clone();
+        let attempt = move || -> BoxFuture<'static, Result<()>> {
+            let (op, body) = (op.clone(), body.clone());
+            Box::pin(async move {
+                op.run(move |conn| {
+                    let mut body = body.lock().unwrap_or_else(|e| e.into_inner());
+                    (*body)(conn)
+                })
+                .await
+            })
+        };
+        let write = BackgroundWrite {
+            op: self.name(),
+            pool: self.pool_name().clone(),
+            attempt: Box::new(attempt),
+        };
+        self.host().submit_background(write).await
     }
 }
 

@@ -12,10 +12,7 @@ use tokio::time::Instant;
 use super::WhenFull;
 use super::report::{BackgroundStats, DropReason, DroppedWrite, millis};
 use crate::error::{Error, Result, Site};
-use crate::op::Op;
-
-/// A background write's body: run once per attempt, and again after a hold.
-pub(crate) type Body = crate::op::BackgroundBody;
+use crate::op::BackgroundWrite;
 
 /// Receives every write that was not made.
 pub(crate) type Hook = Arc<dyn Fn(&DroppedWrite) + Send + Sync>;
@@ -26,9 +23,8 @@ const FIRST_HOLD: Duration = Duration::from_millis(50);
 
 struct Job {
     id: u64,
-    op: Op,
+    write: BackgroundWrite,
     submitted: Instant,
-    body: Arc<Mutex<Body>>,
     /// The last failure while it was held, for the report if it is never written.
     last_error: Option<String>,
 }
@@ -141,8 +137,8 @@ impl Queue {
     }
 
     /// Queues a write under the queue's rule for a full queue.
-    pub(crate) async fn submit(self: &Arc<Self>, id: u64, op: Op, body: Body) -> Result<()> {
-        let name = op.name();
+    pub(crate) async fn submit(self: &Arc<Self>, id: u64, write: BackgroundWrite) -> Result<()> {
+        let name = write.op;
         let shutting_down = || Error::ShuttingDown {
             site: self.site(name),
         };
@@ -152,9 +148,8 @@ impl Queue {
         let submitted = Instant::now();
         let job = Job {
             id,
-            op,
+            write,
             submitted,
-            body: Arc::new(Mutex::new(body)),
             last_error: None,
         };
         let permit = match self.slots.try_acquire() {
@@ -178,7 +173,7 @@ impl Queue {
                     // Its slot is this write's now.
                     Some(old) => {
                         self.counters.dropped_oldest.fetch_add(1, Ordering::Relaxed);
-                        let op = old.op.name();
+                        let op = old.write.op;
                         self.report(old.id, op, old.submitted, DropReason::DroppedOldest, None);
                     }
                     // Every slot is a running write: wait for one.
@@ -233,7 +228,7 @@ impl Queue {
                 let mut state = self.state();
                 match state.queued.pop_front() {
                     Some(job) => {
-                        let running = (job.op.name(), job.submitted, job.last_error.clone());
+                        let running = (job.write.op, job.submitted, job.last_error.clone());
                         state.running.insert(job.id, running);
                         Some(job)
                     }
@@ -245,14 +240,7 @@ impl Queue {
                 notified.await;
                 continue;
             };
-            let body = job.body.clone();
-            let result = job
-                .op
-                .run(move |conn| {
-                    let mut body = body.lock().unwrap_or_else(|e| e.into_inner());
-                    (*body)(conn)
-                })
-                .await;
+            let result = (job.write.attempt)().await;
             match result {
                 Ok(()) => {
                     hold = FIRST_HOLD;
@@ -273,7 +261,7 @@ impl Queue {
                 }
                 Err(e) => {
                     self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                    let op = job.op.name();
+                    let op = job.write.op;
                     self.report(
                         job.id,
                         op,
@@ -354,7 +342,7 @@ impl Queue {
             unwritten += 1;
         }
         for job in queued {
-            let op = job.op.name();
+            let op = job.write.op;
             self.report(
                 job.id,
                 op,

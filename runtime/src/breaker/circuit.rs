@@ -12,7 +12,9 @@ use tokio::time::Instant;
 use super::config::{BreakerConfig, BreakerMode};
 use super::event::{BreakerEvent, TransitionReason};
 use super::metrics::BreakerMetrics;
-use super::permit::{BreakerPermit, BreakerRejected, Kind, Outcome, Recovery};
+use super::outcome::{Kind, Outcome, Recovery};
+use super::permit::{BreakerPermit, Records};
+use super::rejected::BreakerRejected;
 use super::state::{
     BreakerState, CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, NORMAL, OPEN, Word,
     mode_bits, mode_of,
@@ -451,14 +453,6 @@ impl CircuitBreaker {
 
     // ---- recording ----
 
-    pub(super) fn record(&self, kind: Kind, outcome: Outcome, at: Option<Instant>) {
-        match kind {
-            Kind::Unrecorded => {}
-            Kind::Record(word) => self.record_closed(word, outcome, at),
-            Kind::Probe(word) => self.record_probe(word, outcome),
-        }
-    }
-
     fn is_slow(&self, elapsed: Duration) -> bool {
         self.slow_call.is_some_and(|t| elapsed >= t)
     }
@@ -687,6 +681,20 @@ impl CircuitBreaker {
             at: SystemTime::now(),
             enforced,
         });
+    }
+}
+
+impl Records for CircuitBreaker {
+    fn record(&self, kind: Kind, outcome: Outcome, at: Option<Instant>) {
+        match kind {
+            Kind::Unrecorded => {}
+            Kind::Record(word) => self.record_closed(word, outcome, at),
+            Kind::Probe(word) => self.record_probe(word, outcome),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::permit::Recovery;
+use super::outcome::Recovery;
 use super::state::BreakerState;
 
 /// A snapshot of one breaker, from [`CircuitBreaker::metrics`](super::CircuitBreaker::metrics).

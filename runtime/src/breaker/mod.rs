@@ -97,7 +97,9 @@ mod circuit;
 mod config;
 mod event;
 mod metrics;
+mod outcome;
 mod permit;
+mod rejected;
 mod state;
 mod window;
 
@@ -110,5 +112,7 @@ pub use self::config::{
 };
 pub use self::event::{BreakerEvent, TransitionReason};
 pub use self::metrics::BreakerMetrics;
-pub use self::permit::{BreakerPermit, BreakerRejected, Recovery};
+pub use self::outcome::Recovery;
+pub use self::permit::BreakerPermit;
+pub use self::rejected::BreakerRejected;
 pub use self::state::BreakerState;

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use sqlx_resilience_schema as schema;
 
+use super::sqlstate::check_sqlstate;
 use crate::settings::{Value, fields};
 
 crate::settings::fields::settings! {
@@ -63,7 +64,7 @@ impl FaultsConfig {
             ));
         }
         if let Some(code) = &self.sqlstate
-            && let Err(expected) = super::check_sqlstate(code)
+            && let Err(expected) = check_sqlstate(code)
         {
             found.push(("sqlstate", code.clone(), expected));
         }

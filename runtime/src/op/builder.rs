@@ -208,8 +208,8 @@ impl Op {
     }
 
     /// The pool it runs on.
-    pub(crate) fn pool_name(&self) -> &str {
-        self.resolved.pool.name()
+    pub(crate) fn pool_name(&self) -> &Arc<str> {
+        self.resolved.pool.name_arc()
     }
 
     /// Runs `body` (see [`OpBuilder::run`]).

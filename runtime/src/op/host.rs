@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use super::builder::Op;
 use super::conn::{BoxFuture, Conn};
 use crate::breaker::CircuitBreaker;
 use crate::bulkhead::Bulkhead;
@@ -18,6 +17,17 @@ use crate::retry::RetryPolicy;
 /// A background write's body: run once per attempt, and again after a hold.
 pub(crate) type BackgroundBody =
     Box<dyn for<'c> FnMut(&'c mut Conn<'static>) -> BoxFuture<'c, Result<()>> + Send>;
+
+/// A background write as the runtime's queues take it: the op's name and pool, and what runs
+/// one attempt of it (the op's policies around its body) each time it is called.
+pub(crate) struct BackgroundWrite {
+    /// The op's name.
+    pub(crate) op: &'static str,
+    /// The pool whose queue takes it.
+    pub(crate) pool: Arc<str>,
+    /// Runs the write once, through the op's policies.
+    pub(crate) attempt: Box<dyn Fn() -> BoxFuture<'static, Result<()>> + Send + Sync>,
+}
 
 /// The runtime as the runner sees it: its pools and policies by name, its shutdown gate, its
 /// result cache and background queues.
@@ -50,8 +60,8 @@ pub(crate) trait Host: std::fmt::Debug + Send + Sync + 'static {
     fn faults(&self) -> Option<Arc<Faults>>;
     /// The result cache of read-only ops.
     fn cache(&self) -> &ResultCache;
-    /// Queues `body` as a background write of `op` on its pool.
-    fn submit_background(&self, op: Op, body: BackgroundBody) -> BoxFuture<'_, Result<u64>>;
+    /// Queues a background write on its pool's queue.
+    fn submit_background(&self, write: BackgroundWrite) -> BoxFuture<'_, Result<u64>>;
 }
 
 /// An op in flight; shutdown waits for these.

@@ -16,7 +16,7 @@ pub(crate) use self::attempt::{in_tx, plain};
 pub use self::builder::{Op, OpBuilder};
 pub(crate) use self::cached::cached;
 pub use self::conn::{BoxFuture, Conn, Tx};
-pub(crate) use self::host::{BackgroundBody, Host};
+pub(crate) use self::host::{BackgroundBody, BackgroundWrite, Host};
 pub use self::nested::Nested;
 #[doc(hidden)]
 pub use self::registry::OpRegistration;

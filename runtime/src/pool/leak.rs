@@ -1,12 +1,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::PoolShared;
-use super::events::PoolEventKind;
+use super::events::{EventSink, PoolEventKind};
 
 /// Who holds a connection: an op's name and where it is declared, or a caller's location.
 #[derive(Debug, Clone)]
@@ -88,8 +87,9 @@ impl LeakWatch {
         self.checkouts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Warns once for each checkout held past the threshold; returns how many were new.
-    pub(crate) fn scan(&self, pool: &PoolShared) -> usize {
+    /// Warns once for each checkout of pool `pool` held past the threshold, counting each in
+    /// `leaks` and reporting it to `events`; returns how many were new.
+    pub(crate) fn scan(&self, pool: &str, leaks: &AtomicU64, events: &EventSink) -> usize {
         let now = Instant::now();
         let mut found = Vec::new();
         for c in self.lock().values_mut() {
@@ -101,21 +101,19 @@ impl LeakWatch {
         }
         for (holder, held) in &found {
             tracing::warn!(
-                pool = %pool.name,
+                pool = %pool,
                 holder = %holder,
                 held_ms = held.as_millis() as u64,
                 threshold_ms = self.threshold.as_millis() as u64,
                 "possible connection leak: {holder} has held a connection of pool `{}` for {:?}, \
                  longer than the leak threshold of {:?}; make sure it is returned (dropped) \
                  or raise leak_threshold",
-                pool.name,
+                pool,
                 held,
                 self.threshold,
             );
-            pool.counters
-                .leaks
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            pool.events.emit(PoolEventKind::Leak {
+            leaks.fetch_add(1, Ordering::Relaxed);
+            events.emit(PoolEventKind::Leak {
                 held: *held,
                 holder: holder.to_string(),
             });
@@ -123,20 +121,20 @@ impl LeakWatch {
         found.len()
     }
 
-    /// Runs the scanner until the pool is gone.
-    pub(crate) fn spawn_scanner(pool: Weak<PoolShared>, threshold: Duration) {
+    /// Runs the scanner every quarter of `threshold` (within 10 ms and 5 s) until `scan`, which
+    /// scans the pool's watch, says the pool is gone or closed.
+    pub(crate) fn spawn_scanner(
+        threshold: Duration,
+        mut scan: impl FnMut() -> bool + Send + 'static,
+    ) {
         let period = (threshold / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Some(pool) = pool.upgrade() else { return };
-                if pool.closed() {
+                if !scan() {
                     return;
-                }
-                if let Some(watch) = &pool.leaks {
-                    watch.scan(&pool);
                 }
             }
         });

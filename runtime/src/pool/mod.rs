@@ -307,7 +307,16 @@ impl Pool {
         if let Some(threshold) = shared.config.leak_threshold
             && tokio::runtime::Handle::try_current().is_ok()
         {
-            LeakWatch::spawn_scanner(Arc::downgrade(&shared), threshold);
+            let pool = Arc::downgrade(&shared);
+            LeakWatch::spawn_scanner(threshold, move || {
+                let Some(pool) = pool.upgrade().filter(|p| !p.closed()) else {
+                    return false;
+                };
+                if let Some(watch) = &pool.leaks {
+                    watch.scan(&pool.name, &pool.counters.leaks, &pool.events);
+                }
+                true
+            });
         }
         Pool { shared }
     }

@@ -10,7 +10,7 @@
 //!   runner reports it, naming the op's breaker. The watch starts **one
 //!   prober** for the server, however many ops, pools and breakers report it: a connection
 //!   attempt and `select 1`, at once, then on a short schedule with jitter and backoff
-//!   (`PROBE_FIRST` growing to `PROBE_MAX`).
+//!   (`probe::FIRST` growing to `probe::MAX`).
 //! - A failed probe confirms the outage: the server is **down** since the first report. New
 //!   acquires on its pools then wait for it to come back instead of each hammering it with
 //!   connection attempts, bounded by their deadline, their pool's `acquire_timeout`, the

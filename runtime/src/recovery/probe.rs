@@ -9,7 +9,6 @@ use rand::RngExt;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
-use super::server::Server;
 use crate::classify::{FailureKind, classify};
 
 /// The delay after the first failed probe. Short: a restart takes well under a second.
@@ -23,9 +22,25 @@ pub(super) const MAX: Duration = Duration::from_millis(250);
 /// Delays are spread by ±20% so that several runtimes' probers do not fall into step.
 const JITTER: f64 = 0.2;
 
+/// What the prober needs of the server it asks about (implemented by the server's watch,
+/// `Server`), so that the prober knows nothing of the watch beyond it.
+pub(super) trait Probed {
+    /// The connect options and time limit of a probe, or `None` once the runtime closed.
+    fn probe_target(&self) -> Option<(PgConnectOptions, Duration)>;
+
+    /// A probe is starting: its number, for its verdict.
+    fn probe_starting(&self) -> u64;
+
+    /// A probe reached the server: the outage is over.
+    fn answered(&self, probe: u64);
+
+    /// A probe did not reach the server: it is down.
+    fn probe_failed(&self, probe: u64, error: String);
+}
+
 /// Probes the server until it answers (or the runtime closes), waiting `first` before the
 /// first probe.
-pub(super) async fn run(server: Weak<Server>, first: Duration) {
+pub(super) async fn run<S: Probed>(server: Weak<S>, first: Duration) {
     let mut delays = ExponentialBuilder::new()
         .with_min_delay(FIRST)
         .with_factor(2.0)

@@ -8,7 +8,7 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use super::probe;
+use super::probe::{self, Probed};
 use crate::breaker::CircuitBreaker;
 use crate::error::WaitEnd;
 
@@ -233,86 +233,6 @@ impl Server {
         runtime.spawn(probe::run(Arc::downgrade(self), st.first_delay));
     }
 
-    /// The connect options and time limit of a probe, or `None` once the runtime closed.
-    pub(super) fn probe_target(&self) -> Option<(PgConnectOptions, Duration)> {
-        if self.closed.load(Ordering::Acquire) {
-            self.lock().probing = false;
-            return None;
-        }
-        Some((self.options.clone(), self.probe_timeout))
-    }
-
-    /// A probe is starting: its number, for its verdict.
-    pub(super) fn probe_starting(&self) -> u64 {
-        self.probes_started.fetch_add(1, Ordering::AcqRel) + 1
-    }
-
-    /// A probe reached the server: the outage is over.
-    pub(super) fn answered(&self, probe: u64) {
-        let (outage, breakers) = {
-            let mut st = self.lock();
-            st.probes += 1;
-            st.probing = false;
-            st.last_up = Some(Instant::now());
-            let outage = st.outage.take();
-            if let Some(o) = outage.as_ref().filter(|o| o.confirmed) {
-                st.outages += 1;
-                st.last_outage = Some(o.since.elapsed());
-            }
-            self.down.store(false, Ordering::Release);
-            (outage, std::mem::take(&mut st.breakers))
-        };
-        if outage.as_ref().is_some_and(|o| o.confirmed) {
-            self.recoveries.fetch_add(1, Ordering::AcqRel);
-        }
-        // Breakers first: a caller woken below finds its breaker half-open.
-        let mut half_opened = 0;
-        for breaker in breakers.iter().filter_map(Weak::upgrade) {
-            if breaker.server_answered() {
-                half_opened += 1;
-            }
-        }
-        self.verdict.send_replace((probe, true));
-        self.up.notify_waiters();
-        if let Some(o) = outage.filter(|o| o.confirmed) {
-            tracing::info!(
-                server = %self.key,
-                down_ms = o.since.elapsed().as_millis() as u64,
-                breakers_half_opened = half_opened,
-                "database server answers again"
-            );
-        }
-    }
-
-    /// A probe did not reach the server: it is down.
-    pub(super) fn probe_failed(&self, probe: u64, error: String) {
-        let mut st = self.lock();
-        st.probes += 1;
-        st.failed_probes += 1;
-        let outage = st.outage.get_or_insert_with(|| Outage {
-            since: Instant::now(),
-            since_wall: SystemTime::now(),
-            confirmed: false,
-            error: String::new(),
-        });
-        let first = !outage.confirmed;
-        outage.confirmed = true;
-        outage.error = error;
-        if first {
-            tracing::warn!(
-                server = %self.key,
-                error = %outage.error,
-                "database server unreachable; probing until it answers"
-            );
-        }
-        self.down.store(true, Ordering::Release);
-        drop(st);
-        self.verdict.send_replace((probe, false));
-        if first {
-            self.went_down.notify_waiters();
-        }
-    }
-
     /// Resolves when a probe next confirms an outage. Create it before looking at
     /// [`Server::is_down`], so an outage confirmed in between is not missed.
     pub(crate) fn went_down(&self) -> tokio::sync::futures::Notified<'_> {
@@ -456,6 +376,88 @@ impl Server {
             failed_probes: st.failed_probes,
             outages: st.outages,
             last_outage: st.last_outage,
+        }
+    }
+}
+
+impl Probed for Server {
+    /// The connect options and time limit of a probe, or `None` once the runtime closed.
+    fn probe_target(&self) -> Option<(PgConnectOptions, Duration)> {
+        if self.closed.load(Ordering::Acquire) {
+            self.lock().probing = false;
+            return None;
+        }
+        Some((self.options.clone(), self.probe_timeout))
+    }
+
+    /// A probe is starting: its number, for its verdict.
+    fn probe_starting(&self) -> u64 {
+        self.probes_started.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// A probe reached the server: the outage is over.
+    fn answered(&self, probe: u64) {
+        let (outage, breakers) = {
+            let mut st = self.lock();
+            st.probes += 1;
+            st.probing = false;
+            st.last_up = Some(Instant::now());
+            let outage = st.outage.take();
+            if let Some(o) = outage.as_ref().filter(|o| o.confirmed) {
+                st.outages += 1;
+                st.last_outage = Some(o.since.elapsed());
+            }
+            self.down.store(false, Ordering::Release);
+            (outage, std::mem::take(&mut st.breakers))
+        };
+        if outage.as_ref().is_some_and(|o| o.confirmed) {
+            self.recoveries.fetch_add(1, Ordering::AcqRel);
+        }
+        // Breakers first: a caller woken below finds its breaker half-open.
+        let mut half_opened = 0;
+        for breaker in breakers.iter().filter_map(Weak::upgrade) {
+            if breaker.server_answered() {
+                half_opened += 1;
+            }
+        }
+        self.verdict.send_replace((probe, true));
+        self.up.notify_waiters();
+        if let Some(o) = outage.filter(|o| o.confirmed) {
+            tracing::info!(
+                server = %self.key,
+                down_ms = o.since.elapsed().as_millis() as u64,
+                breakers_half_opened = half_opened,
+                "database server answers again"
+            );
+        }
+    }
+
+    /// A probe did not reach the server: it is down.
+    fn probe_failed(&self, probe: u64, error: String) {
+        let mut st = self.lock();
+        st.probes += 1;
+        st.failed_probes += 1;
+        let outage = st.outage.get_or_insert_with(|| Outage {
+            since: Instant::now(),
+            since_wall: SystemTime::now(),
+            confirmed: false,
+            error: String::new(),
+        });
+        let first = !outage.confirmed;
+        outage.confirmed = true;
+        outage.error = error;
+        if first {
+            tracing::warn!(
+                server = %self.key,
+                error = %outage.error,
+                "database server unreachable; probing until it answers"
+            );
+        }
+        self.down.store(true, Ordering::Release);
+        drop(st);
+        self.verdict.send_replace((probe, false));
+        if first {
+            self.went_down.notify_waiters();
         }
     }
 }

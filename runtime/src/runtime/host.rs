@@ -11,7 +11,7 @@ use crate::error::{Error, PolicyKind, Result};
 use crate::faults::Faults;
 use crate::limiter::RateLimiter;
 use crate::observer::Observer;
-use crate::op::{BackgroundBody, BoxFuture, Host, Op};
+use crate::op::{BackgroundWrite, BoxFuture, Host};
 use crate::pool::Pool;
 use crate::retry::RetryPolicy;
 
@@ -84,7 +84,7 @@ impl Host for Runtime {
         &self.shared.cache
     }
 
-    fn submit_background(&self, op: Op, body: BackgroundBody) -> BoxFuture<'_, Result<u64>> {
-        Box::pin(self.shared.background.submit(op, body))
+    fn submit_background(&self, write: BackgroundWrite) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.shared.background.submit(write))
     }
 }

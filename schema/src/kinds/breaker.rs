@@ -1,4 +1,4 @@
-use super::{DAY, HOUR, secs};
+use super::units::{DAY, HOUR, secs};
 use crate::Constraint::{Excludes, Needs, Order};
 use crate::DefaultIs::{Absent, Derived, Value};
 use crate::Rule::{Choice, Number, Percent};

@@ -1,4 +1,4 @@
-use super::{HOUR, secs};
+use super::units::{HOUR, secs};
 use crate::DefaultIs::Value;
 use crate::Typed::{Duration, Whole};
 use crate::{Key, Rule, Schema};

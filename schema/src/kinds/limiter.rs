@@ -1,4 +1,4 @@
-use super::{HOUR, secs};
+use super::units::{HOUR, secs};
 use crate::Constraint::Useless;
 use crate::DefaultIs::{Derived, Required, Value};
 use crate::Rule::{Flag, Number};

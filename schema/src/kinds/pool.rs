@@ -1,4 +1,4 @@
-use super::{DAY, HOUR, MONTH, ms, secs};
+use super::units::{DAY, HOUR, MONTH, ms, secs};
 use crate::Constraint::Order;
 use crate::DefaultIs::{Absent, Derived, Value};
 use crate::Rule::{Ascii, Choice, SchemaList, Url, UrlList};

@@ -1,4 +1,4 @@
-use super::{DAY, HOUR, ms, secs};
+use super::units::{DAY, HOUR, ms, secs};
 use crate::Constraint::Order;
 use crate::DefaultIs::{Absent, Derived, Value};
 use crate::Rule::{Choice, Number};

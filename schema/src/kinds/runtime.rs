@@ -1,4 +1,4 @@
-use super::{DAY, HOUR, MS, SECOND, secs};
+use super::units::{DAY, HOUR, MS, SECOND, secs};
 use crate::DefaultIs::{Absent, Derived, Value};
 use crate::Rule::{Ascii, Choice, Flag, Name, Percent, Url};
 use crate::Typed::{Duration, Text, Whole};

@@ -11,9 +11,12 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use tokio::time::Instant;
 
+use super::figures::{ms, round1};
 use super::load::{Load, Outcome, Plan, check_writes, report};
-use super::report::{LoadReport, ms, round1};
-use super::{BreakerOpens, Limits, Options, Size, close, runtime, server_and_database, workload};
+use super::load_report::LoadReport;
+use super::setup::{
+    BreakerOpens, Limits, Options, Size, close, runtime, server_and_database, workload,
+};
 use crate::{FaultProxy, Result};
 
 pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {

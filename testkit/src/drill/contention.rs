@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::load::connect;
-use super::{APP, Size, close};
+use super::setup::{APP, Size, close};
 use crate::{PgServer, Result, ServerOptions};
 
 const SCHEMA: &str = r#"

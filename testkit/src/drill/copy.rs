@@ -9,9 +9,9 @@ use sqlx::Connection;
 use sqlx_resilience_runtime::copy::CopyRows;
 use sqlx_resilience_runtime::{Error, Op, PolicyKind, Runtime};
 
+use super::figures::round1;
 use super::load::connect;
-use super::report::round1;
-use super::{APP, Size, close};
+use super::setup::{APP, Size, close};
 use crate::{PgServer, Result, ServerOptions};
 
 /// The `copy` drill's figures.

@@ -14,9 +14,12 @@ use serde_json::{Value as Json, json};
 use sqlx_resilience_runtime::{Error, Pool, PooledConn};
 use tokio::time::Instant;
 
+use super::figures::{ms, percentile};
 use super::load::{Load, Outcome, Plan, Sample, check_writes, report};
-use super::report::{LoadReport, ms, percentile};
-use super::{BreakerOpens, Limits, Options, Size, close, runtime, server_and_database, workload};
+use super::load_report::LoadReport;
+use super::setup::{
+    BreakerOpens, Limits, Options, Size, close, runtime, server_and_database, workload,
+};
 use crate::Result;
 
 pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {

@@ -21,9 +21,10 @@ use sqlx::Connection;
 use tokio::time::Instant;
 
 use super::failover_sqlx::{self as plain, PlainSide};
+use super::figures::ms;
 use super::load::{Load, Outcome, Plan, Sample, check_writes, create_schema, report};
-use super::report::{LoadReport, ms};
-use super::{Limits, Options, Size, close, runtime, workload};
+use super::load_report::LoadReport;
+use super::setup::{Limits, Options, Size, close, runtime, workload};
 use crate::{PatroniCluster, PatroniOptions, Result};
 
 /// How long the cluster may take to settle (election, every replica streaming).

@@ -2,9 +2,9 @@
 //! crash recovery. Commits are durable (`synchronous_commit = on`), so every acknowledged
 //! write must survive.
 
-use super::report::LoadReport;
+use super::load_report::LoadReport;
 use super::restart::{Fault, server_fault};
-use super::{Options, Size};
+use super::setup::{Options, Size};
 use crate::Result;
 
 pub(super) async fn run(size: Size, options: Options) -> Result<LoadReport> {

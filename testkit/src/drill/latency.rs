@@ -21,11 +21,14 @@ use sqlx::Connection;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::figures::ms;
 use super::load::{
     Abandoned, Load, Outcome, Plan, Workload, WriteKind, check_writes, connect, report, tag_of,
 };
-use super::report::{LoadReport, ms};
-use super::{APP, BreakerOpens, Limits, Options, Size, close, ops, runtime, server_and_database};
+use super::load_report::LoadReport;
+use super::setup::{
+    APP, BreakerOpens, Limits, Options, Size, close, ops, runtime, server_and_database,
+};
 use crate::{Direction, FaultProxy, Result};
 
 /// How often `pg_stat_activity` is read.

@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::report::{LoadReport, ms, percentile};
+use super::figures::{ms, percentile};
+use super::load_report::LoadReport;
 use crate::Result;
 use crate::admin;
 

@@ -20,8 +20,10 @@ use serde_json::Value as Json;
 use tokio::time::Instant;
 
 use super::load::{Load, Outcome, Plan, XorShift, check_writes, report};
-use super::report::LoadReport;
-use super::{BreakerOpens, Limits, Options, Size, close, runtime, server_and_database, workload};
+use super::load_report::LoadReport;
+use super::setup::{
+    BreakerOpens, Limits, Options, Size, close, runtime, server_and_database, workload,
+};
 use crate::{Direction, FaultProxy, PgServer, RestartMode, Result, TestDb};
 
 /// One fault of the schedule.

@@ -29,9 +29,9 @@ use sqlx_resilience_runtime::{Error, Op, PolicyKind, Runtime, Value};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::figures::{ms, percentile, round1};
 use super::load::connect;
-use super::report::{ms, percentile, round1};
-use super::{Size, close};
+use super::setup::{Size, close};
 use crate::{FaultProxy, PgServer, Result, ServerOptions, ShutdownMode};
 
 /// How often each caller sends a request.
@@ -250,7 +250,7 @@ async fn run_case(
     let name = case.name();
     let rt = ours(url).await?;
     let ops = Arc::new(OurOps::new(&rt)?);
-    let opens = super::BreakerOpens::watch_named(&rt, "db")?;
+    let opens = super::setup::BreakerOpens::watch_named(&rt, "db")?;
     let plain = PgPoolOptions::new().connect(url).await.map_err(|e| {
         Error::test_kit(
             "open plain sqlx's pool",

@@ -23,9 +23,10 @@ use sqlx_resilience_runtime::{Error, Op};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::Size;
+use super::figures::{median, ms, round1, round3};
 use super::load::connect;
-use super::report::{OverheadReport, median, ms, round1, round3};
+use super::report::OverheadReport;
+use super::setup::Size;
 use crate::binaries::Search;
 use crate::{PgServer, Result, TestDb};
 
@@ -93,7 +94,7 @@ pub(super) async fn run(size: Size) -> Result<OverheadReport> {
         }
     }
     // The drill's runtime: its breaker and retry policy on a pool as large as the concurrency.
-    let rt = super::runtime(db.url(), &[("max", concurrency.into())]).await?;
+    let rt = super::setup::runtime(db.url(), &[("max", concurrency.into())]).await?;
     let op = rt
         .op("drill::point_select")
         .pool("drill")

@@ -14,9 +14,9 @@ use serde::Serialize;
 use sqlx::Connection;
 use sqlx_resilience_runtime::{Error, Op, PolicyKind, Runtime, Value};
 
+use super::figures::round1;
 use super::load::connect;
-use super::report::round1;
-use super::{APP, Size, close};
+use super::setup::{APP, Size, close};
 use crate::{PgBouncer, PgBouncerOptions, PgServer, Result, ServerOptions, TestDb};
 
 /// Server connections PgBouncer keeps (`default_pool_size`), and the direct run's total.

@@ -17,7 +17,7 @@ use serde::Serialize;
 use sqlx::Connection;
 use sqlx_resilience_runtime::{Error, Runtime, Value};
 
-use super::Size;
+use super::setup::Size;
 use crate::{ReplicaSet, Result, ServerOptions};
 
 const MAX_LAG: Duration = Duration::from_secs(1);
@@ -91,7 +91,7 @@ pub(super) async fn run(size: Size) -> Result<ReplicaLagReport> {
     let db = set.create_database().await?;
     let urls = format!("{}, {}", set.replica_url(0, &db), set.replica_url(1, &db));
     let settings: Vec<(&str, Value)> = vec![
-        ("application_name", super::APP.into()),
+        ("application_name", super::setup::APP.into()),
         ("max", 12u32.into()),
         ("replicas", urls.into()),
         ("replica_max", 8u32.into()),

@@ -1,10 +1,10 @@
 //! What a drill measured, and its one-line JSON form.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value as Json;
+
+use super::load_report::LoadReport;
 
 /// The figures of a drill: [`LoadReport`] for the fault scenarios, [`OverheadReport`] for
 /// `overhead`. [`Report::to_json`] is the line the drill prints last.
@@ -95,89 +95,6 @@ impl Report {
     }
 }
 
-/// What a load drill measured. Latency figures cover every op, failed ones included, from
-/// the call to its return.
-#[derive(Debug, Clone, Serialize)]
-pub struct LoadReport {
-    /// The scenario's name.
-    pub scenario: &'static str,
-    /// Ops run.
-    pub ops: u64,
-    /// Ops that returned `Ok`.
-    pub ok: u64,
-    /// Ops that returned an error.
-    pub failed: u64,
-    /// Failed ops by [`FailureKind`](sqlx_resilience_runtime::FailureKind) name.
-    pub errors: BTreeMap<&'static str, u64>,
-    /// Writes acknowledged to the client but absent from the table at the end.
-    pub lost_writes: u64,
-    /// Inserts applied more than once and transactions applied more than once, counted in
-    /// the table at the end.
-    pub duplicate_writes: u64,
-    /// Median op latency.
-    pub p50_ms: f64,
-    /// 99th percentile op latency.
-    pub p99_ms: f64,
-    /// Slowest op.
-    pub max_ms: f64,
-    /// From the server being ready again (restart returned, fault healed, connections
-    /// returned) to the end of the first op that succeeded after it; `null` when the scenario
-    /// has no such moment, or no op succeeded after it.
-    pub recovery_ms: Option<f64>,
-    /// Reads run (declared read-only).
-    pub reads: u64,
-    /// Reads that succeeded.
-    pub reads_ok: u64,
-    /// Writes run, each with a unique key: inserts, upserts and transactions in turn.
-    pub writes: u64,
-    /// Writes acknowledged.
-    pub writes_ok: u64,
-    /// Writes the client saw fail whose row is in the table anyway (any kind of failure).
-    pub unacked_writes_present: u64,
-    /// Writes that are not idempotent: plain inserts and transactions.
-    pub non_idempotent_writes: u64,
-    /// Writes that ended as `UnknownOutcome`.
-    pub unknown_outcome: u64,
-    /// Inserts and transactions reported failed with any kind but `unknown_outcome` whose
-    /// rows are in the table: the caller was told a write that happened did not.
-    pub applied_but_reported_failed: u64,
-    /// Transactions with one insert in the table and not the other.
-    pub torn_transactions: u64,
-    /// How many times the drill's circuit breaker opened.
-    pub breaker_opens: u64,
-    /// Each op's deadline.
-    pub deadline_ms: f64,
-    /// How much later than its deadline the latest op returned (0 when every op returned
-    /// within its deadline).
-    pub worst_lateness_ms: f64,
-    /// Wall time of the load, from the first op to the last return.
-    pub duration_ms: f64,
-    /// The scenario's own figures (see each scenario in [`Scenario`](super::Scenario)).
-    #[serde(flatten)]
-    pub extra: BTreeMap<&'static str, Json>,
-}
-
-impl LoadReport {
-    /// An extra figure as a number.
-    pub fn extra_f64(&self, key: &str) -> Option<f64> {
-        self.extra.get(key).and_then(Json::as_f64)
-    }
-
-    /// An extra figure as a flag.
-    pub fn extra_bool(&self, key: &str) -> Option<bool> {
-        self.extra.get(key).and_then(Json::as_bool)
-    }
-
-    /// The share of reads that succeeded, in percent (100 when there were none).
-    pub fn reads_ok_pct(&self) -> f64 {
-        if self.reads == 0 {
-            100.0
-        } else {
-            self.reads_ok as f64 * 100.0 / self.reads as f64
-        }
-    }
-}
-
 /// What the `overhead` drill measured: point-select throughput through the op API and
 /// through raw sqlx, median of its rounds.
 #[derive(Debug, Clone, Serialize)]
@@ -226,60 +143,11 @@ pub struct OverheadReport {
     pub samples: BTreeMap<&'static str, Vec<f64>>,
 }
 
-/// Milliseconds, rounded to a tenth.
-pub(crate) fn ms(d: Duration) -> f64 {
-    round1(d.as_secs_f64() * 1000.0)
-}
-
-/// Rounded to one decimal.
-pub(crate) fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-/// Rounded to three decimals.
-pub(crate) fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-/// The nearest-rank percentile `q` (0..=1) of sorted durations.
-pub(crate) fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// The median of some figures (the mean of the middle two for an even count).
-pub(crate) fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::Value as Json;
+
     use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&d, 0.5), Duration::from_millis(50));
-        assert_eq!(percentile(&d, 0.99), Duration::from_millis(99));
-        assert_eq!(percentile(&d, 1.0), Duration::from_millis(100));
-        assert_eq!(percentile(&d[..1], 0.99), Duration::from_millis(1));
-        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
 
     #[test]
     fn the_shared_fields_come_first_in_the_documented_order() {

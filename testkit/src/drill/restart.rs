@@ -7,9 +7,12 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use tokio::time::Instant;
 
+use super::figures::ms;
 use super::load::{Load, Outcome, Plan, check_writes, report};
-use super::report::{LoadReport, ms};
-use super::{BreakerOpens, Limits, Options, Size, close, runtime, server_and_database, workload};
+use super::load_report::LoadReport;
+use super::setup::{
+    BreakerOpens, Limits, Options, Size, close, runtime, server_and_database, workload,
+};
 use crate::{RestartMode, Result};
 
 /// How the server goes down.

@@ -19,9 +19,10 @@ use sqlx::{Connection, PgConnection};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::figures::{median, ms, percentile, round1};
 use super::load::{Load, Outcome, Plan, Workload, check_writes, connect, report};
-use super::report::{LoadReport, median, ms, percentile, round1};
-use super::{BreakerOpens, Limits, Options, Size, close, ops, runtime, server_and_database};
+use super::load_report::LoadReport;
+use super::setup::{BreakerOpens, Limits, Options, Size, close, ops, runtime, server_and_database};
 use crate::Result;
 
 /// How long each query keeps the server busy.

@@ -13,8 +13,7 @@ use super::rest::{self, ClusterStatus, MemberRole};
 use super::{POLL, PatroniCluster, PatroniNode};
 use crate::Result;
 use crate::admin::{self, off_thread};
-use crate::cleanup::{is_alive, reap_orphans};
-use crate::cluster::{signal_pid, wait_until};
+use crate::cleanup::{is_alive, reap_orphans, signal_pid, wait_until};
 
 /// How long a started Patroni may take to answer its REST API.
 const API_LIMIT: Duration = Duration::from_secs(60);

@@ -11,7 +11,7 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Faults, Shared};
+use super::shared::{Faults, Shared};
 
 /// Bytes read at once.
 const CHUNK: usize = 16 * 1024;

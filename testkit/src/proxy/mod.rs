@@ -2,6 +2,7 @@
 //! bandwidth caps between a client and a server, changed while connections are open.
 
 mod connection;
+mod shared;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,6 +16,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 
+use self::shared::{Faults, Shared};
 use crate::Result;
 
 /// Which way a fault applies.
@@ -40,28 +42,6 @@ pub struct ProxyStats {
     pub bytes_to_server: u64,
     /// Bytes forwarded from the server to clients.
     pub bytes_to_client: u64,
-}
-
-/// The faults in force; every connection reads them for each chunk it forwards.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Faults {
-    pub(crate) latency_to_server: Duration,
-    pub(crate) latency_to_client: Duration,
-    pub(crate) blackhole: bool,
-    pub(crate) bandwidth: Option<u64>,
-}
-
-/// State shared by the proxy handle, its accept loop and its connections.
-pub(crate) struct Shared {
-    pub(crate) upstream: SocketAddr,
-    pub(crate) faults: watch::Sender<Faults>,
-    /// Bumped by [`FaultProxy::reset`]; a connection accepted at an older value resets.
-    pub(crate) resets: watch::Sender<u64>,
-    pub(crate) open: Mutex<HashMap<u64, AbortHandle>>,
-    next_id: AtomicU64,
-    accepted: AtomicU64,
-    pub(crate) bytes_to_server: AtomicU64,
-    pub(crate) bytes_to_client: AtomicU64,
 }
 
 enum Command {

@@ -8,9 +8,8 @@ use sqlx_resilience_runtime::Error;
 use crate::Result;
 use crate::cluster::Cluster;
 use crate::command::{run_bounded, server_command};
-use crate::error::SERVER_HINT;
+use crate::error::{SERVER_HINT, scrub};
 use crate::options::ServerOptions;
-use crate::service::scrub;
 use crate::tools::is_executable;
 
 /// The action of every failure while bringing up a replica.

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use metrics::Histogram;
 
+use super::describe::describe;
 use super::names;
 use crate::observer::PoolObserver;
 
@@ -21,7 +22,7 @@ impl std::fmt::Debug for PoolTelemetry {
 
 impl PoolTelemetry {
     pub(crate) fn new(pool: &str) -> Self {
-        super::describe();
+        describe();
         let pool = pool.to_owned();
         PoolTelemetry {
             wait: metrics::histogram!(names::CONNECTION_WAIT_TIME, names::POOL => pool.clone()),
