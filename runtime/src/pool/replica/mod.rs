@@ -311,10 +311,13 @@ pub(crate) async fn succeeded(op: &Call<'_>, lease: Option<&Lease>, conn: &mut P
         return;
     };
     let lsn = if set.read_your_writes == ReadYourWrites::Wait {
-        let asked = sqlx::query_scalar::<_, String>("SELECT pg_current_wal_lsn()::text")
-            .fetch_one(&mut **conn);
+        // A simple query: the op's transaction (if any) has ended, and behind a transaction
+        // pooler a prepared statement could meet another client's of the same name.
+        let asked = sqlx::raw_sql("SELECT pg_current_wal_lsn()::text").fetch_one(&mut **conn);
         match tokio::time::timeout(set.query_limit, asked).await {
-            Ok(Ok(text)) => monitor::parse_lsn(&text).ok(),
+            Ok(Ok(row)) => sqlx::Row::try_get::<String, _>(&row, 0)
+                .ok()
+                .and_then(|text| monitor::parse_lsn(&text).ok()),
             Ok(Err(_)) => None,
             Err(_) => {
                 conn.evict(CloseReason::Timeout);

@@ -62,10 +62,12 @@ impl Link {
                 self.0 = Some(connected.map_err(|e| e.to_string())?);
             }
             let conn = self.0.as_mut().expect("connected above");
-            sqlx::query_as::<_, T>(sql)
+            // A simple query: no prepared statement, so it works through a transaction pooler.
+            let row = sqlx::raw_sql(sql)
                 .fetch_one(conn)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            T::from_row(&row).map_err(|e| e.to_string())
         };
         let answer = match tokio::time::timeout(limit, asked).await {
             Ok(answer) => answer,
