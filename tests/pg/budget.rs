@@ -2,7 +2,7 @@
 
 use sqlx_resilience::pool::BudgetMode;
 use sqlx_resilience::{Error, Runtime};
-use sqlx_resilience_testkit::{PgServer, ServerOptions};
+use sqlx_resilience_testkit::{PgServer, ReplicaSet, ServerOptions};
 
 /// A server like seed 004's platform: 20 connections, 2 reserved for superusers.
 async fn railway() -> PgServer {
@@ -91,4 +91,66 @@ async fn scale_mode_shrinks_the_pools_to_fit() {
         "{text}"
     );
     assert_eq!(rt.config().settings.budget_mode, BudgetMode::Scale);
+}
+
+/// A replica of the same size as its primary (a hot standby needs `max_connections` at least
+/// the primary's): the pool fits the primary, its replica pools (`replica_max`) do not fit the
+/// replica, and the replica's own check gives the outcome the primary's would.
+#[tokio::test]
+async fn replica_pools_count_against_the_replicas_own_max_connections() {
+    let set = ReplicaSet::start_with(
+        1,
+        ServerOptions::new()
+            .max_connections(20)
+            .superuser_reserved_connections(2),
+    )
+    .await
+    .unwrap();
+    let db = set.create_database().await.unwrap();
+    let replica = set.replica(0).tcp_addr();
+    let builder = || {
+        Runtime::builder()
+            .url(db.url())
+            .env_vars(Vec::<(String, String)>::new())
+            .pool(
+                "main",
+                &[
+                    ("max", 5u32.into()),
+                    ("replicas", set.replica_url(0, &db).into()),
+                    ("replica_max", 19u32.into()),
+                ],
+            )
+    };
+    let err = builder().build().await.unwrap_err();
+    match &err {
+        Error::Budget { arithmetic } => assert_eq!(
+            arithmetic,
+            &format!(
+                "replica {replica}: pools main.replica1 19 = 19 per instance x 1 instance = 19 \
+                 > 18 available (20 max_connections - 2 superuser_reserved_connections)"
+            )
+        ),
+        other => panic!("expected a budget error, got {other}"),
+    }
+    assert!(err.to_string().contains("lower the pool maxima"), "{err}");
+
+    // Warn mode starts anyway; both checks are kept for reports, the primary's fitting.
+    let rt = builder().set("budget.mode", "warn").build().await.unwrap();
+    let checks = rt.budget();
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    let on_replica = checks.iter().find(|c| c.replica.is_some()).unwrap();
+    let on_primary = checks.iter().find(|c| c.replica.is_none()).unwrap();
+    assert_eq!(on_replica.replica, Some(replica.to_string()));
+    assert!(!on_replica.fits() && on_primary.fits(), "{checks:?}");
+    assert_eq!(on_primary.pools, vec![("main".to_owned(), 5)]);
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    // Scale mode shrinks the replica pools to the replica's budget, not the pool itself.
+    let rt = builder().set("budget.mode", "scale").build().await.unwrap();
+    let config = rt.pool("main").unwrap().config().clone();
+    assert_eq!((config.max, config.replica_max), (5, Some(18)));
+    let report = rt.pool("main").unwrap().replica_report().unwrap();
+    assert_eq!(report.replicas[0].stats.max, 18);
 }

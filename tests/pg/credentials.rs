@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use sqlx_resilience::{
     Error, FailureKind, PasswordProvider, ProviderError, Runtime, RuntimeBuilder, Value,
 };
-use sqlx_resilience_testkit::{PgServer, ServerOptions, TestDb};
+use sqlx_resilience_testkit::{PgServer, ReplicaSet, ServerOptions, TestDb};
 
 use crate::support::{self, Logs, scalar_i64};
 
@@ -68,10 +68,31 @@ impl Role {
 
     /// The test database's URL for this role, without a password.
     fn url(&self, db: &TestDb) -> String {
-        let url = db.url();
+        self.url_from(db.url())
+    }
+
+    /// `url` (the `app` role's, to any server) for this role, without a password.
+    fn url_from(&self, url: &str) -> String {
         let at = url.find('@').expect("userinfo");
         format!("postgres://{}{}", self.name, &url[at..])
     }
+}
+
+/// Ends every session of `role` on `server` (a standby too: `pg_terminate_backend` writes
+/// nothing), so its pools must connect again.
+async fn terminate_sessions(server: &PgServer, role: &str) {
+    use sqlx::{ConnectOptions, Connection};
+    let options: sqlx::postgres::PgConnectOptions =
+        server.admin_url().parse().expect("the admin URL");
+    let mut conn = sqlx::PgConnection::connect_with(&options.disable_statement_logging())
+        .await
+        .expect("admin connection");
+    sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where usename = $1")
+        .bind(role)
+        .execute(&mut conn)
+        .await
+        .expect("terminate the role's sessions");
+    let _ = conn.close().await;
 }
 
 /// A file removed when the test ends.
@@ -308,4 +329,102 @@ async fn verify_full_checks_the_servers_certificate_against_its_authority() {
     assert!(matches!(refused, Error::Connect { .. }), "{refused:?}");
     let chain = format!("{refused}: {:?}", std::error::Error::source(&refused));
     assert!(chain.to_lowercase().contains("certificate"), "{chain}");
+}
+
+/// Polls read-only ops until one runs on a standby (`pg_is_in_recovery()`); false when none
+/// did within the limit. Reads may fail or run on the primary meanwhile.
+async fn a_read_runs_on_the_replica(rt: &Runtime) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let on_standby = rt
+            .op("tests::replica_read")
+            .read_only(true)
+            .run(|conn| {
+                Box::pin(async move {
+                    let standby: bool = sqlx::query_scalar("select pg_is_in_recovery()")
+                        .fetch_one(conn.as_mut())
+                        .await?;
+                    Ok::<_, Error>(standby)
+                })
+            })
+            .await;
+        if matches!(on_standby, Ok(true)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_and_their_lag_monitor_use_the_pools_rotated_password() {
+    let set = ReplicaSet::start(1).await.expect("primary with a replica");
+    let db = set.create_database().await.expect("test database");
+    let role = Role::create(&db, "replica-first-R1").await;
+    set.wait_caught_up(0, Duration::from_secs(60))
+        .await
+        .expect("the role reached the replica");
+    // The URLs carry the first password, as a deployment's may: it works until the rotation,
+    // after which only the pool's password source opens connections.
+    let with_first = |url: String| url.replacen('@', ":replica-first-R1@", 1);
+    let replica_url = with_first(role.url_from(&set.replica_url(0, &db)));
+    let primary_url = with_first(role.url(&db));
+    let file = SecretFile::new("replica");
+    file.write("replica-first-R1");
+    let path = file.0.to_str().unwrap().to_owned();
+    let provider = Rotating::default();
+    *provider.password.lock().unwrap() = "replica-first-R1".into();
+    let settings = |extra: &[(&'static str, Value)]| {
+        let mut all: Vec<(&'static str, Value)> = vec![
+            ("replicas", replica_url.as_str().into()),
+            ("max_lag", "30s".into()),
+            ("max", 2.into()),
+        ];
+        all.extend(extra.iter().cloned());
+        all
+    };
+    let from_file = bare(&primary_url)
+        .pool(
+            "main",
+            &settings(&[("password_file", path.as_str().into())]),
+        )
+        .build()
+        .await
+        .expect("a runtime with its password in a file");
+    let from_provider = bare(&primary_url)
+        .pool("main", &settings(&[]))
+        .password_provider("main", provider.clone())
+        .build()
+        .await
+        .expect("a runtime with a password provider");
+    for rt in [&from_file, &from_provider] {
+        assert!(
+            a_read_runs_on_the_replica(rt).await,
+            "no read ran on the replica: {:?}",
+            rt.pool("main").unwrap().replica_report()
+        );
+    }
+
+    // Rotated on the server and in the file and the provider; every open session of the role
+    // ends, on the primary and on the replica: only the new password opens connections.
+    role.admin(&format!(
+        "alter role {} password 'replica-second-R2'",
+        role.name
+    ))
+    .await;
+    file.write("replica-second-R2");
+    *provider.password.lock().unwrap() = "replica-second-R2".into();
+    set.wait_caught_up(0, Duration::from_secs(60))
+        .await
+        .expect("the rotation reached the replica");
+    terminate_sessions(set.primary(), &role.name).await;
+    terminate_sessions(set.replica(0), &role.name).await;
+
+    for rt in [&from_file, &from_provider] {
+        assert!(
+            a_read_runs_on_the_replica(rt).await,
+            "no read ran on the replica after the rotation: {:?}",
+            rt.pool("main").unwrap().replica_report()
+        );
+    }
 }

@@ -552,3 +552,108 @@ async fn pgbouncer_errors_are_provoked_and_classified() {
         "{e}"
     );
 }
+
+/// Health reports, `pg_stats` snapshots and the replica lag monitor run queries of their own,
+/// outside any op's transaction: through a transaction pooler each must work whichever server
+/// connection serves it, and leave no named prepared statement behind for another client's
+/// same-named one to collide with.
+///
+/// On one thread, so the captured logs hold the lag monitor's: a round that cannot read the
+/// primary's position through the pooler is logged, not failed.
+#[tokio::test]
+async fn health_pg_stats_and_the_lag_monitor_run_through_transaction_pooling() {
+    use sqlx_resilience::pgstats::PgStatsOptions;
+    use sqlx_resilience_testkit::ReplicaSet;
+
+    let (logs, _guard) = crate::support::Logs::capture();
+
+    let set = ReplicaSet::start(1).await.expect("primary with a replica");
+    let db = set.create_database().await.unwrap();
+    // Two server connections for every client of two runtimes: the clients' statement names
+    // (`sqlx_s_1`, ...) meet on them.
+    let bouncer = PgBouncer::start_with(
+        set.primary(),
+        PgBouncerOptions::new()
+            .default_pool_size(2)
+            .ignore_startup_parameters(Vec::<String>::new()),
+    )
+    .await
+    .unwrap();
+    let settings = [
+        ("max", Value::from(4u32)),
+        ("replicas", set.replica_url(0, &db).into()),
+        // A round every 40 ms: many questions to the primary through the pooler.
+        ("max_lag", "200ms".into()),
+    ];
+    let a = runtime(&bouncer, &db, &settings).await;
+    let b = runtime(&bouncer, &db, &settings).await;
+    // The lag monitor reads the primary's WAL position through the pooler.
+    for rt in [&a, &b] {
+        let started = Instant::now();
+        while !rt.pool("main").unwrap().replica_report().unwrap().replicas[0].serving {
+            assert!(
+                started.elapsed() < LIMIT,
+                "the replica never served: {:?}",
+                rt.pool("main").unwrap().replica_report()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let mut tasks = Vec::new();
+    for rt in [&a, &b, &a, &b] {
+        let rt = rt.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for _ in 0..15 {
+                let report = rt.health().await;
+                for d in &report.databases {
+                    if let Some(e) = &d.error {
+                        failures.push(format!("health of {}: {e}", d.server));
+                    }
+                }
+                if let Err(e) = rt.pg_stats(&PgStatsOptions::default()).await {
+                    failures.push(format!("pg_stats: {e}: {}", chain(&e)));
+                }
+                let write = rt
+                    .op("pgb::write")
+                    .run(|c| {
+                        Box::pin(async move {
+                            let n: i64 = sqlx::query_scalar("select $1::int8 + 1")
+                                .bind(1i64)
+                                .fetch_one(c.as_mut())
+                                .await?;
+                            Ok::<_, Error>(n)
+                        })
+                    })
+                    .await;
+                if let Err(e) = write {
+                    failures.push(format!("op: {e}: {}", chain(&e)));
+                }
+            }
+            failures
+        }));
+    }
+    let mut failures = Vec::new();
+    for task in tasks {
+        failures.extend(task.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures: {failures:#?}",
+        failures.len()
+    );
+
+    // Every monitor round read the primary's position through the pooler.
+    let text = logs.text();
+    let failed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("cannot read the primary's WAL position"))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} rounds failed: {failed:#?}",
+        failed.len()
+    );
+    assert!(!text.contains("prepared statement"), "{text}");
+}

@@ -502,11 +502,14 @@ async fn discover(hosts: Weak<Hosts>) {
 }
 
 async fn role_of(conn: &mut PgConnection) -> Result<Role, sqlx::Error> {
-    let (in_recovery, read_only): (bool, bool) = sqlx::query_as(
+    // A simple query: no prepared statement, so it works through a transaction pooler.
+    let row = sqlx::raw_sql(
         "select pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'",
     )
     .fetch_one(conn)
     .await?;
+    let (in_recovery, read_only): (bool, bool) =
+        (sqlx::Row::try_get(&row, 0)?, sqlx::Row::try_get(&row, 1)?);
     Ok(Role {
         in_recovery,
         read_only,

@@ -44,7 +44,12 @@ impl Pool {
             .map(|path| super::credentials::Source::File(path.into()));
         let options = (*sqlx.connect_options()).clone();
         let replicas = crate::pool::replica::Replicas::build(
-            &name, &config, options, None, servers,
+            &name,
+            &config,
+            options,
+            None,
+            servers,
+            password.as_ref(),
         )
         .unwrap_or_else(|e| {
             tracing::warn!(pool = %name, error = %e, "replicas of an adopted pool left out");

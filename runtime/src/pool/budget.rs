@@ -36,8 +36,11 @@ pub struct BudgetCheck {
     pub available: u32,
     /// Application instances sharing the server.
     pub instances: u32,
-    /// Each pool's maximum, per instance.
+    /// Each pool's maximum, per instance (a replica's pool as `pool.replicaN`).
     pub pools: Vec<(String, u32)>,
+    /// The replica's `host:port` when this server is a replica that replica pools connect
+    /// to; `None` for a pool's own server.
+    pub replica: Option<String>,
 }
 
 impl BudgetCheck {
@@ -87,6 +90,7 @@ impl BudgetCheck {
             available,
             instances: instances.max(1),
             pools,
+            replica: None,
         }
     }
 
@@ -121,8 +125,12 @@ impl BudgetCheck {
         if self.headroom > 0 {
             budget += &format!(" - {} headroom", self.headroom);
         }
+        let on = match &self.replica {
+            Some(host) => format!("replica {host}: "),
+            None => String::new(),
+        };
         format!(
-            "pools {} = {} per instance x {} instance{} = {} {} {} available ({})",
+            "{on}pools {} = {} per instance x {} instance{} = {} {} {} available ({})",
             parts.join(" + "),
             self.per_instance(),
             self.instances,

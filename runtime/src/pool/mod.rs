@@ -30,8 +30,9 @@ pub use self::credentials::{PasswordProvider, ProviderError};
 pub use self::events::{CloseReason, PoolEvent, PoolEventKind};
 pub use self::stats::{PoolStats, WAIT_BUCKETS_US, WaitHistogram};
 
+use self::credentials::Credentials;
 pub(crate) use self::credentials::Providers;
-use self::credentials::{Credentials, Source};
+pub(crate) use self::credentials::Source;
 use self::events::EventSink;
 use self::handoff::{Handed, Handoff, MAX_HANDOFFS};
 pub(crate) use self::leak::Holder;
@@ -163,6 +164,19 @@ impl Pool {
         provider: Option<Arc<dyn PasswordProvider>>,
     ) -> Result<Pool> {
         let password = password_source(&config, provider);
+        Pool::built(name, config, default_url, servers, observer, password)
+    }
+
+    /// Builds a pool whose password, when not fixed in its URL, comes from `password` (its
+    /// replicas' pools and their lag monitor take it from the same source).
+    pub(crate) fn built(
+        name: &str,
+        config: PoolConfig,
+        default_url: Option<&DatabaseUrl>,
+        servers: &Servers,
+        observer: &dyn Observer,
+        password: Option<Source>,
+    ) -> Result<Pool> {
         let name: Arc<str> = Arc::from(name);
         let url = config
             .url
@@ -251,6 +265,7 @@ impl Pool {
             (*sqlx.connect_options()).clone(),
             host_list.as_ref(),
             servers,
+            password.as_ref(),
         )?;
         let parts = Parts {
             name,
@@ -671,6 +686,11 @@ impl Pool {
                 })
             }
         }
+    }
+
+    /// Where the pool's password comes from when it changes while the process runs.
+    pub(crate) fn password_source(&self) -> Option<&Source> {
+        self.shared.credentials.as_ref().map(Credentials::source)
     }
 
     /// Fetches the password again (from `password_file` or the provider), within `limit`.

@@ -3,20 +3,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 
+use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Notify;
 
 use super::{Runtime, Shared};
 use crate::breaker::CircuitBreaker;
 use crate::bulkhead::Bulkhead;
 use crate::config::{FileSource, PolicySet, RuntimeConfig, Sources, Value};
-use crate::error::{Error, PolicyKind, Result, Site};
+use crate::error::{Error, PolicyKind, Result};
 use crate::limiter::RateLimiter;
 use crate::observer::{MakeObserver, Unobserved};
-use crate::pool::{
-    BudgetCheck, BudgetMode, PasswordProvider, Pool, PoolConfig, Providers, Startup,
-};
+use crate::pool::{PasswordProvider, Pool, Providers, Startup};
 use crate::retry::RetryPolicy;
 use crate::secret::DatabaseUrl;
 
@@ -248,7 +246,7 @@ impl RuntimeBuilder {
             });
         }
         let adopted: Vec<&str> = self.adopted.iter().map(|(n, _)| n.as_str()).collect();
-        let budget = check_budget(&mut config, &adopted, &self.providers).await?;
+        let budget = super::budget::check(&mut config, &adopted, &self.providers).await?;
         // The budget mode `scale` cannot shrink a pool the application built.
         for (name, pool) in &self.adopted {
             if let Some(cfg) = config.pools.get_mut(name) {
@@ -351,142 +349,4 @@ fn invalid(section: &str, name: &str, i: crate::config::Invalid) -> Error {
         expected: i.expected,
         origin: "the combined settings".into(),
     }
-}
-
-/// Reads each server's connection limits and applies the budget mode. A server that cannot
-/// be reached is skipped when all of its pools are lazy, and is an error otherwise.
-async fn check_budget(
-    config: &mut RuntimeConfig,
-    adopted: &[&str],
-    providers: &Providers,
-) -> Result<Vec<BudgetCheck>> {
-    let settings = config.settings.clone();
-    // Group pools by server.
-    let mut servers: BTreeMap<String, (crate::secret::DatabaseUrl, Vec<String>)> = BTreeMap::new();
-    for (name, pool) in &config.pools {
-        let Some(url) = pool.url.clone().or_else(|| settings.url.clone()) else {
-            return Err(Error::config(
-                format!("pools.{name}.url"),
-                "(not set)",
-                "a postgres:// URL: set url, PREFIX__URL or DATABASE_URL",
-                "code",
-            ));
-        };
-        servers
-            .entry(url.redacted())
-            .or_insert_with(|| (url, Vec::new()))
-            .1
-            .push(name.clone());
-    }
-    let mut checks = Vec::new();
-    for (target, (url, names)) in servers {
-        let all_lazy = names
-            .iter()
-            .all(|n| config.pools[n].startup == Startup::Lazy);
-        let first = &config.pools[&names[0]];
-        // Behind a pooler the server's max_connections bounds the pooler's server
-        // connections, not these pools' client connections (docs/SCALING.md).
-        if names
-            .iter()
-            .any(|n| config.pools[n].pooler != crate::pool::Pooler::None)
-        {
-            continue;
-        }
-        let timeout = first.startup_timeout.min(first.connect_timeout);
-        // A multi-host URL: the budget is read from the first host that answers.
-        let password = match crate::pool::password_source(first, providers.get(&names[0])) {
-            Some(source) => Some(
-                source
-                    .fetch()
-                    .await
-                    .map_err(|reason| source.failed(&Site::pool(names[0].as_str()), reason))?,
-            ),
-            None => None,
-        };
-        let mut conn = Err(sqlx::Error::PoolClosed);
-        for mut options in url.each_host_options("url")? {
-            if let Some(password) = &password {
-                options = options.password(password);
-            }
-            conn = match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
-                Ok(answer) => answer,
-                Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within {timeout:?}"),
-                ))),
-            };
-            if conn.is_ok() {
-                break;
-            }
-        }
-        let mut conn = match conn {
-            Ok(c) => c,
-            Err(source) if !all_lazy => {
-                return Err(Error::Connect {
-                    site: Site::pool(names[0].as_str()),
-                    target,
-                    source,
-                });
-            }
-            Err(_) => {
-                tracing::warn!(server = %target, "server unreachable at start-up; connection budget not checked (all its pools are lazy)");
-                continue;
-            }
-        };
-        let maxima: Vec<(String, u32)> = names
-            .iter()
-            .map(|n| (n.clone(), config.pools[n].max))
-            .collect();
-        let check = BudgetCheck::read(&mut conn, maxima, settings.instances, settings.headroom)
-            .await
-            .map_err(|source| Error::Connect {
-                site: Site::pool(names[0].as_str()),
-                target: target.clone(),
-                source,
-            })?;
-        let _ = conn.close().await;
-        if !check.fits() {
-            match settings.budget_mode {
-                BudgetMode::Error => {
-                    return Err(Error::Budget {
-                        arithmetic: check.arithmetic(),
-                    });
-                }
-                BudgetMode::Warn => {
-                    tracing::warn!(server = %target, "connection budget exceeded: {}", check.arithmetic());
-                }
-                BudgetMode::Scale => {
-                    for (name, max) in check.scaled() {
-                        let pool: &mut PoolConfig =
-                            config.pools.get_mut(&name).expect("pool exists");
-                        if adopted.contains(&name.as_str()) {
-                            // The application built this pool: its size is fixed.
-                            tracing::warn!(
-                                server = %target,
-                                pool = %name,
-                                max = pool.max,
-                                wanted = max,
-                                "connection budget exceeded, and pool `{name}` is adopted: it \
-                                 keeps its own maximum; build it smaller to fit: {}",
-                                check.arithmetic()
-                            );
-                            continue;
-                        }
-                        tracing::warn!(
-                            server = %target,
-                            pool = %name,
-                            from = pool.max,
-                            to = max,
-                            "pool maximum scaled to fit the connection budget: {}",
-                            check.arithmetic()
-                        );
-                        pool.max = max;
-                        pool.min = pool.min.min(max);
-                    }
-                }
-            }
-        }
-        checks.push(check);
-    }
-    Ok(checks)
 }

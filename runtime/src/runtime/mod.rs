@@ -1,5 +1,6 @@
 //! The [`Runtime`]: named pools and policies, the op API, graceful shutdown.
 
+mod budget;
 mod builder;
 mod host;
 mod ops;

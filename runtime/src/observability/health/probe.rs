@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, Row};
 use tokio::time::Instant;
 
 use crate::pool::Pool;
@@ -100,9 +100,12 @@ pub(crate) async fn probe(pools: &[Pool], timeout: Duration) -> DatabaseHealth {
 /// The probe's one query: the server's version, and how long it took.
 async fn ask(conn: &mut PgConnection) -> Result<(String, Duration), sqlx::Error> {
     let started = Instant::now();
-    let (version,): (String,) = sqlx::query_as("select current_setting('server_version')")
+    // A simple query: one round trip and no prepared statement, so it works through a
+    // transaction pooler on whichever server connection serves it.
+    let version: String = sqlx::raw_sql("select current_setting('server_version')")
         .fetch_one(&mut *conn)
-        .await?;
+        .await?
+        .try_get(0)?;
     Ok((version, started.elapsed()))
 }
 

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::types::*;
@@ -31,24 +32,25 @@ impl Runtime {
 
 /// Collects [`PgStats`] on `conn` (a few catalog queries; no locks beyond the catalogs').
 pub async fn collect(conn: &mut PgConnection, options: &PgStatsOptions) -> Result<PgStats> {
+    let r = one(
+        conn,
+        "select current_setting('server_version'), \
+                current_setting('server_version_num')::int4, current_database()::text, \
+                current_setting('max_connections')::int4",
+    )
+    .await?;
     let (server_version, version_num, database_name, max_connections): (String, i32, String, i32) =
-        sqlx::query_as(
-            "select current_setting('server_version'), \
-                    current_setting('server_version_num')::int4, current_database()::text, \
-                    current_setting('max_connections')::int4",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+        (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
 
     // Connections.
-    let rows = sqlx::query(
+    let rows = all(
+        conn,
         "select coalesce(state, ''), count(*), \
                 count(*) filter (where wait_event_type = 'Lock') \
          from pg_stat_activity \
          where backend_type = 'client backend' and datname = current_database() \
          group by 1",
     )
-    .fetch_all(&mut *conn)
     .await?;
     let mut states = ConnectionStates::default();
     let mut waiting_on_locks = 0;
@@ -64,18 +66,22 @@ pub async fn collect(conn: &mut PgConnection, options: &PgStatsOptions) -> Resul
             _ => states.other += n,
         }
     }
-    let (server_total,): (i64,) = sqlx::query_as(
+    let server_total: i64 = one(
+        conn,
         "select count(*) from pg_stat_activity where backend_type = 'client backend'",
     )
-    .fetch_one(&mut *conn)
-    .await?;
-    let by_application: Vec<(String, i64)> = sqlx::query_as(
+    .await?
+    .try_get(0)?;
+    let by_application = all(
+        conn,
         "select coalesce(application_name, ''), count(*) from pg_stat_activity \
          where backend_type = 'client backend' and datname = current_database() \
          group by 1 order by 2 desc, 1 limit 50",
     )
-    .fetch_all(&mut *conn)
-    .await?;
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect::<std::result::Result<Vec<(String, i64)>, sqlx::Error>>()?;
 
     // Sessions.
     let session_sql = |filter: &str, duration: &str| {
@@ -94,7 +100,7 @@ pub async fn collect(conn: &mut PgConnection, options: &PgStatsOptions) -> Resul
     let long_running = sessions(
         conn,
         &session_sql(
-            "state = 'active' and now() - query_start > make_interval(secs => $1)",
+            "state = 'active' and now() - query_start > make_interval(secs => $1::float8)",
             "query_start",
         ),
         options.long_running,
@@ -103,7 +109,7 @@ pub async fn collect(conn: &mut PgConnection, options: &PgStatsOptions) -> Resul
     let idle_in_transaction = sessions(
         conn,
         &session_sql(
-            "state like 'idle in transaction%' and now() - state_change > make_interval(secs => $1)",
+            "state like 'idle in transaction%' and now() - state_change > make_interval(secs => $1::float8)",
             "xact_start",
         ),
         options.idle_in_transaction,
@@ -111,14 +117,14 @@ pub async fn collect(conn: &mut PgConnection, options: &PgStatsOptions) -> Resul
     .await?;
 
     // pg_stat_database.
-    let r = sqlx::query(
+    let r = one(
+        conn,
         "select xact_commit, xact_rollback, blks_hit, blks_read, deadlocks, temp_files, \
                 temp_bytes, conflicts, tup_inserted, tup_updated, tup_deleted, \
                 extract(epoch from now() - coalesce(stats_reset, pg_postmaster_start_time()))::float8, \
                 pg_database_size(datname) \
          from pg_stat_database where datname = current_database()",
     )
-    .fetch_one(&mut *conn)
     .await?;
     let (commit, rollback, hit, read): (i64, i64, i64, i64) =
         (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
@@ -146,15 +152,17 @@ pub async fn collect(conn: &mut PgConnection, options: &PgStatsOptions) -> Resul
     };
 
     // Tables.
-    let rows = sqlx::query(
-        "select schemaname::text, relname::text, pg_total_relation_size(relid), \
-                pg_relation_size(relid), pg_indexes_size(relid), n_live_tup, n_dead_tup, \
-                coalesce(seq_scan, 0), coalesce(idx_scan, 0), \
-                (extract(epoch from greatest(last_vacuum, last_autovacuum)) * 1000)::int8 \
-         from pg_stat_user_tables order by 3 desc, 2 limit $1",
+    let rows = all(
+        conn,
+        format!(
+            "select schemaname::text, relname::text, pg_total_relation_size(relid), \
+                    pg_relation_size(relid), pg_indexes_size(relid), n_live_tup, n_dead_tup, \
+                    coalesce(seq_scan, 0), coalesce(idx_scan, 0), \
+                    (extract(epoch from greatest(last_vacuum, last_autovacuum)) * 1000)::int8 \
+             from pg_stat_user_tables order by 3 desc, 2 limit {}",
+            options.tables
+        ),
     )
-    .bind(i64::from(options.tables))
-    .fetch_all(&mut *conn)
     .await?;
     let mut tables = Vec::with_capacity(rows.len());
     for r in rows {
@@ -222,11 +230,25 @@ pub async fn collect(conn: &mut PgConnection, options: &PgStatsOptions) -> Resul
     })
 }
 
-async fn sessions(conn: &mut PgConnection, sql: &str, older: Duration) -> Result<Vec<Session>> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-        .bind(older.as_secs_f64())
+/// Runs `sql` as a simple query: one round trip and no prepared statement, so it works
+/// through a transaction pooler (each statement may run on another server connection, and a
+/// named statement left there would meet another client's of the same name). Its numbers are
+/// the options' own, written into the text.
+async fn all(conn: &mut PgConnection, sql: impl Into<String>) -> sqlx::Result<Vec<PgRow>> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.into()))
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+}
+
+/// [`all`] for a query of one row.
+async fn one(conn: &mut PgConnection, sql: impl Into<String>) -> sqlx::Result<PgRow> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.into()))
+        .fetch_one(&mut *conn)
+        .await
+}
+
+async fn sessions(conn: &mut PgConnection, sql: &str, older: Duration) -> Result<Vec<Session>> {
+    let rows = all(conn, sql.replace("$1", &older.as_secs_f64().to_string())).await?;
     rows.iter()
         .map(|r| {
             Ok(Session {
@@ -245,10 +267,7 @@ async fn sessions(conn: &mut PgConnection, sql: &str, older: Duration) -> Result
 }
 
 async fn index_rows(conn: &mut PgConnection, sql: &str, limit: u32) -> Result<Vec<IndexStats>> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = all(conn, sql.replace("$1", &limit.to_string())).await?;
     rows.iter()
         .map(|r| {
             Ok(IndexStats {
@@ -270,11 +289,12 @@ const NOT_INSTALLED: &str = "pg_stat_statements is not installed in this databas
     CREATE EXTENSION pg_stat_statements";
 
 async fn statements(conn: &mut PgConnection, version_num: i32, limit: u32) -> Result<Statements> {
-    let (installed,): (bool,) = sqlx::query_as(
+    let installed: bool = one(
+        conn,
         "select exists (select 1 from pg_extension where extname = 'pg_stat_statements')",
     )
-    .fetch_one(&mut *conn)
-    .await?;
+    .await?
+    .try_get(0)?;
     if !installed {
         return Ok(Statements {
             available: false,
@@ -292,13 +312,9 @@ async fn statements(conn: &mut PgConnection, version_num: i32, limit: u32) -> Re
                 shared_blks_hit, shared_blks_read \
          from pg_stat_statements \
          where dbid = (select oid from pg_database where datname = current_database()) \
-         order by {total} desc limit $1"
+         order by {total} desc limit {limit}"
     );
-    let rows = match sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await
-    {
+    let rows = match all(conn, sql).await {
         Ok(rows) => rows,
         Err(sqlx::Error::Database(e)) => {
             return Ok(Statements {

@@ -34,7 +34,7 @@ use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result};
 use crate::hosts::HostList;
 use crate::observer::Unobserved;
-use crate::pool::{CloseReason, Pool, PoolConfig, PooledConn};
+use crate::pool::{CloseReason, Pool, PoolConfig, PooledConn, Source};
 use crate::recovery::Servers;
 use crate::secret::DatabaseUrl;
 
@@ -51,6 +51,9 @@ pub(crate) struct Replicas {
     query_limit: Duration,
     /// Where the primary may be: the pool's one server, or each host of its multi-host URL.
     primaries: Vec<PgConnectOptions>,
+    /// The pool's password source (`password_file`, a provider): the monitor's links to the
+    /// primary fetch it before each connect, as the pool does.
+    password: Option<Source>,
     /// Read-only ops that could have gone to a replica and ended well on the primary.
     primary_reads: AtomicU64,
     /// Woken after every monitor round.
@@ -84,12 +87,16 @@ impl Replicas {
     /// the primary's WAL position from whichever of them is the primary now (the first
     /// otherwise), and `replicas = "hosts"` makes each of them a candidate replica, serving
     /// reads while it is in recovery.
+    ///
+    /// `password` is the pool's password source: each replica's pool and the monitor's links
+    /// fetch the password from it before they connect, so a rotated password reaches them.
     pub(crate) fn build(
         name: &Arc<str>,
         config: &PoolConfig,
         primary_options: PgConnectOptions,
         hosts: Option<&HostList>,
         servers: &Servers,
+        password: Option<&Source>,
     ) -> Result<Option<Arc<Replicas>>> {
         let Some(replicas) = &config.replicas else {
             return Ok(None);
@@ -127,12 +134,13 @@ impl Replicas {
             cfg.min = 0;
             cfg.replicas = None;
             cfg.outage_waiters = Some(0);
-            let pool = Pool::watched(
+            let pool = Pool::built(
                 &format!("{name}.replica{}", i + 1),
                 cfg,
                 None,
                 servers,
                 &Unobserved,
+                password.cloned(),
             )?;
             nodes.push(Arc::new(Node::new(i, pool, base)));
         }
@@ -145,6 +153,7 @@ impl Replicas {
             interval: interval_for(config.max_lag),
             query_limit: config.connect_timeout.min(config.probe_timeout),
             primaries,
+            password: password.cloned(),
             primary_reads: AtomicU64::new(0),
             ticked: Notify::new(),
             next: AtomicUsize::new(0),
@@ -302,10 +311,13 @@ pub(crate) async fn succeeded(op: &Call<'_>, lease: Option<&Lease>, conn: &mut P
         return;
     };
     let lsn = if set.read_your_writes == ReadYourWrites::Wait {
-        let asked = sqlx::query_scalar::<_, String>("SELECT pg_current_wal_lsn()::text")
-            .fetch_one(&mut **conn);
+        // A simple query: the op's transaction (if any) has ended, and behind a transaction
+        // pooler a prepared statement could meet another client's of the same name.
+        let asked = sqlx::raw_sql("SELECT pg_current_wal_lsn()::text").fetch_one(&mut **conn);
         match tokio::time::timeout(set.query_limit, asked).await {
-            Ok(Ok(text)) => monitor::parse_lsn(&text).ok(),
+            Ok(Ok(row)) => sqlx::Row::try_get::<String, _>(&row, 0)
+                .ok()
+                .and_then(|text| monitor::parse_lsn(&text).ok()),
             Ok(Err(_)) => None,
             Err(_) => {
                 conn.evict(CloseReason::Timeout);

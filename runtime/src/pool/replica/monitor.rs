@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::Replicas;
 use super::node::Node;
+use crate::pool::Source;
 use crate::redact::redact;
 
 /// Positions remembered: at the default interval, well over a minute of history.
@@ -34,26 +35,39 @@ const SAMPLES: usize = 512;
 struct Link(Option<PgConnection>);
 
 impl Link {
-    /// Runs `sql` (one row, one or two columns read by `read`) within `limit`.
+    /// Runs `sql` (one row, one or two columns read by `read`) within `limit`. A new
+    /// connection takes its password from `password` when given (fetched now, so a rotated
+    /// one is used), else from `options`.
     async fn ask<T: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>>(
         &mut self,
         options: &PgConnectOptions,
+        password: Option<&Source>,
         limit: Duration,
         sql: &'static str,
     ) -> Result<T, String> {
         let asked = async {
             if self.0.is_none() {
-                self.0 = Some(
-                    PgConnection::connect_with(options)
-                        .await
-                        .map_err(|e| e.to_string())?,
-                );
+                let connected = match password {
+                    Some(source) => {
+                        let password = source.fetch().await.map_err(|reason| {
+                            format!(
+                                "cannot fetch the password from {}: {reason}",
+                                source.describe()
+                            )
+                        })?;
+                        PgConnection::connect_with(&options.clone().password(&password)).await
+                    }
+                    None => PgConnection::connect_with(options).await,
+                };
+                self.0 = Some(connected.map_err(|e| e.to_string())?);
             }
             let conn = self.0.as_mut().expect("connected above");
-            sqlx::query_as::<_, T>(sql)
+            // A simple query: no prepared statement, so it works through a transaction pooler.
+            let row = sqlx::raw_sql(sql)
                 .fetch_one(conn)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            T::from_row(&row).map_err(|e| e.to_string())
         };
         let answer = match tokio::time::timeout(limit, asked).await {
             Ok(answer) => answer,
@@ -142,6 +156,7 @@ impl Monitor {
             let answer = self.primaries[i]
                 .ask::<(Option<String>,)>(
                     &set.primaries[i],
+                    set.password.as_ref(),
                     set.query_limit,
                     "SELECT CASE WHEN pg_is_in_recovery() THEN NULL \
                      ELSE pg_current_wal_lsn()::text END",
@@ -170,6 +185,7 @@ async fn measure(
     let answer = link
         .ask::<(bool, Option<String>)>(
             &options,
+            node.pool.password_source(),
             limit,
             "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text",
         )
