@@ -9,6 +9,9 @@
 # Usage: benches/macro-build-time/run.sh [N=200] [RUNS=3]
 #   VARIANTS="plain db_op"   only these variants
 #   OPT_MACROS=1             with `[profile.dev.build-override] opt-level = 3` in the crate
+#   FRESH=1                  each build from nothing (the crate's incremental cache removed),
+#                            as a clean checkout or CI builds it; without it, each build
+#                            after `touch` reuses the incremental cache of the one before
 # Prints the median wall and CPU time of `cargo build` of the generated crate for each variant.
 set -euo pipefail
 
@@ -100,6 +103,9 @@ for variant in ${VARIANTS:-plain op_api db_op}; do
     cpus=()
     for _ in $(seq "$RUNS"); do
         touch "$WORK/src/lib.rs"
+        if [ -n "${FRESH:-}" ]; then
+            rm -rf "$ROOT"/target/debug/incremental/macro_build_time-*
+        fi
         start=$(date +%s.%N)
         # CPU time of the build (user + system of rustc and cargo): steadier than wall time
         # on a busy machine.
