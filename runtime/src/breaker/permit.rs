@@ -6,9 +6,10 @@ use tokio::time::Instant;
 use super::outcome::{Kind, Outcome, Recovery};
 
 /// What a permit needs of the breaker that issued it: where to record the call's outcome.
-/// `CircuitBreaker` implements it, so a permit names nothing else of the breaker. `Sync` and
-/// `RefUnwindSafe` keep a permit `Send`, `Sync` and `UnwindSafe`, as a `&CircuitBreaker` is.
-pub(super) trait Records: Sync + std::panic::RefUnwindSafe {
+/// `CircuitBreaker` implements it, so a permit names nothing else of the breaker. `Sync` keeps
+/// a permit `Send` and `Sync`, as a `&CircuitBreaker` is. (Not `RefUnwindSafe`: the breaker's
+/// event channel is not, when tokio is built with `parking_lot`.)
+pub(super) trait Records: Sync {
     /// Records what became of a call issued as `kind`; `at` is a clock reading the caller
     /// already has.
     fn record(&self, kind: Kind, outcome: Outcome, at: Option<Instant>);

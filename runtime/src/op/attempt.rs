@@ -126,14 +126,7 @@ impl<B, T, E: From<Error>> Kept<'_, B, T, E> {
         match (ok, self.value.take(), self.error.take()) {
             (true, Some(value), _) => Ok(value),
             (false, _, Some(error)) => Err(error),
-            // The runner keeps an error for every failure and ends on success only after a
-            // body kept its value; say so rather than panic if that ever breaks.
-            _ => Err(E::from(Error::Op {
-                site: crate::error::Site::default(),
-                message: "the op ended with neither a value nor an error (a bug in the \
-                          runtime: please report it)"
-                    .to_owned(),
-            })),
+            _ => Err(E::from(no_outcome())),
         }
     }
 
@@ -220,6 +213,20 @@ where
 
     fn db_error(&mut self) -> Option<&mut Error> {
         self.kept_db_error()
+    }
+}
+
+/// The runner keeps an error for every failure and ends on success only after a body kept its
+/// value; this says so rather than panic if that ever breaks. Out of line: [`Kept::finish`] is
+/// compiled once per op.
+#[cold]
+#[inline(never)]
+fn no_outcome() -> Error {
+    Error::Op {
+        site: crate::error::Site::default(),
+        message: "the op ended with neither a value nor an error (a bug in the runtime: please \
+                  report it)"
+            .to_owned(),
     }
 }
 

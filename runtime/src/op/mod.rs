@@ -12,7 +12,7 @@ mod resolve;
 mod run;
 mod spec;
 
-pub(crate) use self::attempt::{in_tx, plain};
+pub(crate) use self::attempt::{Body, in_tx, plain};
 pub use self::builder::{Op, OpBuilder};
 pub(crate) use self::cached::cached;
 pub use self::conn::{BoxFuture, Conn, Tx};
@@ -23,7 +23,7 @@ pub use self::registry::OpRegistration;
 pub use self::registry::{OpInfo, declared_ops};
 pub(crate) use self::registry::{registered, resolve_all};
 pub(crate) use self::resolve::Resolved;
-pub(crate) use self::run::execute;
+pub(crate) use self::run::execute_erased;
 #[doc(hidden)]
 pub use self::spec::StaticOp;
 pub use self::spec::{Isolation, Location, Name, OpSpec, RetryScope, TxSpec};

@@ -81,7 +81,7 @@ where
 
 /// Runs an op inside the span its observer gives, and reports its duration and outcome to the
 /// observer when it ends (see `crate::observer`); true when it succeeded.
-async fn execute_erased<'env>(
+pub(crate) async fn execute_erased<'env>(
     rt: &dyn Host,
     op: &Resolved,
     key: Option<&str>,

@@ -9,8 +9,8 @@ use crate::cache::CacheKeyPart;
 use crate::config::OpsCheck;
 use crate::error::{Error, PolicyKind, Result};
 use crate::op::{
-    BoxFuture, Conn, Location, OpBuilder, OpInfo, OpSpec, RetryScope, StaticOp, Tx, cached,
-    execute, in_tx, plain, registered,
+    Body, BoxFuture, Conn, Location, OpBuilder, OpInfo, OpSpec, RetryScope, StaticOp, Tx, cached,
+    execute_erased, in_tx, plain, registered,
 };
 
 impl Runtime {
@@ -41,8 +41,9 @@ where
     T: Send + 'env,
     E: From<Error> + Send + 'env,
 {
-    let resolved = rt.resolved(op).map_err(E::from)?;
-    execute(rt, &resolved, None, plain(body, access)).await
+    let mut body = plain(body, access);
+    let ok = run_declared(rt, op, &mut body).await;
+    body.finish(ok)
 }
 
 /// Runs a transactional `#[db_op]` body (see [`run_static`]). Not public API.
@@ -58,8 +59,25 @@ where
     T: Send + 'env,
     E: From<Error> + Send + 'env,
 {
-    let resolved = rt.resolved(op).map_err(E::from)?;
-    execute(rt, &resolved, None, in_tx(body, access)).await
+    let mut body = in_tx(body, access);
+    let ok = run_declared(rt, op, &mut body).await;
+    body.finish(ok)
+}
+
+/// Finds a declared op's resolution and runs it; true when it succeeded. The body keeps the
+/// value or error. Written once, not per op: the generic entry points above only wrap it.
+async fn run_declared<'env>(
+    rt: &Runtime,
+    op: &'static StaticOp,
+    body: &mut dyn Body<'env>,
+) -> bool {
+    match rt.resolved(op) {
+        Ok(resolved) => execute_erased(rt, &resolved, None, body).await,
+        Err(error) => {
+            body.fail(error);
+            false
+        }
+    }
 }
 
 /// Runs a cached `#[db_op]`: `run` is the op's uncached call. Not public API: generated code
