@@ -157,8 +157,9 @@ pub const BUDGET: Schema = Schema {
             "mode",
             Choice(&["error", "warn", "scale"]),
             Value(Text("error")),
-            "what start-up does when the pools do not fit the server's connections: refuse, \
-             warn, or scale every pool down",
+            "what start-up does when the pools do not fit the server's connections (a read \
+             replica's too, for its replica pools): refuse, warn, or scale every pool down \
+             (`replica_max` on a replica)",
         ),
         Key::new(
             "headroom",
