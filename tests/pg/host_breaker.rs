@@ -1,8 +1,9 @@
 //! The breaker of each host of a multi-host pool, on a real server behind fault proxies: a
 //! host that accepts connections and never answers (a dead former primary) opens its breaker
 //! after failed checks, later re-discoveries find the primary without asking it, and once it
-//! answers again its breaker closes and the pool may use it. Conditions are polled with
-//! generous limits; nothing asserts how long a re-discovery took.
+//! answers again its breaker closes and the pool may use it; and a round that does not wait
+//! for hosts after the first one that suits. Conditions are polled with generous limits;
+//! nothing asserts how long a re-discovery took.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -185,5 +186,46 @@ async fn a_dead_host_opens_its_breaker_is_not_waited_for_and_closes_it_once_back
     let h = host(pool, dead.addr());
     assert_eq!(h.breaker, BreakerState::Closed, "{:?}", pool.hosts());
     assert!(h.checks > checks, "{:?}", pool.hosts());
+    rt.shutdown(Duration::from_secs(5)).await.ok();
+}
+
+#[tokio::test]
+async fn a_round_does_not_wait_for_hosts_after_the_first_that_suits() {
+    let db = support::db().await;
+    let upstream = db.server().tcp_addr();
+    let live = FaultProxy::start(upstream).await.unwrap();
+    let dead = FaultProxy::start(upstream).await.unwrap();
+    dead.blackhole();
+    let single = db.url_via(live.addr());
+    let hosts = format!("{},{}", live.addr(), dead.addr());
+    let url = format!(
+        "{}{}target_session_attrs=read-write",
+        single.replace(&live.addr().to_string(), &hosts),
+        if single.contains('?') { "&" } else { "?" }
+    );
+    // A check timeout (the shorter of `connect_timeout` and `probe_timeout`) far longer than
+    // the live host takes to answer: the dead host's check cannot have failed by the time the
+    // round is settled.
+    let rt = Runtime::builder()
+        .url(&url)
+        .env_vars(Vec::<(String, String)>::new())
+        .pool(
+            "main",
+            &[
+                ("max", 1u32.into()),
+                ("connect_timeout", "20s".into()),
+                ("probe_timeout", "20s".into()),
+            ],
+        )
+        .build()
+        .await
+        .expect("a runtime on two hosts");
+    let pool = rt.pool("main").unwrap();
+    until_current(&rt, pool, live.addr()).await;
+    // The dead host was asked with the other, and its check dropped once the first host
+    // answered: not failed, not waited for.
+    let h = host(pool, dead.addr());
+    assert_eq!((h.checks, h.failed_checks), (1, 0), "{:?}", pool.hosts());
+    assert_eq!(h.breaker, BreakerState::Closed, "{:?}", pool.hosts());
     rt.shutdown(Duration::from_secs(5)).await.ok();
 }
