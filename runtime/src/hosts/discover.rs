@@ -423,36 +423,12 @@ impl Hosts {
             .map(|(at, i, permit)| async move { (at, self.check(i, permit).await) })
             .collect();
         loop {
-            if let Some(choice) = self.pick(order, answers) {
+            if let Some(choice) = pick(self.target, order, answers) {
                 return choice;
             }
             let (at, role) = pending.next().await?;
             answers[at] = Answer::Got(role);
         }
-    }
-
-    /// The round's choice once it is known (`None` while a host before every suitable one
-    /// may still answer): the first host in `order` that answered and suits the target; for
-    /// `prefer-standby`, when no standby answered, the first that answered at all.
-    fn pick(&self, order: &[usize], answers: &[Answer]) -> Option<Option<usize>> {
-        for (at, answer) in answers.iter().enumerate() {
-            match answer {
-                Answer::Waiting => return None,
-                Answer::Got(Some(role)) if self.target.accepts(*role) => {
-                    return Some(Some(order[at]));
-                }
-                _ => {}
-            }
-        }
-        // prefer-standby: any server that answers, when no standby does.
-        let any = (self.target == TargetSessionAttrs::PreferStandby)
-            .then(|| {
-                answers
-                    .iter()
-                    .position(|a| matches!(a, Answer::Got(Some(_))))
-            })
-            .flatten();
-        Some(any.map(|at| order[at]))
     }
 
     /// Asks host `i` what it is, and records the outcome in its breaker when `permit` is
@@ -583,6 +559,30 @@ enum Answer {
     Got(Option<Role>),
 }
 
+/// The round's choice once it is known (`None` while a host before every suitable one
+/// may still answer): the first host in `order` that answered and suits the target; for
+/// `prefer-standby`, when no standby answered, the first that answered at all.
+fn pick(target: TargetSessionAttrs, order: &[usize], answers: &[Answer]) -> Option<Option<usize>> {
+    for (at, answer) in answers.iter().enumerate() {
+        match answer {
+            Answer::Waiting => return None,
+            Answer::Got(Some(role)) if target.accepts(*role) => {
+                return Some(Some(order[at]));
+            }
+            _ => {}
+        }
+    }
+    // prefer-standby: any server that answers, when no standby does.
+    let any = (target == TargetSessionAttrs::PreferStandby)
+        .then(|| {
+            answers
+                .iter()
+                .position(|a| matches!(a, Answer::Got(Some(_))))
+        })
+        .flatten();
+    Some(any.map(|at| order[at]))
+}
+
 /// The breaker of one host of pool `pool`: opened by failed checks in a row, recovering when
 /// the host's health watch reaches it (failures are recorded as unreachable).
 fn host_breaker(pool: &str, addr: &HostAddr) -> CircuitBreaker {
@@ -635,4 +635,65 @@ async fn role_of(conn: &mut PgConnection) -> Result<Role, sqlx::Error> {
         in_recovery,
         read_only,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Answer, pick};
+    use crate::host_target::{Role, TargetSessionAttrs};
+
+    const PRIMARY: Answer = Answer::Got(Some(Role {
+        in_recovery: false,
+        read_only: false,
+    }));
+    const STANDBY: Answer = Answer::Got(Some(Role {
+        in_recovery: true,
+        read_only: true,
+    }));
+    const SILENT: Answer = Answer::Got(None);
+
+    #[test]
+    fn the_first_suitable_host_in_order_wins_once_every_host_before_it_is_settled() {
+        let rw = TargetSessionAttrs::ReadWrite;
+        let order = [2, 0, 1];
+        // A host before the primary may still answer: not known yet.
+        assert_eq!(pick(rw, &order, &[Answer::Waiting, PRIMARY, PRIMARY]), None);
+        // Hosts after it are not waited for.
+        assert_eq!(
+            pick(rw, &order, &[PRIMARY, Answer::Waiting, Answer::Waiting]),
+            Some(Some(2))
+        );
+        // A silent host, a standby and a skipped one (open breaker) do not suit.
+        assert_eq!(pick(rw, &order, &[SILENT, STANDBY, PRIMARY]), Some(Some(1)));
+        assert_eq!(
+            pick(rw, &order, &[Answer::Skipped, PRIMARY, Answer::Waiting]),
+            Some(Some(0))
+        );
+        assert_eq!(
+            pick(rw, &order, &[Answer::Skipped, STANDBY, SILENT]),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn prefer_standby_takes_any_answering_host_only_once_all_are_settled() {
+        let prefer = TargetSessionAttrs::PreferStandby;
+        let order = [0, 1, 2];
+        assert_eq!(
+            pick(prefer, &order, &[PRIMARY, STANDBY, Answer::Waiting]),
+            Some(Some(1))
+        );
+        assert_eq!(
+            pick(prefer, &order, &[PRIMARY, SILENT, Answer::Waiting]),
+            None
+        );
+        assert_eq!(
+            pick(prefer, &order, &[SILENT, PRIMARY, Answer::Skipped]),
+            Some(Some(1))
+        );
+        assert_eq!(
+            pick(prefer, &order, &[Answer::Skipped, SILENT, SILENT]),
+            Some(None)
+        );
+    }
 }
