@@ -100,9 +100,9 @@ pub struct HostStatus {
     pub failed_checks: u64,
     /// Connections acquired from the pool while it was the pool's host.
     pub acquired: u64,
-    /// The host's own circuit breaker: open after failed checks in a row, when discovery
-    /// does not wait for the host (unless no other host suits); half-open as soon as its
-    /// health watch reaches it again.
+    /// The state of the host's own circuit breaker: open after failed checks in a row (while
+    /// open, discovery does not wait for the host unless no other host suits); half-open as
+    /// soon as its health watch reaches it again; closed by the next check it answers.
     #[serde(serialize_with = "state_name")]
     pub breaker: BreakerState,
 }
