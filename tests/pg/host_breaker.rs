@@ -105,6 +105,7 @@ async fn a_dead_host_opens_its_breaker_is_not_waited_for_and_closes_it_once_back
                 ("max", 2u32.into()),
                 ("connect_timeout", "1s".into()),
                 ("acquire_timeout", "30s".into()),
+                ("host_breaker_failures", 2u32.into()),
             ],
         )
         .build()

@@ -30,10 +30,6 @@ const ROUND_MAX: Duration = Duration::from_millis(200);
 /// often the pool asks while acquires wait.
 pub(crate) const STALL_CHECK: Duration = Duration::from_millis(250);
 
-/// Failed checks in a row that open a host's breaker: discovery then stops waiting for that
-/// host (a dead former primary would otherwise cost every round the whole check timeout).
-pub(crate) const HOST_BREAKER_FAILURES: u32 = 2;
-
 /// The longest a host's breaker stays open: it half-opens as soon as the host's health watch
 /// reaches the server, and at the latest after this, when one check is let through again.
 pub(crate) const HOST_BREAKER_OPEN_FOR: Duration = Duration::from_secs(30);
@@ -159,14 +155,18 @@ pub(crate) struct Hosts {
 }
 
 impl Hosts {
-    /// The hosts of `list`, each with `settings` (the pool's session settings) and its own
-    /// health watch from `servers`.
+    /// The hosts of `list`, each with `settings` (the pool's session settings), its own
+    /// health watch from `servers` and its own breaker, opened by `breaker_failures` failed
+    /// checks in a row (the pool's `host_breaker_failures`): discovery then stops waiting for
+    /// that host, which a dead former primary would otherwise cost every round the whole check
+    /// timeout.
     pub(crate) fn new(
         pool: Arc<str>,
         list: &HostList,
         settings: impl Fn(PgConnectOptions) -> PgConnectOptions,
         servers: &Servers,
         check_timeout: Duration,
+        breaker_failures: u32,
     ) -> Arc<Hosts> {
         let members = list
             .hosts
@@ -175,7 +175,7 @@ impl Hosts {
                 let options = settings(list.base.clone().host(&addr.host).port(addr.port));
                 Member {
                     server: servers.watch(&options, check_timeout),
-                    breaker: Arc::new(host_breaker(&pool, addr)),
+                    breaker: Arc::new(host_breaker(&pool, addr, breaker_failures)),
                     addr: addr.clone(),
                     options,
                     role: AtomicU8::new(0),
@@ -583,11 +583,11 @@ fn pick(target: TargetSessionAttrs, order: &[usize], answers: &[Answer]) -> Opti
     Some(any.map(|at| order[at]))
 }
 
-/// The breaker of one host of pool `pool`: opened by failed checks in a row, recovering when
-/// the host's health watch reaches it (failures are recorded as unreachable).
-fn host_breaker(pool: &str, addr: &HostAddr) -> CircuitBreaker {
+/// The breaker of one host of pool `pool`: opened by `failures` failed checks in a row,
+/// recovering when the host's health watch reaches it (failures are recorded as unreachable).
+fn host_breaker(pool: &str, addr: &HostAddr, failures: u32) -> CircuitBreaker {
     let config = BreakerConfig {
-        consecutive_failures: Some(HOST_BREAKER_FAILURES),
+        consecutive_failures: Some(failures),
         open_for: HOST_BREAKER_OPEN_FOR,
         half_open: 1,
         ..BreakerConfig::default()
