@@ -27,6 +27,7 @@ mod deadline;
 mod drills;
 mod failover;
 mod faults;
+mod host_breaker;
 mod macros;
 mod nested;
 mod observe_health;

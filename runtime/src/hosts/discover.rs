@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
-use futures_util::future::join_all;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use rand::seq::SliceRandom;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::parse::{HostAddr, HostList};
+use crate::breaker::{BreakerConfig, BreakerPermit, BreakerState, CircuitBreaker};
 use crate::error::{Error, Site};
 use crate::host_target::{LoadBalance, Role, TargetSessionAttrs};
 use crate::recovery::{Server, Servers};
@@ -27,6 +29,10 @@ const ROUND_MAX: Duration = Duration::from_millis(200);
 /// How long an acquire waits before asking whether the host in use still answers, and how
 /// often the pool asks while acquires wait.
 pub(crate) const STALL_CHECK: Duration = Duration::from_millis(250);
+
+/// The longest a host's breaker stays open: it half-opens as soon as the host's health watch
+/// reaches the server, and at the latest after this, when one check is let through again.
+pub(crate) const HOST_BREAKER_OPEN_FOR: Duration = Duration::from_secs(30);
 
 /// What a host was when last asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -90,12 +96,22 @@ pub struct HostStatus {
     pub failed_checks: u64,
     /// Connections acquired from the pool while it was the pool's host.
     pub acquired: u64,
+    /// The state of the host's own circuit breaker: open after failed checks in a row (while
+    /// open, discovery does not wait for the host unless no other host suits); half-open as
+    /// soon as its health watch reaches it again; closed by the next check it answers.
+    #[serde(serialize_with = "state_name")]
+    pub breaker: BreakerState,
+}
+
+fn state_name<S: serde::Serializer>(state: &BreakerState, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state.as_str())
 }
 
 struct Member {
     addr: HostAddr,
     options: PgConnectOptions,
     server: Arc<Server>,
+    breaker: Arc<CircuitBreaker>,
     role: AtomicU8,
     checks: AtomicU64,
     failed_checks: AtomicU64,
@@ -139,14 +155,18 @@ pub(crate) struct Hosts {
 }
 
 impl Hosts {
-    /// The hosts of `list`, each with `settings` (the pool's session settings) and its own
-    /// health watch from `servers`.
+    /// The hosts of `list`, each with `settings` (the pool's session settings), its own
+    /// health watch from `servers` and its own breaker, opened by `breaker_failures` failed
+    /// checks in a row (the pool's `host_breaker_failures`): discovery then stops waiting for
+    /// that host, which a dead former primary would otherwise cost every round the whole check
+    /// timeout.
     pub(crate) fn new(
         pool: Arc<str>,
         list: &HostList,
         settings: impl Fn(PgConnectOptions) -> PgConnectOptions,
         servers: &Servers,
         check_timeout: Duration,
+        breaker_failures: u32,
     ) -> Arc<Hosts> {
         let members = list
             .hosts
@@ -155,6 +175,7 @@ impl Hosts {
                 let options = settings(list.base.clone().host(&addr.host).port(addr.port));
                 Member {
                     server: servers.watch(&options, check_timeout),
+                    breaker: Arc::new(host_breaker(&pool, addr, breaker_failures)),
                     addr: addr.clone(),
                     options,
                     role: AtomicU8::new(0),
@@ -277,7 +298,10 @@ impl Hosts {
         {
             return true;
         }
-        let suits = self.check(i).await.is_some_and(|role| {
+        // The host in use is asked whatever its breaker says (the outcome is recorded when the
+        // breaker lets the check through).
+        let permit = self.members[i].breaker.try_acquire().ok();
+        let suits = self.check(i, permit).await.is_some_and(|role| {
             self.target.accepts(role) || self.target == TargetSessionAttrs::PreferStandby
         });
         if !suits {
@@ -350,31 +374,69 @@ impl Hosts {
         runtime.spawn(discover(Arc::downgrade(self)));
     }
 
-    /// Asks every host at once; the first, in the pool's order, that suits the target.
+    /// Asks every host at once; the first, in the pool's order, that suits the target among
+    /// those that answered. A host whose breaker is open is not asked and counts as not
+    /// answering, unless no other host suits: then it is asked too, rather than finding none.
     async fn round(&self) -> Option<usize> {
         let mut order: Vec<usize> = (0..self.members.len()).collect();
         if self.balance == LoadBalance::Random {
             order.shuffle(&mut rand::rng());
         }
-        let roles = join_all(order.iter().map(|&i| self.check(i))).await;
-        let found = order
-            .iter()
-            .zip(&roles)
-            .find(|(_, r)| r.is_some_and(|r| self.target.accepts(r)));
-        if let Some((&i, _)) = found {
-            return Some(i);
+        let mut answers = vec![Answer::Waiting; order.len()];
+        let mut asked = Vec::with_capacity(order.len());
+        for (at, &i) in order.iter().enumerate() {
+            match self.members[i].breaker.try_acquire() {
+                Ok(permit) => asked.push((at, i, Some(permit))),
+                Err(_) => answers[at] = Answer::Skipped,
+            }
         }
-        // prefer-standby: any server that answers, when no standby does.
-        (self.target == TargetSessionAttrs::PreferStandby)
-            .then(|| order.iter().zip(&roles).find(|(_, r)| r.is_some()))
-            .flatten()
-            .map(|(&i, _)| i)
+        let found = self.ask(&order, &mut answers, asked).await;
+        if found.is_some() {
+            return found;
+        }
+        let skipped: Vec<_> = answers
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| matches!(a, Answer::Skipped))
+            .map(|(at, _)| (at, order[at], None))
+            .collect();
+        if skipped.is_empty() {
+            return None;
+        }
+        for &(at, _, _) in &skipped {
+            answers[at] = Answer::Waiting;
+        }
+        self.ask(&order, &mut answers, skipped).await
     }
 
-    /// Asks host `i` what it is.
-    async fn check(&self, i: usize) -> Option<Role> {
+    /// Asks the hosts of `asked` (place in `order`, host, breaker permit) at once, and returns
+    /// as soon as the choice is known: a host that suits, once every host before it in
+    /// `order` has answered or is skipped. Checks of hosts after it are dropped unfinished.
+    async fn ask<'a>(
+        &'a self,
+        order: &[usize],
+        answers: &mut [Answer],
+        asked: Vec<(usize, usize, Option<BreakerPermit<'a>>)>,
+    ) -> Option<usize> {
+        let mut pending: FuturesUnordered<_> = asked
+            .into_iter()
+            .map(|(at, i, permit)| async move { (at, self.check(i, permit).await) })
+            .collect();
+        loop {
+            if let Some(choice) = pick(self.target, order, answers) {
+                return choice;
+            }
+            let (at, role) = pending.next().await?;
+            answers[at] = Answer::Got(role);
+        }
+    }
+
+    /// Asks host `i` what it is, and records the outcome in its breaker when `permit` is
+    /// the breaker's leave.
+    async fn check(&self, i: usize, permit: Option<BreakerPermit<'_>>) -> Option<Role> {
         let m = &self.members[i];
         m.checks.fetch_add(1, Relaxed);
+        let started = Instant::now();
         let ask = async {
             let mut conn = PgConnection::connect_with(&m.options).await?;
             let role = role_of(&mut conn).await;
@@ -388,14 +450,25 @@ impl Hosts {
         };
         match answer {
             Ok(role) => {
+                match permit {
+                    Some(permit) => permit.success(started.elapsed()),
+                    // Asked past an open breaker, and it answered: the server is back.
+                    None => {
+                        m.breaker.server_answered();
+                    }
+                }
                 m.role.store(HostRole::of(role) as u8, Relaxed);
                 Some(role)
             }
             Err(error) => {
+                if let Some(permit) = permit {
+                    permit.unreachable(started.elapsed());
+                }
                 m.failed_checks.fetch_add(1, Relaxed);
                 m.role.store(HostRole::Unreachable as u8, Relaxed);
-                // The host's own watch probes it until it answers (its health in reports).
-                m.server.report(None, &error);
+                // The host's own watch probes it until it answers (its health in reports),
+                // and half-opens its breaker then.
+                m.server.report(Some(&m.breaker), &error);
                 None
             }
         }
@@ -469,9 +542,57 @@ impl Hosts {
                 checks: m.checks.load(Relaxed),
                 failed_checks: m.failed_checks.load(Relaxed),
                 acquired: m.acquired.load(Relaxed),
+                breaker: m.breaker.state(),
             })
             .collect()
     }
+}
+
+/// What a discovery round knows of one host.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// Asked, no answer yet.
+    Waiting,
+    /// Not asked: its breaker is open.
+    Skipped,
+    /// Its role, or `None` when it did not answer.
+    Got(Option<Role>),
+}
+
+/// The round's choice once it is known (`None` while a host before every suitable one
+/// may still answer): the first host in `order` that answered and suits the target; for
+/// `prefer-standby`, when no standby answered, the first that answered at all.
+fn pick(target: TargetSessionAttrs, order: &[usize], answers: &[Answer]) -> Option<Option<usize>> {
+    for (at, answer) in answers.iter().enumerate() {
+        match answer {
+            Answer::Waiting => return None,
+            Answer::Got(Some(role)) if target.accepts(*role) => {
+                return Some(Some(order[at]));
+            }
+            _ => {}
+        }
+    }
+    // prefer-standby: any server that answers, when no standby does.
+    let any = (target == TargetSessionAttrs::PreferStandby)
+        .then(|| {
+            answers
+                .iter()
+                .position(|a| matches!(a, Answer::Got(Some(_))))
+        })
+        .flatten();
+    Some(any.map(|at| order[at]))
+}
+
+/// The breaker of one host of pool `pool`: opened by `failures` failed checks in a row,
+/// recovering when the host's health watch reaches it (failures are recorded as unreachable).
+fn host_breaker(pool: &str, addr: &HostAddr, failures: u32) -> CircuitBreaker {
+    let config = BreakerConfig {
+        consecutive_failures: Some(failures),
+        open_for: HOST_BREAKER_OPEN_FOR,
+        half_open: 1,
+        ..BreakerConfig::default()
+    };
+    CircuitBreaker::new(format!("{pool} host {addr}"), config)
 }
 
 /// Discovery rounds until a host suits the target (or the pool is gone).
@@ -514,4 +635,65 @@ async fn role_of(conn: &mut PgConnection) -> Result<Role, sqlx::Error> {
         in_recovery,
         read_only,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Answer, pick};
+    use crate::host_target::{Role, TargetSessionAttrs};
+
+    const PRIMARY: Answer = Answer::Got(Some(Role {
+        in_recovery: false,
+        read_only: false,
+    }));
+    const STANDBY: Answer = Answer::Got(Some(Role {
+        in_recovery: true,
+        read_only: true,
+    }));
+    const SILENT: Answer = Answer::Got(None);
+
+    #[test]
+    fn the_first_suitable_host_in_order_wins_once_every_host_before_it_is_settled() {
+        let rw = TargetSessionAttrs::ReadWrite;
+        let order = [2, 0, 1];
+        // A host before the primary may still answer: not known yet.
+        assert_eq!(pick(rw, &order, &[Answer::Waiting, PRIMARY, PRIMARY]), None);
+        // Hosts after it are not waited for.
+        assert_eq!(
+            pick(rw, &order, &[PRIMARY, Answer::Waiting, Answer::Waiting]),
+            Some(Some(2))
+        );
+        // A silent host, a standby and a skipped one (open breaker) do not suit.
+        assert_eq!(pick(rw, &order, &[SILENT, STANDBY, PRIMARY]), Some(Some(1)));
+        assert_eq!(
+            pick(rw, &order, &[Answer::Skipped, PRIMARY, Answer::Waiting]),
+            Some(Some(0))
+        );
+        assert_eq!(
+            pick(rw, &order, &[Answer::Skipped, STANDBY, SILENT]),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn prefer_standby_takes_any_answering_host_only_once_all_are_settled() {
+        let prefer = TargetSessionAttrs::PreferStandby;
+        let order = [0, 1, 2];
+        assert_eq!(
+            pick(prefer, &order, &[PRIMARY, STANDBY, Answer::Waiting]),
+            Some(Some(1))
+        );
+        assert_eq!(
+            pick(prefer, &order, &[PRIMARY, SILENT, Answer::Waiting]),
+            None
+        );
+        assert_eq!(
+            pick(prefer, &order, &[SILENT, PRIMARY, Answer::Skipped]),
+            Some(Some(1))
+        );
+        assert_eq!(
+            pick(prefer, &order, &[Answer::Skipped, SILENT, SILENT]),
+            Some(None)
+        );
+    }
 }

@@ -7,6 +7,9 @@
 //!   pool at the first that suits the target (`PgPool::set_connect_options`).
 //! - Each host has its own health watch (`crate::recovery`): a host found unreachable is probed
 //!   until it answers, and shows in `Runtime::servers`.
+//! - Each host has its own circuit breaker, opened by failed checks in a row: discovery does not
+//!   wait for a host whose breaker is open (unless no other host suits), and the host's watch
+//!   half-opens it as soon as it reaches the server.
 //! - A 25006 (a write on a server that turned read-only), a lost connection or a shutdown on a
 //!   connection to the current host starts a re-discovery, once however many ops report it.
 //!   Until a host suits the target again, acquires wait for one within the caller's deadline,

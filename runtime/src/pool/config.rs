@@ -117,6 +117,10 @@ crate::settings::fields::settings! {
         /// The most callers that may wait for the server at once (default: ten per connection,
         /// at least 100); beyond it, callers fail at once with `Error::Unavailable`.
         pub outage_waiters: Option<u32> = "outage_waiters",
+        /// Failed checks in a row that open the breaker of one host of a multi-host `url`:
+        /// while it is open, finding the host to use does not wait for that host (unless no
+        /// other host suits); the host's health watch half-opens it once it reaches the server.
+        pub host_breaker_failures: u32 = "host_breaker_failures",
         /// What sits between the pool and the server (a transaction pooler changes how ops
         /// run, see [`Pooler`]).
         pub pooler: Pooler = "pooler",

@@ -195,7 +195,15 @@ impl Pool {
         let hosts = host_list.as_ref().map(|list| {
             let check_timeout = config.connect_timeout.min(config.probe_timeout);
             let settings = |o| session_settings(&name, &config, o);
-            Hosts::new(name.clone(), list, settings, servers, check_timeout)
+            let breaker_failures = config.host_breaker_failures;
+            Hosts::new(
+                name.clone(),
+                list,
+                settings,
+                servers,
+                check_timeout,
+                breaker_failures,
+            )
         });
         let options = match &hosts {
             Some(h) => h.first_options(),

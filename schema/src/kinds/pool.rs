@@ -180,6 +180,15 @@ pub const POOL: Schema = Schema {
         )
         .unit("callers"),
         Key::new(
+            "host_breaker_failures",
+            Rule::whole(1, 100),
+            Value(Whole(2)),
+            "failed checks in a row that open the breaker of one host of a multi-host `url`; \
+             while it is open, finding the host to use does not wait for that host (unless no \
+             other host suits)",
+        )
+        .unit("checks"),
+        Key::new(
             "replicas",
             UrlList,
             Absent("none: every op uses `url`"),

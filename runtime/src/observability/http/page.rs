@@ -448,12 +448,13 @@ fn pool_servers(o: &mut String, p: &crate::health::PoolHealth) {
     if let Some(hosts) = &p.hosts {
         let _ = write!(
             o,
-            "<table class=\"hosts\"><tr><th>host</th><th>role</th><th>state</th></tr>"
+            "<table class=\"hosts\"><tr><th>host</th><th>role</th><th>state</th><th>breaker</th></tr>"
         );
         for h in hosts {
             let _ = write!(
                 o,
-                "<tr class=\"host\"><td>{addr}:{port}</td><td>{role}</td><td>{state}</td></tr>",
+                "<tr class=\"host\"><td>{addr}:{port}</td><td>{role}</td><td>{state}</td>\
+                 <td>{breaker}</td></tr>",
                 addr = esc(&h.address),
                 port = h.port,
                 role = h.role.as_str(),
@@ -462,6 +463,7 @@ fn pool_servers(o: &mut String, p: &crate::health::PoolHealth) {
                     (true, false) => "in use",
                     (false, false) => "standing by",
                 },
+                breaker = h.breaker.as_str(),
             );
         }
         let _ = write!(

@@ -51,6 +51,9 @@ pub const HOST_PRIMARY: &str = "sqlx_resilience.host.primary";
 pub const HOST_DOWN: &str = "sqlx_resilience.host.down";
 /// Counter: times discovery asked a host what it is, by outcome (`ok`, `unreachable`).
 pub const HOST_CHECKS: &str = "sqlx_resilience.host.checks";
+/// Gauge: the state of a host's own breaker, numbered as [`BREAKER_STATE`] (0 closed,
+/// 1 half-open, 2 open; same labels as [`HOST_CURRENT`]).
+pub const HOST_BREAKER: &str = "sqlx_resilience.host.breaker";
 /// Counter: times a multi-host pool moved to another host after a failure.
 pub const POOL_FAILOVERS: &str = "sqlx_resilience.pool.failovers";
 
@@ -110,7 +113,7 @@ pub const SERVER_ADDRESS: &str = "server.address";
 pub const SERVER_PORT: &str = "server.port";
 
 /// Every metric name, for exporters that need the list (histogram buckets, allow-lists).
-pub const ALL: [&str; 35] = [
+pub const ALL: [&str; 36] = [
     CONNECTION_COUNT,
     CONNECTION_MAX,
     CONNECTION_IDLE_MIN,
@@ -132,6 +135,7 @@ pub const ALL: [&str; 35] = [
     HOST_PRIMARY,
     HOST_DOWN,
     HOST_CHECKS,
+    HOST_BREAKER,
     POOL_FAILOVERS,
     REPLICA_LAG,
     REPLICA_SERVING,

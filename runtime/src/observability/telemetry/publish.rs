@@ -126,6 +126,7 @@ fn publish_hosts(pool: &crate::Pool) {
         let primary = h.role == crate::hosts::HostRole::Primary;
         metrics::gauge!(names::HOST_PRIMARY, &labels).set(flag(primary));
         metrics::gauge!(names::HOST_DOWN, &labels).set(flag(h.down));
+        metrics::gauge!(names::HOST_BREAKER, &labels).set(state_number(h.breaker));
         let mut ok = labels.to_vec();
         ok.push((names::OUTCOME, "ok".to_owned()));
         metrics::counter!(names::HOST_CHECKS, &ok)

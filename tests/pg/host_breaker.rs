@@ -1,0 +1,232 @@
+//! The breaker of each host of a multi-host pool, on a real server behind fault proxies: a
+//! host that accepts connections and never answers (a dead former primary) opens its breaker
+//! after failed checks, later re-discoveries find the primary without asking it, and once it
+//! answers again its breaker closes and the pool may use it; and a round that does not wait
+//! for hosts after the first one that suits. Conditions are polled with generous limits;
+//! nothing asserts how long a re-discovery took.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sqlx_resilience::breaker::BreakerState;
+use sqlx_resilience::telemetry::names;
+use sqlx_resilience::{Error, Pool, Runtime};
+use sqlx_resilience_testkit::FaultProxy;
+
+use crate::support;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// What the pool says of the host listening on `addr`.
+struct Host {
+    checks: u64,
+    failed_checks: u64,
+    breaker: BreakerState,
+}
+
+fn host(pool: &Pool, addr: SocketAddr) -> Host {
+    pool.hosts()
+        .expect("a multi-host pool")
+        .into_iter()
+        .find(|h| h.port == addr.port())
+        .map(|h| Host {
+            checks: h.checks,
+            failed_checks: h.failed_checks,
+            breaker: h.breaker,
+        })
+        .unwrap_or_else(|| panic!("no host on {addr}: {:?}", pool.hosts()))
+}
+
+/// Runs reads until the pool uses the host on `addr` (the reads meet the cut connections of
+/// the host it used and so start a re-discovery).
+async fn until_current(rt: &Runtime, pool: &Pool, addr: SocketAddr) {
+    let started = Instant::now();
+    while pool.current_host() != Some(addr.to_string()) {
+        assert!(
+            started.elapsed() < LIMIT,
+            "the pool never moved to {addr}: {:?}",
+            pool.hosts()
+        );
+        let _ = rt
+            .op("host_breaker::read")
+            .read_only(true)
+            .deadline(Duration::from_secs(5))
+            .run(|c| {
+                Box::pin(async move {
+                    sqlx::query("select 1").execute(c.as_mut()).await?;
+                    Ok::<_, Error>(())
+                })
+            })
+            .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls until the breaker of the host on `addr` lets checks through again (its proxy healed,
+/// its health watch reached it).
+async fn until_not_open(pool: &Pool, addr: SocketAddr) {
+    let started = Instant::now();
+    while host(pool, addr).breaker == BreakerState::Open {
+        assert!(started.elapsed() < LIMIT, "{:?}", pool.hosts());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Moves the pool off the host behind `cut`: new connections refused, open ones reset.
+async fn cut(proxy: &FaultProxy) {
+    proxy.refuse().await;
+    proxy.reset().await;
+}
+
+#[tokio::test]
+async fn a_dead_host_opens_its_breaker_is_not_waited_for_and_closes_it_once_back() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let db = support::db().await;
+    let upstream = db.server().tcp_addr();
+    let dead = FaultProxy::start(upstream).await.unwrap();
+    let a = FaultProxy::start(upstream).await.unwrap();
+    let b = FaultProxy::start(upstream).await.unwrap();
+    dead.blackhole();
+    let single = db.url_via(a.addr());
+    let hosts = format!("{},{},{}", dead.addr(), a.addr(), b.addr());
+    let url = format!(
+        "{}{}target_session_attrs=read-write",
+        single.replace(&a.addr().to_string(), &hosts),
+        if single.contains('?') { "&" } else { "?" }
+    );
+    let rt = Runtime::builder()
+        .url(&url)
+        .env_vars(Vec::<(String, String)>::new())
+        .pool(
+            "main",
+            &[
+                ("max", 2u32.into()),
+                ("connect_timeout", "1s".into()),
+                ("acquire_timeout", "30s".into()),
+                ("host_breaker_failures", 2u32.into()),
+            ],
+        )
+        .build()
+        .await
+        .expect("a runtime on three hosts");
+    let pool = rt.pool("main").unwrap();
+    // The first discovery waited for the dead host, then took the first that answered.
+    until_current(&rt, pool, a.addr()).await;
+    assert_eq!(
+        host(pool, dead.addr()).failed_checks,
+        1,
+        "{:?}",
+        pool.hosts()
+    );
+
+    // A second discovery: the dead host fails again and its breaker opens.
+    cut(&a).await;
+    until_current(&rt, pool, b.addr()).await;
+    let started = Instant::now();
+    while host(pool, dead.addr()).breaker != BreakerState::Open {
+        assert!(started.elapsed() < LIMIT, "{:?}", pool.hosts());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let checks = host(pool, dead.addr()).checks;
+    assert_eq!(checks, 2, "{:?}", pool.hosts());
+
+    // A third: the dead host is not asked; the first host that answers is used.
+    // (The checks made while `a` was cut may have opened its breaker too: wait until its
+    // watch has seen it back, so that the dead host is the only one skipped.)
+    a.heal().await.unwrap();
+    until_not_open(pool, a.addr()).await;
+    let failovers = pool.failovers().unwrap();
+    cut(&b).await;
+    until_current(&rt, pool, a.addr()).await;
+    assert_eq!(pool.failovers(), Some(failovers + 1));
+    let h = host(pool, dead.addr());
+    assert_eq!(
+        (h.checks, h.breaker),
+        (checks, BreakerState::Open),
+        "{:?}",
+        pool.hosts()
+    );
+    // The health report shows the breaker of each host.
+    let report = rt.health().await;
+    let main = report.pools.iter().find(|p| p.name == "main").unwrap();
+    let json = serde_json::to_value(main.hosts.as_ref().unwrap()).unwrap();
+    assert_eq!(json[0]["breaker"], "open", "{json}");
+    assert_eq!(json[1]["breaker"], "closed", "{json}");
+    // And the metrics: 2 for open, 0 for closed, as `sqlx_resilience.breaker.state`.
+    rt.publish_metrics();
+    let states: Vec<(String, f64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, _, _, _)| k.key().name() == names::HOST_BREAKER)
+        .filter_map(|(k, _, _, v)| {
+            let port = k.key().labels().find(|l| l.key() == "server.port")?;
+            match v {
+                metrics_util::debugging::DebugValue::Gauge(g) => {
+                    Some((port.value().to_owned(), g.into_inner()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    assert!(
+        states.contains(&(dead.addr().port().to_string(), 2.0))
+            && states.contains(&(a.addr().port().to_string(), 0.0)),
+        "{states:?}"
+    );
+
+    // The dead host answers again: its watch's probe half-opens its breaker, the next
+    // discovery asks it, and it is the first host again.
+    dead.heal().await.unwrap();
+    b.heal().await.unwrap();
+    until_not_open(pool, dead.addr()).await;
+    cut(&a).await;
+    until_current(&rt, pool, dead.addr()).await;
+    let h = host(pool, dead.addr());
+    assert_eq!(h.breaker, BreakerState::Closed, "{:?}", pool.hosts());
+    assert!(h.checks > checks, "{:?}", pool.hosts());
+    rt.shutdown(Duration::from_secs(5)).await.ok();
+}
+
+#[tokio::test]
+async fn a_round_does_not_wait_for_hosts_after_the_first_that_suits() {
+    let db = support::db().await;
+    let upstream = db.server().tcp_addr();
+    let live = FaultProxy::start(upstream).await.unwrap();
+    let dead = FaultProxy::start(upstream).await.unwrap();
+    dead.blackhole();
+    let single = db.url_via(live.addr());
+    let hosts = format!("{},{}", live.addr(), dead.addr());
+    let url = format!(
+        "{}{}target_session_attrs=read-write",
+        single.replace(&live.addr().to_string(), &hosts),
+        if single.contains('?') { "&" } else { "?" }
+    );
+    // A check timeout (the shorter of `connect_timeout` and `probe_timeout`) far longer than
+    // the live host takes to answer: the dead host's check cannot have failed by the time the
+    // round is settled.
+    let rt = Runtime::builder()
+        .url(&url)
+        .env_vars(Vec::<(String, String)>::new())
+        .pool(
+            "main",
+            &[
+                ("max", 1u32.into()),
+                ("connect_timeout", "20s".into()),
+                ("probe_timeout", "20s".into()),
+            ],
+        )
+        .build()
+        .await
+        .expect("a runtime on two hosts");
+    let pool = rt.pool("main").unwrap();
+    until_current(&rt, pool, live.addr()).await;
+    // The dead host was asked with the other, and its check dropped once the first host
+    // answered: not failed, not waited for.
+    let h = host(pool, dead.addr());
+    assert_eq!((h.checks, h.failed_checks), (1, 0), "{:?}", pool.hosts());
+    assert_eq!(h.breaker, BreakerState::Closed, "{:?}", pool.hosts());
+    rt.shutdown(Duration::from_secs(5)).await.ok();
+}
