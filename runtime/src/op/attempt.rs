@@ -232,28 +232,34 @@ fn no_outcome() -> Error {
 
 /// Runs the body once on `conn` (plain, in a transaction, or pinned in one behind a
 /// transaction pooler); gives the connection back so the runner can evict it.
-pub(crate) async fn run<'env>(
-    body: &mut dyn Body<'env>,
-    op: &Resolved,
+///
+/// Boxed: the three ways of running hold their own state across awaits, and every op's call
+/// future would otherwise carry all of it inline (a bigger future to create and move on every
+/// call, the calls an open breaker turns away included).
+pub(crate) fn run<'a, 'env>(
+    body: &'a mut dyn Body<'env>,
+    op: &'a Resolved,
     conn: PooledConn,
     until: Option<Instant>,
-) -> (Ended, PooledConn) {
-    if body.is_tx() {
-        return run_tx(body, op.tx, (op.spec.name, op.pool.config()), conn, until).await;
-    }
-    if op.pool.config().pooler == Pooler::Transaction {
-        return run_pinned(body, op, conn, until).await;
-    }
-    let mut conn = Conn {
-        inner: conn,
-        _env: EnvMarker::default(),
-    };
-    let ended = match within(until, body.call(&mut conn)).await {
-        Some(true) => Ended::Ok,
-        Some(false) => Ended::Failed(Phase::Body),
-        None => Ended::TimedOut(Phase::Body),
-    };
-    (ended, conn.inner)
+) -> BoxFuture<'a, (Ended, PooledConn)> {
+    Box::pin(async move {
+        if body.is_tx() {
+            return run_tx(body, op.tx, (op.spec.name, op.pool.config()), conn, until).await;
+        }
+        if op.pool.config().pooler == Pooler::Transaction {
+            return run_pinned(body, op, conn, until).await;
+        }
+        let mut conn = Conn {
+            inner: conn,
+            _env: EnvMarker::default(),
+        };
+        let ended = match within(until, body.call(&mut conn)).await {
+            Some(true) => Ended::Ok,
+            Some(false) => Ended::Failed(Phase::Body),
+            None => Ended::TimedOut(Phase::Body),
+        };
+        (ended, conn.inner)
+    })
 }
 
 /// A plain body behind a transaction pooler: in a transaction, so that each of sqlx's

@@ -112,7 +112,10 @@ pub(crate) async fn execute_erased<'env>(
     // real time: durations are measured, not scheduled, so tokio's (pausable) clock is not used.
     let clock = std::time::Instant::now();
     let started = Instant::from_std(clock);
-    let (ok, attempts) = execute_inner(rt, op, key, body, started)
+    // Boxed: the attempts' state (every policy's wait, the pool's acquire) is tens of
+    // kilobytes, which every call's future would otherwise carry inline and move, the calls
+    // turned away above included; one allocation beside a round trip to the server is noise.
+    let (ok, attempts) = Box::pin(execute_inner(rt, op, key, body, started))
         .instrument(span.clone())
         .await;
     let elapsed = clock.elapsed();
