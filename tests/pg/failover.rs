@@ -110,21 +110,7 @@ async fn the_pool_asks_for_the_primary_and_follows_a_promoted_replica() {
     assert_eq!(main.failovers, Some(0));
     // The metrics say the same, per host (`server.address`, `server.port`).
     rt.publish_metrics();
-    let current: Vec<(String, f64)> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, _, _, _)| k.key().name() == names::HOST_CURRENT)
-        .filter_map(|(k, _, _, v)| {
-            let port = k.key().labels().find(|l| l.key() == "server.port")?;
-            match v {
-                metrics_util::debugging::DebugValue::Gauge(g) => {
-                    Some((port.value().to_owned(), g.into_inner()))
-                }
-                _ => None,
-            }
-        })
-        .collect();
+    let current = crate::support::gauges_by_port(&snapshotter, names::HOST_CURRENT);
     assert!(
         current.contains(&(primary.port().to_string(), 1.0))
             && current.contains(&(standby.port().to_string(), 0.0)),

@@ -90,12 +90,7 @@ async fn a_dead_host_opens_its_breaker_is_not_waited_for_and_closes_it_once_back
     let b = FaultProxy::start(upstream).await.unwrap();
     dead.blackhole();
     let single = db.url_via(a.addr());
-    let hosts = format!("{},{},{}", dead.addr(), a.addr(), b.addr());
-    let url = format!(
-        "{}{}target_session_attrs=read-write",
-        single.replace(&a.addr().to_string(), &hosts),
-        if single.contains('?') { "&" } else { "?" }
-    );
+    let url = support::read_write_hosts(&single, a.addr(), &[dead.addr(), a.addr(), b.addr()]);
     let rt = Runtime::builder()
         .url(&url)
         .env_vars(Vec::<(String, String)>::new())
@@ -156,21 +151,7 @@ async fn a_dead_host_opens_its_breaker_is_not_waited_for_and_closes_it_once_back
     assert_eq!(json[1]["breaker"], "closed", "{json}");
     // And the metrics: 2 for open, 0 for closed, as `sqlx_resilience.breaker.state`.
     rt.publish_metrics();
-    let states: Vec<(String, f64)> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, _, _, _)| k.key().name() == names::HOST_BREAKER)
-        .filter_map(|(k, _, _, v)| {
-            let port = k.key().labels().find(|l| l.key() == "server.port")?;
-            match v {
-                metrics_util::debugging::DebugValue::Gauge(g) => {
-                    Some((port.value().to_owned(), g.into_inner()))
-                }
-                _ => None,
-            }
-        })
-        .collect();
+    let states = support::gauges_by_port(&snapshotter, names::HOST_BREAKER);
     assert!(
         states.contains(&(dead.addr().port().to_string(), 2.0))
             && states.contains(&(a.addr().port().to_string(), 0.0)),
@@ -198,12 +179,7 @@ async fn a_round_does_not_wait_for_hosts_after_the_first_that_suits() {
     let dead = FaultProxy::start(upstream).await.unwrap();
     dead.blackhole();
     let single = db.url_via(live.addr());
-    let hosts = format!("{},{}", live.addr(), dead.addr());
-    let url = format!(
-        "{}{}target_session_attrs=read-write",
-        single.replace(&live.addr().to_string(), &hosts),
-        if single.contains('?') { "&" } else { "?" }
-    );
+    let url = support::read_write_hosts(&single, live.addr(), &[live.addr(), dead.addr()]);
     // A check timeout (the shorter of `connect_timeout` and `probe_timeout`) far longer than
     // the live host takes to answer: the dead host's check cannot have failed by the time the
     // round is settled.

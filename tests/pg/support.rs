@@ -126,3 +126,40 @@ pub(crate) fn password_of(url: &str) -> String {
     let userinfo = after.split('@').next().expect("userinfo");
     userinfo.split(':').nth(1).expect("password").to_owned()
 }
+
+/// `url` (through one address, `via`) with every address of `hosts` in its place, in that
+/// order, and `target_session_attrs=read-write`: a multi-host URL.
+pub(crate) fn read_write_hosts(
+    url: &str,
+    via: std::net::SocketAddr,
+    hosts: &[std::net::SocketAddr],
+) -> String {
+    let list: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+    format!(
+        "{}{}target_session_attrs=read-write",
+        url.replace(&via.to_string(), &list.join(",")),
+        if url.contains('?') { "&" } else { "?" }
+    )
+}
+
+/// The gauge `name`'s value per `server.port` label in a snapshot of a debugging recorder.
+pub(crate) fn gauges_by_port(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+    name: &str,
+) -> Vec<(String, f64)> {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, _, _, _)| k.key().name() == name)
+        .filter_map(|(k, _, _, v)| {
+            let port = k.key().labels().find(|l| l.key() == "server.port")?;
+            match v {
+                metrics_util::debugging::DebugValue::Gauge(g) => {
+                    Some((port.value().to_owned(), g.into_inner()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
