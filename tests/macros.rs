@@ -26,7 +26,7 @@ mod everything {
             background_capacity = 100, background_when_full = "drop_oldest",
             background_workers = 4,
             replicas = "postgres://app@replica-1/app, postgres://app@replica-2/app",
-            replica_max = 5, max_lag = "2s", read_your_writes = "wait",
+            replica_max = 5, replicas_refresh = "10s", max_lag = "2s", read_your_writes = "wait",
             read_your_writes_window = "3s",
         }
         breaker windowed {

@@ -192,11 +192,17 @@ impl Rule {
             Rule::UrlList => {
                 let t = text(raw)?;
                 let mut urls = url_list(t).peekable();
+                // Every URL of one kind: all PostgreSQL servers, or all Patroni REST APIs.
+                let postgres =
+                    |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
                 let good = t.trim() == HOSTS
-                    || (urls.peek().is_some()
-                        && urls.all(|u| {
-                            u.starts_with("postgres://") || u.starts_with("postgresql://")
-                        }));
+                    || match urls.peek().copied() {
+                        None => false,
+                        Some(first) if postgres(first) => urls.all(postgres),
+                        Some(_) => {
+                            urls.all(|u| u.starts_with("http://") || u.starts_with("https://"))
+                        }
+                    };
                 if good {
                     Ok(Typed::Text(t))
                 } else {
@@ -236,7 +242,9 @@ impl Rule {
             }
             Rule::Name(of) => format!("a {of} name"),
             Rule::UrlList => "PostgreSQL URLs separated by commas, such as \
-                 \"postgres://app@replica1/app, postgres://app@replica2/app\", or \"hosts\""
+                 \"postgres://app@replica1/app, postgres://app@replica2/app\", \"hosts\", or the \
+                 URLs of a Patroni cluster's REST API, such as \"http://10.0.0.1:8008, \
+                 http://10.0.0.2:8008\""
                 .to_owned(),
         }
     }
@@ -265,7 +273,10 @@ impl Rule {
             Rule::Ascii { max_len } => format!("ASCII text, at most {max_len} bytes"),
             Rule::SchemaList => "schema names, comma-separated".to_owned(),
             Rule::Name(of) => format!("{of} name"),
-            Rule::UrlList => "`postgres://` URLs, comma-separated, or `\"hosts\"`".to_owned(),
+            Rule::UrlList => {
+                "`postgres://` URLs, comma-separated, `\"hosts\"`, or Patroni's `http://` REST API URLs"
+                    .to_owned()
+            }
         }
     }
 }
@@ -378,6 +389,14 @@ mod tests {
         );
         assert_eq!(list.parse(Raw::Text(" , ")), Err(Problem::NotAllowed));
         assert_eq!(list.parse(Raw::Text("hosts")), Ok(Typed::Text("hosts")));
+        assert_eq!(
+            list.parse(Raw::Text("http://a:8008, http://b:8008")),
+            Ok(Typed::Text("http://a:8008, http://b:8008"))
+        );
+        assert_eq!(
+            list.parse(Raw::Text("http://a:8008, postgres://b/d")),
+            Err(Problem::NotAllowed)
+        );
         assert_eq!(
             list.parse(Raw::Text("hosts, postgres://a/d")),
             Err(Problem::NotAllowed)

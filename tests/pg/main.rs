@@ -40,6 +40,7 @@ mod pgbouncer;
 mod pool;
 mod pool_lifetimes;
 mod replica_hosts;
+mod replica_patroni;
 mod replicas;
 mod retry;
 mod shutdown;

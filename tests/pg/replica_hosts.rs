@@ -10,10 +10,10 @@ use sqlx_resilience::replica::ReplicaReport;
 use sqlx_resilience::{Error, Runtime};
 use sqlx_resilience_testkit::PatroniCluster;
 
-const LIMIT: Duration = Duration::from_secs(180);
+pub(crate) const LIMIT: Duration = Duration::from_secs(180);
 
 /// Where a read-only op ran: the server's port and whether it was in recovery.
-async fn read(rt: &Runtime) -> Result<(i32, bool), Error> {
+pub(crate) async fn read(rt: &Runtime) -> Result<(i32, bool), Error> {
     rt.op("replica_hosts::read")
         .read_only(true)
         .run(|c| {
@@ -28,7 +28,7 @@ async fn read(rt: &Runtime) -> Result<(i32, bool), Error> {
         .await
 }
 
-fn report(rt: &Runtime) -> ReplicaReport {
+pub(crate) fn report(rt: &Runtime) -> ReplicaReport {
     rt.pool("main").unwrap().replica_report().expect("replicas")
 }
 
@@ -44,7 +44,7 @@ fn state_of(report: &ReplicaReport, port: u16) -> (&'static str, bool) {
 
 /// Polls until the leader on `leader_port` is reported as no replica, the standby on
 /// `standby_port` serves, and a read ran there in recovery.
-async fn until_reads_follow(rt: &Runtime, leader_port: u16, standby_port: u16) {
+pub(crate) async fn until_reads_follow(rt: &Runtime, leader_port: u16, standby_port: u16) {
     let started = std::time::Instant::now();
     loop {
         let r = report(rt);

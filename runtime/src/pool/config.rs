@@ -127,6 +127,9 @@ crate::settings::fields::settings! {
         /// Streaming replicas of this pool's server: `read_only` ops go to one whose lag is
         /// within `max_lag` (see [`crate::replica`]).
         pub replicas: Option<ReplicaUrls> = "replicas",
+        /// With `replicas` from Patroni's REST API: how often its `/cluster` endpoint is asked
+        /// for the cluster's members.
+        pub replicas_refresh: Duration = "replicas_refresh",
         /// Maximum connections to each replica (default: `max`).
         pub replica_max: Option<u32> = "replica_max",
         /// A replica serves a `read_only` op only if it has replayed every write the primary

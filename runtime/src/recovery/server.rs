@@ -57,9 +57,10 @@ pub struct ServerStatus {
 
 /// Every server watch of a runtime, by `host:port/database`: pools and breakers that point at
 /// the same server share one.
-#[derive(Debug, Default)]
+/// A clone shares the map: replicas found later (from Patroni) join the runtime's watches.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Servers {
-    map: Mutex<HashMap<String, Weak<Server>>>,
+    map: Arc<Mutex<HashMap<String, Weak<Server>>>>,
 }
 
 impl Servers {

@@ -192,10 +192,23 @@ pub const POOL: Schema = Schema {
             "replicas",
             UrlList,
             Absent("none: every op uses `url`"),
-            "streaming replicas of this pool's server, comma-separated, or `\"hosts\"`: every \
+            "streaming replicas of this pool's server, comma-separated; or `\"hosts\"`: every \
              host of the pool's multi-host `url` that is in recovery, found anew after a \
-             failover; `read_only` ops go to one whose measured lag is within `max_lag`, else \
-             to the primary",
+             failover; or the `http://` URLs of a Patroni cluster's REST API (any members', \
+             asked in turn): every member it lists that is in recovery, the members asked for \
+             again every `replicas_refresh`. `read_only` ops go to one whose measured lag is \
+             within `max_lag`, else to the primary",
+        ),
+        Key::new(
+            "replicas_refresh",
+            Rule::Duration {
+                min: ms(100),
+                max: HOUR,
+            },
+            Value(Duration(secs(5))),
+            "with `replicas` from Patroni's REST API: how often its `/cluster` endpoint is asked \
+             for the cluster's members; a member that joins serves reads from the next answer, \
+             one that leaves stops at once",
         ),
         Key::new(
             "replica_max",

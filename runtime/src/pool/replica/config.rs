@@ -2,43 +2,57 @@
 
 use std::fmt;
 
+use super::patroni::ApiUrl;
 use crate::secret::DatabaseUrl;
 use crate::settings::fields::{Field, choices};
 use sqlx_resilience_schema::{HOSTS, Typed, url_list};
 
 /// The `replicas` of a pool: streaming replicas of its server, as written (comma-separated
-/// URLs, or `"hosts"`: the hosts of the pool's own multi-host URL). Debug shows them with
+/// URLs; `"hosts"`: the hosts of the pool's own multi-host URL; or the `http://` URLs of a
+/// Patroni cluster's REST API, whose members are the candidates). Debug shows them with
 /// passwords redacted.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReplicaUrls {
     text: String,
     urls: Vec<DatabaseUrl>,
+    patroni: Vec<ApiUrl>,
 }
 
 impl ReplicaUrls {
-    /// Reads comma- or space-separated `postgres://` URLs, or `"hosts"`; `Err` says what was
-    /// expected.
+    /// Reads comma- or space-separated `postgres://` URLs, `"hosts"`, or `http://` URLs of
+    /// Patroni's REST API; `Err` says what was expected.
     pub fn parse(text: &str) -> Result<ReplicaUrls, String> {
-        if text.trim() == HOSTS {
-            return Ok(ReplicaUrls {
-                text: HOSTS.to_owned(),
-                urls: Vec::new(),
-            });
+        let mut parsed = ReplicaUrls {
+            text: text.trim().to_owned(),
+            urls: Vec::new(),
+            patroni: Vec::new(),
+        };
+        if parsed.text == HOSTS {
+            return Ok(parsed);
         }
-        let urls: Vec<DatabaseUrl> = url_list(text).map(DatabaseUrl::new).collect();
-        if urls.is_empty() {
+        let listed: Vec<&str> = url_list(text).collect();
+        let Some(first) = listed.first() else {
             return Err("at least one postgres:// URL".to_owned());
+        };
+        if first.starts_with("http://") || first.starts_with("https://") {
+            for url in listed {
+                parsed.patroni.push(ApiUrl::parse(url).map_err(|e| {
+                    format!(
+                        "{e} (each URL of the list: Patroni's REST API, or each a postgres:// URL)"
+                    )
+                })?);
+            }
+            return Ok(parsed);
         }
-        for url in &urls {
+        for url in listed {
+            let url = DatabaseUrl::new(url);
             url.check()?;
+            parsed.urls.push(url);
         }
-        Ok(ReplicaUrls {
-            text: text.to_owned(),
-            urls,
-        })
+        Ok(parsed)
     }
 
-    /// The URLs, in order (none for `"hosts"`).
+    /// The URLs, in order (none for `"hosts"` and Patroni).
     pub fn urls(&self) -> &[DatabaseUrl] {
         &self.urls
     }
@@ -47,12 +61,25 @@ impl ReplicaUrls {
     pub fn from_hosts(&self) -> bool {
         self.text == HOSTS
     }
+
+    /// Whether the replicas are the members a Patroni cluster's REST API lists.
+    pub fn from_patroni(&self) -> bool {
+        !self.patroni.is_empty()
+    }
+
+    /// The Patroni REST API URLs, in order (none unless [`from_patroni`](Self::from_patroni)).
+    pub(crate) fn patroni(&self) -> &[ApiUrl] {
+        &self.patroni
+    }
 }
 
 impl fmt::Debug for ReplicaUrls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.from_hosts() {
             return f.write_str(HOSTS);
+        }
+        if self.from_patroni() {
+            return f.debug_tuple("Patroni").field(&self.patroni).finish();
         }
         f.debug_list().entries(&self.urls).finish()
     }
@@ -106,5 +133,12 @@ mod tests {
         assert_eq!(format!("{hosts:?}"), "hosts");
         assert!(!r.from_hosts());
         assert!(ReplicaUrls::parse("postgres://r1/app?sslmode=bogus").is_err());
+        let patroni = ReplicaUrls::parse("http://10.0.0.1:8008, http://10.0.0.2").unwrap();
+        assert!(patroni.from_patroni() && !patroni.from_hosts() && patroni.urls().is_empty());
+        assert_eq!(
+            format!("{patroni:?}"),
+            "Patroni([http://10.0.0.1:8008, http://10.0.0.2:8008])"
+        );
+        assert!(ReplicaUrls::parse("http://a:8008, postgres://r1/app").is_err());
     }
 }

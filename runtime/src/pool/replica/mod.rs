@@ -8,16 +8,18 @@
 //! knows about replicas.
 
 mod config;
+mod members;
 mod monitor;
 mod node;
+mod patroni;
 mod session;
 mod status;
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
@@ -25,15 +27,16 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use self::config::{ReadYourWrites, ReplicaUrls};
+pub use self::members::DiscoveryReport;
 pub(crate) use self::node::Lease;
 pub use self::session::ReadSession;
 pub use self::status::{ReplicaReport, ReplicaStatus};
 
+use self::members::{Discovery, Maker};
 use self::node::Node;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result};
 use crate::hosts::HostList;
-use crate::observer::Unobserved;
 use crate::pool::{CloseReason, Pool, PoolConfig, PooledConn, Source};
 use crate::recovery::Servers;
 use crate::secret::DatabaseUrl;
@@ -41,7 +44,14 @@ use crate::secret::DatabaseUrl;
 /// The replicas of one pool.
 pub(crate) struct Replicas {
     pool_name: Arc<str>,
-    nodes: Vec<Arc<Node>>,
+    /// The replicas now: fixed for listed URLs and `"hosts"`, replaced as a whole when
+    /// Patroni's answer changes (`members`).
+    nodes: RwLock<Arc<[Arc<Node>]>>,
+    /// Builds the pool of a replica found later.
+    maker: Maker,
+    /// How the replicas are found from Patroni, and how that went; `None` when they are
+    /// listed.
+    discovery: Option<Discovery>,
     max_lag: Duration,
     read_your_writes: ReadYourWrites,
     window: Duration,
@@ -67,7 +77,7 @@ impl std::fmt::Debug for Replicas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Replicas")
             .field("pool", &self.pool_name)
-            .field("replicas", &self.nodes.len())
+            .field("replicas", &self.nodes().len())
             .field("max_lag", &self.max_lag)
             .finish()
     }
@@ -86,7 +96,8 @@ impl Replicas {
     /// `hosts` is the pool's own host list when its URL names several: the monitor then reads
     /// the primary's WAL position from whichever of them is the primary now (the first
     /// otherwise), and `replicas = "hosts"` makes each of them a candidate replica, serving
-    /// reads while it is in recovery.
+    /// reads while it is in recovery. With Patroni's REST API as `replicas`, the set starts
+    /// empty and follows the members the API lists (see `members`).
     ///
     /// `password` is the pool's password source: each replica's pool and the monitor's links
     /// fetch the password from it before they connect, so a rotated password reaches them.
@@ -124,29 +135,40 @@ impl Replicas {
         } else {
             replicas.urls().to_vec()
         };
+        let discovery = if replicas.from_patroni() {
+            if !cfg!(feature = "patroni") {
+                return Err(Error::config(
+                    format!("pools.{name}.replicas"),
+                    format!("{replicas:?}"),
+                    patroni::FEATURE_NEEDED,
+                    "the pool's settings",
+                ));
+            }
+            Some(Discovery::new(
+                replicas.patroni().to_vec(),
+                config.replicas_refresh,
+                config.connect_timeout,
+            ))
+        } else {
+            None
+        };
+        let member_base = hosts.map_or_else(|| primary_options.clone(), |l| l.base.clone());
         let primaries = hosts.map_or_else(|| vec![primary_options], each_host);
-        let base = Instant::now();
-        let mut nodes = Vec::with_capacity(urls.len());
-        for (i, url) in urls.iter().enumerate() {
-            let mut cfg = config.clone();
-            cfg.url = Some(url.clone());
-            cfg.max = config.replica_max.unwrap_or(config.max);
-            cfg.min = 0;
-            cfg.replicas = None;
-            cfg.outage_waiters = Some(0);
-            let pool = Pool::built(
-                &format!("{name}.replica{}", i + 1),
-                cfg,
-                None,
-                servers,
-                &Unobserved,
-                password.cloned(),
-            )?;
-            nodes.push(Arc::new(Node::new(i, pool, base)));
-        }
+        let mut template = config.clone();
+        template.max = config.replica_max.unwrap_or(config.max);
+        template.min = 0;
+        template.replicas = None;
+        template.outage_waiters = Some(0);
+        let maker = Maker::new(name, template, member_base, servers, password);
+        let nodes = urls
+            .into_iter()
+            .map(|url| maker.node(url))
+            .collect::<Result<Vec<_>>>()?;
         let set = Arc::new(Replicas {
             pool_name: name.clone(),
-            nodes,
+            nodes: RwLock::new(nodes.into()),
+            maker,
+            discovery,
             max_lag: config.max_lag,
             read_your_writes: config.read_your_writes,
             window: config.read_your_writes_window,
@@ -160,6 +182,8 @@ impl Replicas {
             closed: AtomicBool::new(false),
         });
         monitor::spawn(&set);
+        members::spawn(&set);
+        monitor::spawn(&set);
         Ok(Some(set))
     }
 
@@ -167,11 +191,16 @@ impl Replicas {
         self.closed.load(Relaxed)
     }
 
+    /// The replicas now.
+    fn nodes(&self) -> Arc<[Arc<Node>]> {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Closes every replica's pool and stops the monitor.
     pub(crate) async fn close(&self) {
         self.closed.store(true, Relaxed);
         // Their own sqlx pools: a replica's pool has no replicas of its own.
-        for node in &self.nodes {
+        for node in self.nodes().iter() {
             node.pool.sqlx().close().await;
         }
     }
@@ -180,10 +209,14 @@ impl Replicas {
     /// replayed that position).
     fn pick(&self, max_lag: Duration, lsn: Option<u64>) -> Option<Lease> {
         let now = Instant::now();
-        let n = self.nodes.len();
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        let n = nodes.len();
+        if n == 0 {
+            return None;
+        }
         let start = self.next.fetch_add(1, Relaxed);
         (0..n)
-            .map(|k| &self.nodes[(start + k) % n])
+            .map(|k| &nodes[(start + k) % n])
             .filter(|node| node.eligible(now, max_lag, lsn))
             .min_by_key(|node| node.in_flight.load(Relaxed))
             .map(|node| Lease::new(node.clone()))

@@ -13,7 +13,7 @@
 //! the one that answered as primary last time, else from the next that is not in recovery,
 //! so a failover moves the question with it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -88,13 +88,12 @@ pub(crate) fn spawn(set: &Arc<Replicas>) {
     }
     let weak = Arc::downgrade(set);
     let interval = set.interval;
-    let replicas = set.nodes.len();
     let primaries = set.primaries.len();
     tokio::spawn(async move {
         let mut state = Monitor {
             primaries: (0..primaries).map(|_| Link::default()).collect(),
             primary: 0,
-            links: (0..replicas).map(|_| Link::default()).collect(),
+            links: HashMap::new(),
             samples: VecDeque::with_capacity(SAMPLES),
         };
         loop {
@@ -117,7 +116,8 @@ struct Monitor {
     primaries: Vec<Link>,
     /// The one that answered as primary last.
     primary: usize,
-    links: Vec<Link>,
+    /// One link to each replica, by its number; a replica that left takes its link along.
+    links: HashMap<usize, Link>,
     /// (when asked, the primary's position then), oldest first.
     samples: VecDeque<(Instant, u64)>,
 }
@@ -137,13 +137,20 @@ impl Monitor {
                 tracing::debug!(pool = %set.pool_name, error = %e, "cannot read the primary's WAL position; replica lag not advanced")
             }
         }
+        let nodes = set.nodes();
+        let mut links: Vec<(Link, &Arc<Node>)> = nodes
+            .iter()
+            .map(|node| (self.links.remove(&node.index).unwrap_or_default(), node))
+            .collect();
+        // Links of replicas no longer in the set are dropped here.
+        self.links.clear();
         let samples = &self.samples;
-        let asks = self
-            .links
+        let asks = links
             .iter_mut()
-            .zip(&set.nodes)
             .map(|(link, node)| measure(link, node, samples, limit));
         join_all(asks).await;
+        self.links
+            .extend(links.into_iter().map(|(link, node)| (node.index, link)));
     }
 
     /// The WAL position of whichever place answers as the primary, starting with the one that

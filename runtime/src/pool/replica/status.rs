@@ -6,6 +6,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Replicas;
+use super::members::DiscoveryReport;
 use crate::pool::PoolStats;
 
 /// The replicas of one pool ([`Pool::replica_report`](crate::Pool::replica_report)).
@@ -21,8 +22,11 @@ pub struct ReplicaReport {
     pub primary_reads: u64,
     /// Read-only ops that ended well on a replica.
     pub replica_reads: u64,
-    /// Each replica, in configuration order.
+    /// Each replica, in configuration order (with Patroni, in the order members were
+    /// found).
     pub replicas: Vec<ReplicaStatus>,
+    /// How the replicas are found from Patroni's REST API; `None` when they are listed.
+    pub discovery: Option<DiscoveryReport>,
 }
 
 /// One replica.
@@ -63,11 +67,11 @@ impl Replicas {
     pub(crate) fn report(&self) -> ReplicaReport {
         let now = Instant::now();
         let primary_reads = self.primary_reads.load(Relaxed);
-        let reads: Vec<u64> = self.nodes.iter().map(|n| n.reads.load(Relaxed)).collect();
+        let nodes = self.nodes();
+        let reads: Vec<u64> = nodes.iter().map(|n| n.reads.load(Relaxed)).collect();
         let replica_reads: u64 = reads.iter().sum();
         let total = (primary_reads + replica_reads).max(1) as f64;
-        let replicas = self
-            .nodes
+        let replicas = nodes
             .iter()
             .zip(reads)
             .map(|(node, reads)| ReplicaStatus {
@@ -98,6 +102,7 @@ impl Replicas {
             primary_reads,
             replica_reads,
             replicas,
+            discovery: self.discovery.as_ref().map(|d| d.report()),
         }
     }
 }
