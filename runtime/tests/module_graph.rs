@@ -977,12 +977,8 @@ impl CrateFiles {
 }
 
 /// The folders whose files still use each other in a circle, one entry per circle: every
-/// file of it lies in the folder. The list may only shrink. `pool/`: a pool owns its read
-/// replicas, which are pools (`pool/mod.rs` builds and holds the `Replicas`,
-/// `replica/node.rs` holds a `Pool`); inside `replica/`, the lag monitor and the status
-/// report work on the `Replicas` that `replica/mod.rs` defines and that starts the one and
-/// hands on the other.
-const KNOWN_FILE_CIRCLES: &[&str] = &["runtime/src/pool/"];
+/// file of it lies in the folder. The list may only shrink, and is empty.
+const KNOWN_FILE_CIRCLES: &[&str] = &[];
 
 /// Each cycle between files of `g` that no folder of `known` holds whole: one loop through it
 /// spelled out, then every use that ties its files together, with file and line. And each

@@ -13,22 +13,14 @@ use sqlx::PgPool;
 use super::events::EventSink;
 use super::stats::Counters;
 use super::{Parts, Pool, PoolConfig};
-use crate::observer::{Observer, Unobserved};
+use crate::observer::Observer;
 use crate::recovery::Servers;
 use crate::secret::DatabaseUrl;
 
 impl Pool {
-    /// A named pool around a sqlx pool the application built (gradual migration, test
-    /// fixtures such as `#[sqlx::test]`'s). Ops, statistics, leak detection and the server's
-    /// health watch work as on a pool the runtime built; what the runtime cannot apply to it
-    /// is listed in `docs/ADOPTING.md`. `config`'s sizing keys are replaced by the pool's own
-    /// (see [`PoolConfig::adopting`]).
-    pub fn adopt(name: &str, config: PoolConfig, sqlx: PgPool) -> Pool {
-        Pool::adopted(name, config, sqlx, &Servers::default(), &Unobserved)
-    }
-
-    /// Adopts `sqlx`, its server watched through `servers`, reporting to `observer`.
-    pub(crate) fn adopted(
+    /// Adopts `sqlx`, its server watched through `servers`, reporting to `observer`, without
+    /// the read replicas its configuration may name (`replica::attach` attaches them).
+    pub(crate) fn adopted_plain(
         name: &str,
         mut config: PoolConfig,
         sqlx: PgPool,
@@ -42,21 +34,7 @@ impl Pool {
             .password_file
             .as_ref()
             .map(|path| super::credentials::Source::File(path.into()));
-        let options = (*sqlx.connect_options()).clone();
-        let replicas = crate::pool::replica::Replicas::build(
-            &name,
-            &config,
-            options,
-            None,
-            servers,
-            password.as_ref(),
-        )
-        .unwrap_or_else(|e| {
-            tracing::warn!(pool = %name, error = %e, "replicas of an adopted pool left out");
-            None
-        });
         let parts = Parts {
-            replicas,
             events: Arc::new(EventSink::new(name.clone())),
             counters: Arc::new(Counters::default()),
             name,

@@ -2,6 +2,7 @@
 //! validation after an idle window (HikariCP's rule), statistics, events and leak detection.
 
 mod adopt;
+mod attached;
 mod budget;
 mod config;
 mod credentials;
@@ -24,6 +25,7 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+pub(crate) use self::attached::Attached;
 pub use self::budget::{BudgetCheck, BudgetMode, PoolSizing, SizingReport};
 pub use self::config::{PoolConfig, Pooler, Startup, Validation, WhenFull};
 pub use self::credentials::{PasswordProvider, ProviderError};
@@ -37,12 +39,11 @@ use self::events::EventSink;
 use self::handoff::{Handed, Handoff, MAX_HANDOFFS};
 pub(crate) use self::leak::Holder;
 use self::leak::LeakWatch;
-use self::replica::{ReplicaReport, Replicas};
 use self::stats::Counters;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
 use crate::hosts::{HostStatus, Hosts, STALL_CHECK};
-use crate::observer::{Observer, PoolObserver, Unobserved};
+use crate::observer::{Observer, PoolObserver};
 use crate::recovery::{Server, Servers, Waited};
 use crate::secret::DatabaseUrl;
 
@@ -94,8 +95,8 @@ pub(crate) struct PoolShared {
     credentials: Option<Credentials>,
     /// The hosts of a multi-host URL, and which one the pool uses (see `crate::hosts`).
     hosts: Option<Arc<Hosts>>,
-    /// Its read replicas, if it names any.
-    replicas: Option<Arc<Replicas>>,
+    /// What a layer built on the pool attached to it (its read replicas), closed with it.
+    attached: std::sync::OnceLock<Arc<dyn Attached>>,
 }
 
 /// What a [`Pool`] is assembled from.
@@ -110,7 +111,6 @@ struct Parts {
     /// Where the password comes from when it is not fixed in the URL.
     password: Option<Source>,
     hosts: Option<Arc<Hosts>>,
-    replicas: Option<Arc<Replicas>>,
 }
 
 impl PoolShared {
@@ -131,44 +131,10 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// Builds a pool without connecting; call [`Pool::start`] to open connections eagerly.
-    /// A pool built on its own reports to no observer: its figures are in [`Pool::stats`];
-    /// the pools a runtime builds also report each acquire and release to the runtime's
-    /// observer (which records the connection histograms).
-    ///
-    /// The pool watches its server on its own; pools built by a runtime share one watch per
-    /// server (see `crate::recovery`).
-    pub fn new(name: &str, config: PoolConfig, default_url: Option<&DatabaseUrl>) -> Result<Pool> {
-        Pool::watched(name, config, default_url, &Servers::default(), &Unobserved)
-    }
-
-    /// Builds a pool whose server is watched through `servers`.
-    pub(crate) fn watched(
-        name: &str,
-        config: PoolConfig,
-        default_url: Option<&DatabaseUrl>,
-        servers: &Servers,
-        observer: &dyn Observer,
-    ) -> Result<Pool> {
-        Pool::watched_with(name, config, default_url, servers, observer, None)
-    }
-
-    /// Builds a pool whose server is watched through `servers`, asking `provider` (when
-    /// given) for the password before it may open a connection.
-    pub(crate) fn watched_with(
-        name: &str,
-        config: PoolConfig,
-        default_url: Option<&DatabaseUrl>,
-        servers: &Servers,
-        observer: &dyn Observer,
-        provider: Option<Arc<dyn PasswordProvider>>,
-    ) -> Result<Pool> {
-        let password = password_source(&config, provider);
-        Pool::built(name, config, default_url, servers, observer, password)
-    }
-
-    /// Builds a pool whose password, when not fixed in its URL, comes from `password` (its
-    /// replicas' pools and their lag monitor take it from the same source).
+    /// Builds a pool whose password, when not fixed in its URL, comes from `password`,
+    /// without the read replicas its configuration may name: the constructors that attach
+    /// them (`Pool::new`, and the runtime's) are in `replica::attach`, which builds on this
+    /// module (a replica is a pool of its own).
     pub(crate) fn built(
         name: &str,
         config: PoolConfig,
@@ -267,14 +233,6 @@ impl Pool {
         if let Some(h) = &hosts {
             h.attach(sqlx.clone());
         }
-        let replicas = Replicas::build(
-            &name,
-            &config,
-            (*sqlx.connect_options()).clone(),
-            host_list.as_ref(),
-            servers,
-            password.as_ref(),
-        )?;
         let parts = Parts {
             name,
             config,
@@ -285,7 +243,6 @@ impl Pool {
             adopted: false,
             password,
             hosts,
-            replicas,
         };
         Ok(Pool::assemble(parts, servers, observer))
     }
@@ -302,7 +259,6 @@ impl Pool {
             adopted,
             password,
             hosts,
-            replicas,
         } = parts;
         let leaks = config.leak_threshold.map(LeakWatch::new);
         let observer = observer.pool(&name);
@@ -325,7 +281,7 @@ impl Pool {
             adopted,
             credentials: password.map(Credentials::new),
             hosts,
-            replicas,
+            attached: std::sync::OnceLock::new(),
         });
         if let Some(threshold) = shared.config.leak_threshold
             && tokio::runtime::Handle::try_current().is_ok()
@@ -898,20 +854,21 @@ impl Pool {
     /// Closes every connection (its replicas' too); later acquires fail with
     /// [`Error::PoolClosed`].
     pub async fn close(&self) {
-        if let Some(replicas) = &self.shared.replicas {
-            replicas.close().await;
+        if let Some(attached) = self.shared.attached.get() {
+            attached.close().await;
         }
         self.shared.sqlx.close().await;
     }
 
-    /// Its read replicas now: each one's lag, health and share of reads; `None` when the pool
-    /// names no replicas.
-    pub fn replica_report(&self) -> Option<ReplicaReport> {
-        self.shared.replicas.as_ref().map(|r| r.report())
+    /// Attaches what a layer built on the pool keeps with it; once only (a second is
+    /// dropped).
+    pub(crate) fn attach(&self, attached: Arc<dyn Attached>) {
+        let _ = self.shared.attached.set(attached);
     }
 
-    pub(crate) fn replicas(&self) -> Option<&Arc<Replicas>> {
-        self.shared.replicas.as_ref()
+    /// What was attached, if anything.
+    pub(crate) fn attached(&self) -> Option<&Arc<dyn Attached>> {
+        self.shared.attached.get()
     }
 
     /// Whether [`Pool::close`] was called.

@@ -7,18 +7,19 @@
 //! `succeeded` and `Lease::failed` how an attempt on it ended; nothing else in the core
 //! knows about replicas.
 
+mod attach;
 mod config;
 mod members;
 mod monitor;
 mod node;
 mod patroni;
+mod refresh;
 mod session;
+mod set;
 mod status;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -33,55 +34,13 @@ pub use self::session::ReadSession;
 pub use self::status::{ReplicaReport, ReplicaStatus};
 
 use self::members::{Discovery, Maker};
-use self::node::Node;
+pub(crate) use self::set::Replicas;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result};
 use crate::hosts::HostList;
 use crate::pool::{CloseReason, Pool, PoolConfig, PooledConn, Source};
 use crate::recovery::Servers;
 use crate::secret::DatabaseUrl;
-
-/// The replicas of one pool.
-pub(crate) struct Replicas {
-    pool_name: Arc<str>,
-    /// The replicas now: fixed for listed URLs and `"hosts"`, replaced as a whole when
-    /// Patroni's answer changes (`members`).
-    nodes: RwLock<Arc<[Arc<Node>]>>,
-    /// Builds the pool of a replica found later.
-    maker: Maker,
-    /// How the replicas are found from Patroni, and how that went; `None` when they are
-    /// listed.
-    discovery: Option<Discovery>,
-    max_lag: Duration,
-    read_your_writes: ReadYourWrites,
-    window: Duration,
-    /// How often the monitor measures.
-    interval: Duration,
-    /// The longest one monitor question may take.
-    query_limit: Duration,
-    /// Where the primary may be: the pool's one server, or each host of its multi-host URL.
-    primaries: Vec<PgConnectOptions>,
-    /// The pool's password source (`password_file`, a provider): the monitor's links to the
-    /// primary fetch it before each connect, as the pool does.
-    password: Option<Source>,
-    /// Read-only ops that could have gone to a replica and ended well on the primary.
-    primary_reads: AtomicU64,
-    /// Woken after every monitor round.
-    ticked: Notify,
-    /// Where the next tie between equally busy replicas starts.
-    next: AtomicUsize,
-    closed: AtomicBool,
-}
-
-impl std::fmt::Debug for Replicas {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replicas")
-            .field("pool", &self.pool_name)
-            .field("replicas", &self.nodes().len())
-            .field("max_lag", &self.max_lag)
-            .finish()
-    }
-}
 
 /// How often the monitor measures for a `max_lag`: a fifth of it, from 20 ms to 1 s, so a
 /// caught-up replica looks at most about a fifth of `max_lag` old.
@@ -182,44 +141,9 @@ impl Replicas {
             closed: AtomicBool::new(false),
         });
         monitor::spawn(&set);
-        members::spawn(&set);
+        refresh::spawn(&set);
         monitor::spawn(&set);
         Ok(Some(set))
-    }
-
-    fn closed(&self) -> bool {
-        self.closed.load(Relaxed)
-    }
-
-    /// The replicas now.
-    fn nodes(&self) -> Arc<[Arc<Node>]> {
-        self.nodes.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Closes every replica's pool and stops the monitor.
-    pub(crate) async fn close(&self) {
-        self.closed.store(true, Relaxed);
-        // Their own sqlx pools: a replica's pool has no replicas of its own.
-        for node in self.nodes().iter() {
-            node.pool.sqlx().close().await;
-        }
-    }
-
-    /// The least busy replica that may serve a read within `max_lag` (and, with `lsn`, has
-    /// replayed that position).
-    fn pick(&self, max_lag: Duration, lsn: Option<u64>) -> Option<Lease> {
-        let now = Instant::now();
-        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
-        let n = nodes.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.next.fetch_add(1, Relaxed);
-        (0..n)
-            .map(|k| &nodes[(start + k) % n])
-            .filter(|node| node.eligible(now, max_lag, lsn))
-            .min_by_key(|node| node.in_flight.load(Relaxed))
-            .map(|node| Lease::new(node.clone()))
     }
 }
 

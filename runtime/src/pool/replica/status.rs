@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::Replicas;
 use super::members::DiscoveryReport;
-use crate::pool::PoolStats;
+use crate::pool::{Pool, PoolStats};
 
 /// The replicas of one pool ([`Pool::replica_report`](crate::Pool::replica_report)).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,5 +104,13 @@ impl Replicas {
             replicas,
             discovery: self.discovery.as_ref().map(|d| d.report()),
         }
+    }
+}
+
+impl Pool {
+    /// Its read replicas now: each one's lag, health and share of reads; `None` when the pool
+    /// names no replicas.
+    pub fn replica_report(&self) -> Option<ReplicaReport> {
+        self.replicas().map(Replicas::report)
     }
 }
