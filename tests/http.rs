@@ -421,3 +421,44 @@ async fn the_status_page_renders_in_headless_chromium() {
     }
     println!("status page screenshot: {}", shot.display());
 }
+
+/// The status page's pool card says where the replicas come from: with a Patroni REST API
+/// that does not answer, that no answer came yet, the failed rounds, and why.
+#[tokio::test]
+async fn the_status_page_says_how_asking_patroni_for_replicas_goes() {
+    let db = db().await;
+    // A port nothing listens on: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let rt = Runtime::builder()
+        .url(db.url())
+        .env_vars(Vec::<(String, String)>::new())
+        .pool(
+            "main",
+            &[
+                ("replicas", format!("http://{closed}").into()),
+                ("replicas_refresh", "100ms".into()),
+            ],
+        )
+        .build()
+        .await
+        .unwrap();
+    let addr = serve(&rt).await;
+    let started = std::time::Instant::now();
+    loop {
+        let page = get(addr, "/").await.body;
+        if page.contains("members from Patroni: no answer yet")
+            && page.contains("failed rounds (last: ")
+            && page.contains(&closed.to_string())
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no Patroni line on the status page: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

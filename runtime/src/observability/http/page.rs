@@ -492,5 +492,22 @@ fn pool_servers(o: &mut String, p: &crate::health::PoolHealth) {
             );
         }
         o.push_str("</table>");
+        if let Some(d) = &r.discovery {
+            let asked = match (&d.answered_by, d.last_answer_ms_ago) {
+                (Some(api), Some(ago)) => {
+                    format!("{} answered {:.1} s ago", esc(api), ago / 1000.0)
+                }
+                _ => "no answer yet".to_owned(),
+            };
+            let _ = write!(
+                o,
+                "<div class=\"muted discovery\">members from Patroni: {asked}; {} failed rounds{}</div>",
+                d.failures,
+                d.last_error
+                    .as_deref()
+                    .map(|e| format!(" (last: {})", esc(e)))
+                    .unwrap_or_default(),
+            );
+        }
     }
 }
