@@ -94,8 +94,9 @@ async fn scale_mode_shrinks_the_pools_to_fit() {
 }
 
 /// A replica of the same size as its primary (a hot standby needs `max_connections` at least
-/// the primary's): the pool fits the primary, its replica pools (`replica_max`) do not fit the
-/// replica, and the replica's own check gives the outcome the primary's would.
+/// the primary's): the pool fits the primary, its replica pools (`replica_max`) and the lag
+/// monitor's link to the replica do not fit the replica, and the replica's own check gives the
+/// outcome the primary's would.
 #[tokio::test]
 async fn replica_pools_count_against_the_replicas_own_max_connections() {
     let set = ReplicaSet::start_with(
@@ -126,8 +127,9 @@ async fn replica_pools_count_against_the_replicas_own_max_connections() {
         Error::Budget { arithmetic } => assert_eq!(
             arithmetic,
             &format!(
-                "replica {replica}: pools main.replica1 19 = 19 per instance x 1 instance = 19 \
-                 > 18 available (20 max_connections - 2 superuser_reserved_connections)"
+                "replica {replica}: pools main.replica1 19 + main.lag_monitor 1 = 20 per \
+                 instance x 1 instance = 20 > 18 available (20 max_connections - 2 \
+                 superuser_reserved_connections)"
             )
         ),
         other => panic!("expected a budget error, got {other}"),
@@ -143,14 +145,18 @@ async fn replica_pools_count_against_the_replicas_own_max_connections() {
     assert_eq!(on_replica.replica, Some(replica.to_string()));
     assert!(!on_replica.fits() && on_primary.fits(), "{checks:?}");
     assert_eq!(on_primary.pools, vec![("main".to_owned(), 5)]);
+    // The monitor's link to the primary counts there too.
+    assert_eq!(on_primary.fixed, vec![("main.lag_monitor".to_owned(), 1)]);
+    assert_eq!(on_primary.per_instance(), 6, "{on_primary}");
     rt.shutdown(std::time::Duration::from_secs(5))
         .await
         .unwrap();
 
-    // Scale mode shrinks the replica pools to the replica's budget, not the pool itself.
+    // Scale mode shrinks the replica pools to the replica's budget, less the monitor's link,
+    // not the pool itself.
     let rt = builder().set("budget.mode", "scale").build().await.unwrap();
     let config = rt.pool("main").unwrap().config().clone();
-    assert_eq!((config.max, config.replica_max), (5, Some(18)));
+    assert_eq!((config.max, config.replica_max), (5, Some(17)));
     let report = rt.pool("main").unwrap().replica_report().unwrap();
-    assert_eq!(report.replicas[0].stats.max, 18);
+    assert_eq!(report.replicas[0].stats.max, 17);
 }
