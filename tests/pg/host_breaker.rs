@@ -2,8 +2,9 @@
 //! host that accepts connections and never answers (a dead former primary) opens its breaker
 //! after failed checks, later re-discoveries find the primary without asking it, and once it
 //! answers again its breaker closes and the pool may use it; and a round that does not wait
-//! for hosts after the first one that suits; a host the pool itself cannot connect to opens
-//! its breaker before any check fails, and `host_breaker_open_max` bounds how long a host the
+//! for hosts after the first one that suits; a host the pool itself cannot connect to (its
+//! connects refused until the acquire times out, or reset) opens its breaker before any check
+//! fails, and `host_breaker_open_max` bounds how long a host the
 //! health watch never reaches is skipped. Conditions are polled with generous limits;
 //! nothing asserts how long a re-discovery took (the one limit shorter than 120 s, 20 s for a
 //! 1 s `host_breaker_open_max`, tells that setting apart from the 30 s default).
@@ -274,6 +275,61 @@ async fn a_host_the_pool_cannot_connect_to_opens_its_breaker_before_any_check() 
     let status = pool.hosts().unwrap();
     let a_status = status.iter().find(|h| h.port == a.addr().port()).unwrap();
     assert!(a_status.failed_connects >= 1, "{status:?}");
+    rt.shutdown(Duration::from_secs(5)).await.ok();
+}
+
+#[tokio::test]
+async fn a_connect_the_host_resets_counts_against_its_breaker() {
+    let db = support::db().await;
+    let upstream = db.server().tcp_addr();
+    // `a` is a proxy in front of a proxy: once the inner one refuses, the outer one still
+    // accepts, cannot reach its upstream and resets the connection (a host whose port is
+    // open and whose server is gone).
+    let inner = FaultProxy::start(upstream).await.unwrap();
+    let a = FaultProxy::start(inner.addr()).await.unwrap();
+    let b = FaultProxy::start(upstream).await.unwrap();
+    let single = db.url_via(a.addr());
+    let url = support::read_write_hosts(&single, a.addr(), &[a.addr(), b.addr()]);
+    let rt = Runtime::builder()
+        .url(&url)
+        .env_vars(Vec::<(String, String)>::new())
+        .pool(
+            "main",
+            &[
+                ("max", 1u32.into()),
+                ("validation", "always".into()),
+                ("acquire_timeout", "30s".into()),
+                ("host_breaker_failures", 1u32.into()),
+            ],
+        )
+        .build()
+        .await
+        .expect("a runtime on two hosts");
+    let pool = rt.pool("main").unwrap();
+    until_current(&rt, pool, a.addr()).await;
+    let before = host(pool, a.addr());
+
+    // The idle connection is reset, and the pool's new connect is reset as soon as it is made:
+    // sqlx hands that failure straight back, and it counts against the host's breaker.
+    cut(&inner).await;
+    let Err(error) = pool.acquire().await else {
+        panic!("a connection from a dead host: {:?}", pool.hosts());
+    };
+    assert!(
+        matches!(
+            error,
+            Error::Database {
+                kind: sqlx_resilience::FailureKind::ConnectionLost,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let status = pool.hosts().unwrap();
+    let after = status.iter().find(|h| h.port == a.addr().port()).unwrap();
+    assert_eq!(after.failed_connects, 1, "{status:?}");
+    assert_eq!(after.breaker, BreakerState::Open, "{status:?}");
+    assert_eq!(after.checks, before.checks, "{status:?}");
     rt.shutdown(Duration::from_secs(5)).await.ok();
 }
 

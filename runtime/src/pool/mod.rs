@@ -696,9 +696,7 @@ impl Pool {
             }
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
                 s.counters.acquire_timeouts.fetch_add(1, Relaxed);
-                let stuck = self
-                    .unreachable(acquired_before, opened_before, deadline)
-                    .await;
+                let stuck = self.stuck(acquired_before, opened_before, deadline).await;
                 let unreachable = stuck != Stuck::Busy;
                 if unreachable && let Some(hosts) = &s.hosts {
                     let reason = "connections to the host could not be opened";
@@ -853,7 +851,7 @@ impl Pool {
     /// timeout, so the reason is found with one direct connect, at most every 250 ms per pool
     /// and never past the caller's deadline. With no time left, the last probe's answer stands
     /// or, with none yet, the pool's state: below max with nobody idle, it could not connect.
-    async fn unreachable(
+    async fn stuck(
         &self,
         acquired_before: u64,
         opened_before: u64,
