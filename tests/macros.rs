@@ -21,7 +21,7 @@ mod everything {
             idle_in_transaction_session_timeout = "1m", application_name = "harvest",
             search_path = "app, public", client_connection_check_interval = "5s",
             outage_wait = "3s", outage_waiters = 200, probe_timeout = "1s", pooler = "none",
-            host_breaker_failures = 3,
+            host_breaker_failures = 3, host_breaker_open_max = "45s",
             password_file = "/run/secrets/db-password",
             background_capacity = 100, background_when_full = "drop_oldest",
             background_workers = 4,
@@ -93,6 +93,7 @@ fn every_setting_policies_accepts_the_runtime_accepts() {
     assert_eq!(main.acquire_timeout, Duration::from_secs(2));
     assert_eq!(main.probe_timeout, Duration::from_secs(1));
     assert_eq!(main.host_breaker_failures, 3);
+    assert_eq!(main.host_breaker_open_max, Duration::from_secs(45));
     assert!(config.breakers.contains_key("windowed") && config.breakers.contains_key("counted"));
     assert!(config.retries.contains_key("r"));
     assert!(config.limiters.contains_key("l"));

@@ -94,8 +94,9 @@ async fn scale_mode_shrinks_the_pools_to_fit() {
 }
 
 /// A replica of the same size as its primary (a hot standby needs `max_connections` at least
-/// the primary's): the pool fits the primary, its replica pools (`replica_max`) do not fit the
-/// replica, and the replica's own check gives the outcome the primary's would.
+/// the primary's): the pool fits the primary, its replica pools (`replica_max`) and the lag
+/// monitor's link to the replica do not fit the replica, and the replica's own check gives the
+/// outcome the primary's would.
 #[tokio::test]
 async fn replica_pools_count_against_the_replicas_own_max_connections() {
     let set = ReplicaSet::start_with(
@@ -126,8 +127,9 @@ async fn replica_pools_count_against_the_replicas_own_max_connections() {
         Error::Budget { arithmetic } => assert_eq!(
             arithmetic,
             &format!(
-                "replica {replica}: pools main.replica1 19 = 19 per instance x 1 instance = 19 \
-                 > 18 available (20 max_connections - 2 superuser_reserved_connections)"
+                "replica {replica}: pools main.replica1 19 + main.lag_monitor 1 = 20 per \
+                 instance x 1 instance = 20 > 18 available (20 max_connections - 2 \
+                 superuser_reserved_connections)"
             )
         ),
         other => panic!("expected a budget error, got {other}"),
@@ -143,14 +145,104 @@ async fn replica_pools_count_against_the_replicas_own_max_connections() {
     assert_eq!(on_replica.replica, Some(replica.to_string()));
     assert!(!on_replica.fits() && on_primary.fits(), "{checks:?}");
     assert_eq!(on_primary.pools, vec![("main".to_owned(), 5)]);
+    // The monitor's link to the primary counts there too.
+    assert_eq!(on_primary.fixed, vec![("main.lag_monitor".to_owned(), 1)]);
+    assert_eq!(on_primary.per_instance(), 6, "{on_primary}");
     rt.shutdown(std::time::Duration::from_secs(5))
         .await
         .unwrap();
 
-    // Scale mode shrinks the replica pools to the replica's budget, not the pool itself.
+    // Scale mode shrinks the replica pools to the replica's budget, less the monitor's link,
+    // not the pool itself.
     let rt = builder().set("budget.mode", "scale").build().await.unwrap();
     let config = rt.pool("main").unwrap().config().clone();
-    assert_eq!((config.max, config.replica_max), (5, Some(18)));
+    assert_eq!((config.max, config.replica_max), (5, Some(17)));
     let report = rt.pool("main").unwrap().replica_report().unwrap();
-    assert_eq!(report.replicas[0].stats.max, 18);
+    assert_eq!(report.replicas[0].stats.max, 17);
+}
+
+/// `replicas = "hosts"`: every host of the pool's multi-host URL gets a replica pool
+/// (`replica_max`), counted against that host's own `max_connections`, with the lag monitor's
+/// two links there (one asking whether the primary is there, one measuring the host's lag);
+/// the pool itself, on whichever host suits, fits.
+#[tokio::test]
+async fn replicas_from_hosts_count_against_each_hosts_max_connections() {
+    let set = ReplicaSet::start_with(
+        1,
+        ServerOptions::new()
+            .max_connections(20)
+            .superuser_reserved_connections(2),
+    )
+    .await
+    .unwrap();
+    let db = set.create_database().await.unwrap();
+    let hosts = [set.primary().tcp_addr(), set.replica(0).tcp_addr()];
+    let url = set.multi_host_url(&db);
+    let builder = || {
+        Runtime::builder()
+            .url(&url)
+            .env_vars(Vec::<(String, String)>::new())
+            .pool(
+                "main",
+                &[
+                    ("max", 5u32.into()),
+                    ("replicas", "hosts".into()),
+                    ("replica_max", 17u32.into()),
+                ],
+            )
+    };
+    let err = builder().build().await.unwrap_err();
+    match &err {
+        Error::Budget { arithmetic } => assert!(
+            hosts.iter().enumerate().any(|(i, host)| arithmetic
+                == &format!(
+                    "replica {host}: pools main.replica{} 17 + main.lag_monitor 2 = 19 per \
+                     instance x 1 instance = 19 > 18 available (20 max_connections - 2 \
+                     superuser_reserved_connections)",
+                    i + 1
+                )),
+            "{arithmetic}"
+        ),
+        other => panic!("expected a budget error, got {other}"),
+    }
+
+    // Warn mode: one check per host, neither fitting, and the pool's own, fitting.
+    let rt = builder().set("budget.mode", "warn").build().await.unwrap();
+    let checks = rt.budget();
+    assert_eq!(checks.len(), 3, "{checks:?}");
+    for (i, host) in hosts.iter().enumerate() {
+        let on_host = checks
+            .iter()
+            .find(|c| c.replica == Some(host.to_string()))
+            .unwrap_or_else(|| panic!("no check on {host}: {checks:?}"));
+        assert_eq!(
+            on_host.pools,
+            vec![(format!("main.replica{}", i + 1), 17)],
+            "{on_host}"
+        );
+        assert_eq!(on_host.per_instance(), 19, "{on_host}");
+        assert!(!on_host.fits(), "{on_host}");
+    }
+    let own = checks.iter().find(|c| c.replica.is_none()).unwrap();
+    assert_eq!(own.pools, vec![("main".to_owned(), 5)]);
+    assert_eq!(own.per_instance(), 7, "{own}");
+    assert!(own.fits(), "{own}");
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    // Scale mode: `replica_max` shrinks to what each host leaves once the monitor's links are
+    // counted; the pool keeps its `max`.
+    let rt = builder().set("budget.mode", "scale").build().await.unwrap();
+    let config = rt.pool("main").unwrap().config().clone();
+    assert_eq!((config.max, config.replica_max), (5, Some(16)));
+    let report = rt.pool("main").unwrap().replica_report().unwrap();
+    assert_eq!(report.replicas.len(), 2, "{report:?}");
+    assert!(
+        report.replicas.iter().all(|r| r.stats.max == 16),
+        "{report:?}"
+    );
+    rt.shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
 }

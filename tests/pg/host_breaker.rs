@@ -2,8 +2,12 @@
 //! host that accepts connections and never answers (a dead former primary) opens its breaker
 //! after failed checks, later re-discoveries find the primary without asking it, and once it
 //! answers again its breaker closes and the pool may use it; and a round that does not wait
-//! for hosts after the first one that suits. Conditions are polled with generous limits;
-//! nothing asserts how long a re-discovery took.
+//! for hosts after the first one that suits; a host the pool itself cannot connect to (its
+//! connects refused until the acquire times out, or reset) opens its breaker before any check
+//! fails, and `host_breaker_open_max` bounds how long a host the
+//! health watch never reaches is skipped. Conditions are polled with generous limits;
+//! nothing asserts how long a re-discovery took (the one limit shorter than 120 s, 20 s for a
+//! 1 s `host_breaker_open_max`, tells that setting apart from the 30 s default).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -204,5 +208,188 @@ async fn a_round_does_not_wait_for_hosts_after_the_first_that_suits() {
     let h = host(pool, dead.addr());
     assert_eq!((h.checks, h.failed_checks), (1, 0), "{:?}", pool.hosts());
     assert_eq!(h.breaker, BreakerState::Closed, "{:?}", pool.hosts());
+    rt.shutdown(Duration::from_secs(5)).await.ok();
+}
+
+#[tokio::test]
+async fn a_host_the_pool_cannot_connect_to_opens_its_breaker_before_any_check() {
+    let db = support::db().await;
+    let upstream = db.server().tcp_addr();
+    let a = FaultProxy::start(upstream).await.unwrap();
+    let b = FaultProxy::start(upstream).await.unwrap();
+    let single = db.url_via(a.addr());
+    let url = support::read_write_hosts(&single, a.addr(), &[a.addr(), b.addr()]);
+    // One failure opens a host's breaker. The acquire times out before the pool would ask the
+    // host in use whether it still answers (after 250 ms of waiting), so the only failure
+    // recorded before the re-discovery is the pool's own connect.
+    let rt = Runtime::builder()
+        .url(&url)
+        .env_vars(Vec::<(String, String)>::new())
+        .pool(
+            "main",
+            &[
+                ("max", 1u32.into()),
+                ("validation", "always".into()),
+                ("acquire_timeout", "200ms".into()),
+                ("host_breaker_failures", 1u32.into()),
+            ],
+        )
+        .build()
+        .await
+        .expect("a runtime on two hosts");
+    let pool = rt.pool("main").unwrap();
+    until_current(&rt, pool, a.addr()).await;
+    let before = host(pool, a.addr());
+    assert_eq!(before.breaker, BreakerState::Closed, "{:?}", pool.hosts());
+
+    // The host dies between checks: its connections are reset, new ones refused. The pool's
+    // connect to it fails, which opens its breaker; the re-discovery that failure starts does
+    // not ask it, and moves the pool to the other host.
+    cut(&a).await;
+    let Err(error) = pool.acquire().await else {
+        panic!("a connection from a dead host: {:?}", pool.hosts());
+    };
+    assert!(
+        matches!(
+            error,
+            Error::AcquireTimeout {
+                unreachable: true,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let started = Instant::now();
+    while pool.current_host() != Some(b.addr().to_string()) {
+        assert!(started.elapsed() < LIMIT, "{:?}", pool.hosts());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = host(pool, a.addr());
+    assert_eq!(after.breaker, BreakerState::Open, "{:?}", pool.hosts());
+    assert_eq!(
+        (after.checks, after.failed_checks),
+        (before.checks, before.failed_checks),
+        "{:?}",
+        pool.hosts()
+    );
+    let status = pool.hosts().unwrap();
+    let a_status = status.iter().find(|h| h.port == a.addr().port()).unwrap();
+    assert!(a_status.failed_connects >= 1, "{status:?}");
+    rt.shutdown(Duration::from_secs(5)).await.ok();
+}
+
+#[tokio::test]
+async fn a_connect_the_host_resets_counts_against_its_breaker() {
+    let db = support::db().await;
+    let upstream = db.server().tcp_addr();
+    // `a` is a proxy in front of a proxy: once the inner one refuses, the outer one still
+    // accepts, cannot reach its upstream and resets the connection (a host whose port is
+    // open and whose server is gone).
+    let inner = FaultProxy::start(upstream).await.unwrap();
+    let a = FaultProxy::start(inner.addr()).await.unwrap();
+    let b = FaultProxy::start(upstream).await.unwrap();
+    let single = db.url_via(a.addr());
+    let url = support::read_write_hosts(&single, a.addr(), &[a.addr(), b.addr()]);
+    let rt = Runtime::builder()
+        .url(&url)
+        .env_vars(Vec::<(String, String)>::new())
+        .pool(
+            "main",
+            &[
+                ("max", 1u32.into()),
+                ("validation", "always".into()),
+                ("acquire_timeout", "30s".into()),
+                ("host_breaker_failures", 1u32.into()),
+            ],
+        )
+        .build()
+        .await
+        .expect("a runtime on two hosts");
+    let pool = rt.pool("main").unwrap();
+    until_current(&rt, pool, a.addr()).await;
+    let before = host(pool, a.addr());
+
+    // The idle connection is reset, and the pool's new connect is reset as soon as it is made:
+    // sqlx hands that failure straight back, and it counts against the host's breaker.
+    cut(&inner).await;
+    let Err(error) = pool.acquire().await else {
+        panic!("a connection from a dead host: {:?}", pool.hosts());
+    };
+    assert!(
+        matches!(
+            error,
+            Error::Database {
+                kind: sqlx_resilience::FailureKind::ConnectionLost,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let status = pool.hosts().unwrap();
+    let after = status.iter().find(|h| h.port == a.addr().port()).unwrap();
+    assert_eq!(after.failed_connects, 1, "{status:?}");
+    assert_eq!(after.breaker, BreakerState::Open, "{status:?}");
+    assert_eq!(after.checks, before.checks, "{status:?}");
+    rt.shutdown(Duration::from_secs(5)).await.ok();
+}
+
+#[tokio::test]
+async fn host_breaker_open_max_bounds_how_long_a_dead_host_is_skipped() {
+    let db = support::db().await;
+    let upstream = db.server().tcp_addr();
+    let dead = FaultProxy::start(upstream).await.unwrap();
+    let a = FaultProxy::start(upstream).await.unwrap();
+    let b = FaultProxy::start(upstream).await.unwrap();
+    dead.blackhole();
+    let single = db.url_via(a.addr());
+    let url = support::read_write_hosts(&single, a.addr(), &[dead.addr(), a.addr(), b.addr()]);
+    let rt = Runtime::builder()
+        .url(&url)
+        .env_vars(Vec::<(String, String)>::new())
+        .pool(
+            "main",
+            &[
+                ("max", 2u32.into()),
+                ("connect_timeout", "1s".into()),
+                ("acquire_timeout", "30s".into()),
+                ("host_breaker_failures", 1u32.into()),
+                ("host_breaker_open_max", "1s".into()),
+            ],
+        )
+        .build()
+        .await
+        .expect("a runtime on three hosts");
+    let pool = rt.pool("main").unwrap();
+    // The first discovery waited for the dead host, whose one failed check opened its breaker
+    // (its health watch never reaches it, so only the timer lets a check through again).
+    until_current(&rt, pool, a.addr()).await;
+    let h = host(pool, dead.addr());
+    assert_eq!(
+        (h.checks, h.breaker),
+        (1, BreakerState::Open),
+        "{:?}",
+        pool.hosts()
+    );
+
+    // Re-discoveries, moving the pool between `a` and `b`, until one asks the dead host again.
+    // With the 30 s default, every round within the limit below would skip it; with 1 s, a
+    // round a second after it opened lets one check through.
+    let limit = Duration::from_secs(20);
+    let started = Instant::now();
+    let (mut from, mut to) = (&a, &b);
+    while host(pool, dead.addr()).checks < 2 {
+        assert!(
+            started.elapsed() < limit,
+            "the dead host was never asked again: {:?}",
+            pool.hosts()
+        );
+        // The host moved to must not be skipped itself (its breaker may have opened while it
+        // was cut): else no host would suit, and the round would ask the dead host anyway.
+        to.heal().await.unwrap();
+        until_not_open(pool, to.addr()).await;
+        cut(from).await;
+        until_current(&rt, pool, to.addr()).await;
+        (from, to) = (to, from);
+    }
     rt.shutdown(Duration::from_secs(5)).await.ok();
 }

@@ -65,4 +65,11 @@ impl Classification {
             counts_for_breaker: kind.counts_for_breaker(),
         }
     }
+
+    /// Whether the failure never reached a live server: the connection broke or could not be
+    /// made (refused, reset, TLS, EOF), with no SQLSTATE. A server that answered with an error
+    /// (a wrong password, too many connections, starting up) is alive, and this is `false`.
+    pub(crate) fn unreached(&self) -> bool {
+        self.kind == FailureKind::ConnectionLost && self.sqlstate.is_none()
+    }
 }

@@ -30,10 +30,6 @@ const ROUND_MAX: Duration = Duration::from_millis(200);
 /// often the pool asks while acquires wait.
 pub(crate) const STALL_CHECK: Duration = Duration::from_millis(250);
 
-/// The longest a host's breaker stays open: it half-opens as soon as the host's health watch
-/// reaches the server, and at the latest after this, when one check is let through again.
-pub(crate) const HOST_BREAKER_OPEN_FOR: Duration = Duration::from_secs(30);
-
 /// What a host was when last asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,11 +90,16 @@ pub struct HostStatus {
     pub checks: u64,
     /// Times it did not answer.
     pub failed_checks: u64,
+    /// Times the pool could not open a connection to it while it was the pool's host
+    /// (refused, reset, no answer in time; not a server's refusal such as a wrong password):
+    /// each counts against its breaker like a failed check.
+    pub failed_connects: u64,
     /// Connections acquired from the pool while it was the pool's host.
     pub acquired: u64,
-    /// The state of the host's own circuit breaker: open after failed checks in a row (while
-    /// open, discovery does not wait for the host unless no other host suits); half-open as
-    /// soon as its health watch reaches it again; closed by the next check it answers.
+    /// The state of the host's own circuit breaker: open after failed checks and failed
+    /// connects in a row (while open, discovery does not wait for the host unless no other
+    /// host suits); half-open as soon as its health watch reaches it again, at the latest
+    /// after the pool's `host_breaker_open_max`; closed by the next check it answers.
     #[serde(serialize_with = "state_name")]
     pub breaker: BreakerState,
 }
@@ -115,7 +116,30 @@ struct Member {
     role: AtomicU8,
     checks: AtomicU64,
     failed_checks: AtomicU64,
+    failed_connects: AtomicU64,
     acquired: AtomicU64,
+}
+
+impl Member {
+    /// The host did not answer (a check, or the pool's own connect): the failure goes to its
+    /// breaker when `permit` is the breaker's leave, and its health watch probes it until it
+    /// answers (its health in reports), half-opening the breaker then.
+    fn unreachable(&self, permit: Option<BreakerPermit<'_>>, elapsed: Duration, error: &str) {
+        if let Some(permit) = permit {
+            permit.unreachable(elapsed);
+        }
+        self.role.store(HostRole::Unreachable as u8, Relaxed);
+        self.server.report(Some(&self.breaker), error);
+    }
+}
+
+/// The breaker of each host: failed checks (and failed connects) in a row that open it, and
+/// the longest it stays open before one check is let through again (the pool's
+/// `host_breaker_failures` and `host_breaker_open_max`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HostBreaker {
+    pub(crate) failures: u32,
+    pub(crate) open_max: Duration,
 }
 
 /// A failover under way: since when, and the host the pool used before.
@@ -156,17 +180,16 @@ pub(crate) struct Hosts {
 
 impl Hosts {
     /// The hosts of `list`, each with `settings` (the pool's session settings), its own
-    /// health watch from `servers` and its own breaker, opened by `breaker_failures` failed
-    /// checks in a row (the pool's `host_breaker_failures`): discovery then stops waiting for
-    /// that host, which a dead former primary would otherwise cost every round the whole check
-    /// timeout.
+    /// health watch from `servers` and its own breaker, opened by `breaker.failures` failed
+    /// checks or connects in a row: discovery then stops waiting for that host, which a dead
+    /// former primary would otherwise cost every round the whole check timeout.
     pub(crate) fn new(
         pool: Arc<str>,
         list: &HostList,
         settings: impl Fn(PgConnectOptions) -> PgConnectOptions,
         servers: &Servers,
         check_timeout: Duration,
-        breaker_failures: u32,
+        breaker: HostBreaker,
     ) -> Arc<Hosts> {
         let members = list
             .hosts
@@ -175,12 +198,13 @@ impl Hosts {
                 let options = settings(list.base.clone().host(&addr.host).port(addr.port));
                 Member {
                     server: servers.watch(&options, check_timeout),
-                    breaker: Arc::new(host_breaker(&pool, addr, breaker_failures)),
+                    breaker: Arc::new(host_breaker(&pool, addr, breaker)),
                     addr: addr.clone(),
                     options,
                     role: AtomicU8::new(0),
                     checks: AtomicU64::new(0),
                     failed_checks: AtomicU64::new(0),
+                    failed_connects: AtomicU64::new(0),
                     acquired: AtomicU64::new(0),
                 }
             })
@@ -274,6 +298,25 @@ impl Hosts {
             HostRole::of(role).as_str(),
             self.target
         )))
+    }
+
+    /// The pool could not open a connection to the host it used under `generation` (refused,
+    /// reset, no answer within `waited`): a failure on that host's breaker, as a failed check
+    /// would be, so that a host that died between checks is not waited for by the next
+    /// discovery round. Callers pass only connection-level failures, never a refusal from a
+    /// live server (a wrong password, too many connections).
+    pub(crate) fn connect_failed(&self, generation: u64, waited: Duration, error: &str) {
+        if generation == 0 || generation != self.generation() {
+            return;
+        }
+        // The host of this generation: the current one, or, once a failure was reported and
+        // discovery runs, the one the pool used last.
+        let i = (*self.current.borrow()).unwrap_or_else(|| self.last.load(Relaxed) as usize);
+        let Some(m) = self.members.get(i) else {
+            return;
+        };
+        m.failed_connects.fetch_add(1, Relaxed);
+        m.unreachable(m.breaker.try_acquire().ok(), waited, error);
     }
 
     /// Asks the host in use (at most once per `STALL_CHECK` for the pool) whether it still
@@ -461,14 +504,8 @@ impl Hosts {
                 Some(role)
             }
             Err(error) => {
-                if let Some(permit) = permit {
-                    permit.unreachable(started.elapsed());
-                }
                 m.failed_checks.fetch_add(1, Relaxed);
-                m.role.store(HostRole::Unreachable as u8, Relaxed);
-                // The host's own watch probes it until it answers (its health in reports),
-                // and half-opens its breaker then.
-                m.server.report(Some(&m.breaker), &error);
+                m.unreachable(permit, started.elapsed(), &error);
                 None
             }
         }
@@ -541,6 +578,7 @@ impl Hosts {
                 down: m.server.is_down(),
                 checks: m.checks.load(Relaxed),
                 failed_checks: m.failed_checks.load(Relaxed),
+                failed_connects: m.failed_connects.load(Relaxed),
                 acquired: m.acquired.load(Relaxed),
                 breaker: m.breaker.state(),
             })
@@ -583,12 +621,13 @@ fn pick(target: TargetSessionAttrs, order: &[usize], answers: &[Answer]) -> Opti
     Some(any.map(|at| order[at]))
 }
 
-/// The breaker of one host of pool `pool`: opened by `failures` failed checks in a row,
-/// recovering when the host's health watch reaches it (failures are recorded as unreachable).
-fn host_breaker(pool: &str, addr: &HostAddr, failures: u32) -> CircuitBreaker {
+/// The breaker of one host of pool `pool`: opened by `breaker.failures` failures in a row,
+/// recovering when the host's health watch reaches it (failures are recorded as unreachable),
+/// and letting one check through after `breaker.open_max` at the latest.
+fn host_breaker(pool: &str, addr: &HostAddr, breaker: HostBreaker) -> CircuitBreaker {
     let config = BreakerConfig {
-        consecutive_failures: Some(failures),
-        open_for: HOST_BREAKER_OPEN_FOR,
+        consecutive_failures: Some(breaker.failures),
+        open_for: breaker.open_max,
         half_open: 1,
         ..BreakerConfig::default()
     };

@@ -7,9 +7,12 @@
 //!   pool at the first that suits the target (`PgPool::set_connect_options`).
 //! - Each host has its own health watch (`crate::recovery`): a host found unreachable is probed
 //!   until it answers, and shows in `Runtime::servers`.
-//! - Each host has its own circuit breaker, opened by failed checks in a row: discovery does not
-//!   wait for a host whose breaker is open (unless no other host suits), and the host's watch
-//!   half-opens it as soon as it reaches the server.
+//! - Each host has its own circuit breaker, opened by failures in a row: failed checks, and the
+//!   pool's own connects to the host that fail at the connection level (refused, reset, no
+//!   answer in time), so a host that dies between checks is not waited for by the next round.
+//!   Discovery does not wait for a host whose breaker is open (unless no other host suits),
+//!   and the host's watch half-opens it as soon as it reaches the server (at the latest after
+//!   the pool's `host_breaker_open_max`).
 //! - A 25006 (a write on a server that turned read-only), a lost connection or a shutdown on a
 //!   connection to the current host starts a re-discovery, once however many ops report it.
 //!   Until a host suits the target again, acquires wait for one within the caller's deadline,
@@ -22,8 +25,8 @@
 mod discover;
 mod parse;
 
+pub(crate) use self::discover::{HostBreaker, Hosts, STALL_CHECK};
 pub use self::discover::{HostRole, HostStatus};
-pub(crate) use self::discover::{Hosts, STALL_CHECK};
 pub use self::parse::HostAddr;
 pub(crate) use self::parse::{HostList, parse};
 pub use crate::host_target::{LoadBalance, TargetSessionAttrs};

@@ -38,6 +38,10 @@ pub struct BudgetCheck {
     pub instances: u32,
     /// Each pool's maximum, per instance (a replica's pool as `pool.replicaN`).
     pub pools: Vec<(String, u32)>,
+    /// Connections the runtime keeps open on its own, per instance: counted, never scaled.
+    /// Today the lag monitor's links of a pool with replicas, as `pool.lag_monitor` (one to
+    /// each place the primary may be and one to each replica).
+    pub fixed: Vec<(String, u32)>,
     /// The replica's `host:port` when this server is a replica that replica pools connect
     /// to; `None` for a pool's own server.
     pub replica: Option<String>,
@@ -90,12 +94,29 @@ impl BudgetCheck {
             available,
             instances: instances.max(1),
             pools,
+            fixed: Vec::new(),
             replica: None,
         }
     }
 
-    /// Connections one instance asks for.
+    /// The same check with `fixed` connections the runtime keeps on its own (see
+    /// [`BudgetCheck::fixed`]).
+    pub fn with_fixed(mut self, fixed: Vec<(String, u32)>) -> Self {
+        self.fixed = fixed;
+        self
+    }
+
+    /// Connections one instance keeps on its own (the sum of [`BudgetCheck::fixed`]).
+    pub fn fixed_per_instance(&self) -> u32 {
+        self.fixed.iter().map(|(_, m)| *m).sum()
+    }
+
+    /// Connections one instance asks for: its pools' maxima and its fixed connections.
     pub fn per_instance(&self) -> u32 {
+        self.pools_per_instance() + self.fixed_per_instance()
+    }
+
+    fn pools_per_instance(&self) -> u32 {
         self.pools.iter().map(|(_, m)| *m).sum()
     }
 
@@ -111,7 +132,12 @@ impl BudgetCheck {
 
     /// The arithmetic, as shown in errors and reports.
     pub fn arithmetic(&self) -> String {
-        let parts: Vec<String> = self.pools.iter().map(|(n, m)| format!("{n} {m}")).collect();
+        let parts: Vec<String> = self
+            .pools
+            .iter()
+            .chain(&self.fixed)
+            .map(|(n, m)| format!("{n} {m}"))
+            .collect();
         let mut budget = format!("{} max_connections", self.max_connections);
         if self.superuser_reserved > 0 {
             budget += &format!(
@@ -142,11 +168,13 @@ impl BudgetCheck {
         )
     }
 
-    /// Pool maxima shrunk in proportion so all instances fit (each at least 1).
+    /// Pool maxima shrunk in proportion so all instances fit (each at least 1), in the
+    /// order of [`BudgetCheck::pools`]; the fixed connections are taken off the budget first.
     pub fn scaled(&self) -> Vec<(String, u32)> {
-        let per_instance_budget = self.available / self.instances;
-        let total = self.per_instance().max(1);
-        if self.per_instance() <= per_instance_budget {
+        let per_instance_budget =
+            (self.available / self.instances).saturating_sub(self.fixed_per_instance());
+        let total = self.pools_per_instance().max(1);
+        if self.pools_per_instance() <= per_instance_budget {
             return self.pools.clone();
         }
         let mut scaled: Vec<(String, u32)> = self
@@ -213,6 +241,7 @@ impl SizingReport {
     pub fn new(budget: BudgetCheck, server_cores: Option<u32>, effective_spindles: u32) -> Self {
         let recommended_total = server_cores.map(|c| c * 2 + effective_spindles);
         let per_instance = budget.per_instance().max(1);
+        // The fixed connections count in what the recommendation is shared over.
         let instances = budget.instances.max(1);
         let scaled = budget.scaled();
         let pools = budget
@@ -329,6 +358,19 @@ mod tests {
         let s = tiny.scaled();
         assert!(s.iter().all(|(_, m)| *m >= 1));
         assert_eq!(s.iter().map(|(_, m)| m).sum::<u32>(), 3);
+    }
+
+    #[test]
+    fn fixed_connections_count_and_are_not_scaled() {
+        let b = BudgetCheck::new(20, 2, 0, 0, 1, vec![("main.replica1".into(), 18)])
+            .with_fixed(vec![("main.lag_monitor".into(), 1)]);
+        assert!(!b.fits());
+        assert_eq!(
+            b.arithmetic(),
+            "pools main.replica1 18 + main.lag_monitor 1 = 19 per instance x 1 instance = 19 > \
+             18 available (20 max_connections - 2 superuser_reserved_connections)"
+        );
+        assert_eq!(b.scaled(), vec![("main.replica1".into(), 17)]);
     }
 
     #[test]

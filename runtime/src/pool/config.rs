@@ -117,10 +117,15 @@ crate::settings::fields::settings! {
         /// The most callers that may wait for the server at once (default: ten per connection,
         /// at least 100); beyond it, callers fail at once with `Error::Unavailable`.
         pub outage_waiters: Option<u32> = "outage_waiters",
-        /// Failed checks in a row that open the breaker of one host of a multi-host `url`:
-        /// while it is open, finding the host to use does not wait for that host (unless no
+        /// Failures in a row (failed checks, and the pool's connects to the host that fail at the
+        /// connection level) that open the breaker of one host of a multi-host `url`: while it
+        /// is open, finding the host to use does not wait for that host (unless no
         /// other host suits); the host's health watch half-opens it once it reaches the server.
         pub host_breaker_failures: u32 = "host_breaker_failures",
+        /// The longest the breaker of one host of a multi-host `url` stays open: it half-opens
+        /// as soon as the host's health watch reaches the server, and at the latest after
+        /// this, when one check is let through again.
+        pub host_breaker_open_max: Duration = "host_breaker_open_max",
         /// What sits between the pool and the server (a transaction pooler changes how ops
         /// run, see [`Pooler`]).
         pub pooler: Pooler = "pooler",
@@ -249,6 +254,10 @@ mod tests {
             c.set("acquire_timeout", &"2 parsecs".into())
                 .unwrap_err()
                 .contains("\"250ms\"")
+        );
+        assert_eq!(
+            c.set("host_breaker_open_max", &"500ms".into()).unwrap_err(),
+            "a duration such as \"250ms\" or \"5s\", from 1s to 1h"
         );
         assert!(
             c.set("startup", &"soon".into())

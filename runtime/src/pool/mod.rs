@@ -42,13 +42,36 @@ use self::leak::LeakWatch;
 use self::stats::Counters;
 use crate::classify::{FailureKind, classify};
 use crate::error::{Error, Result, Site};
-use crate::hosts::{HostStatus, Hosts, STALL_CHECK};
+use crate::hosts::{HostBreaker, HostStatus, Hosts, STALL_CHECK};
 use crate::observer::{Observer, PoolObserver};
 use crate::recovery::{Server, Servers, Waited};
 use crate::secret::DatabaseUrl;
 
 /// The longest an acquire timeout waits to find out whether the server is reachable.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Why an acquire timed out, as far as the pool can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Stuck {
+    /// Saturated, or refused for too many connections (backpressure): the server is healthy.
+    Busy = 0,
+    /// A live server refused the connection (starting up, a wrong password): unreachable for
+    /// the caller, yet no sign that the host is gone.
+    Refused = 1,
+    /// Connections could not be made or got no answer (refused, reset, timed out).
+    Unreachable = 2,
+}
+
+impl Stuck {
+    fn of(n: u8) -> Stuck {
+        match n {
+            0 => Stuck::Busy,
+            1 => Stuck::Refused,
+            _ => Stuck::Unreachable,
+        }
+    }
+}
 
 /// What an acquire asks of, and learns from, the pool's `before_acquire` hook (which runs
 /// inside the acquiring task).
@@ -161,14 +184,17 @@ impl Pool {
         let hosts = host_list.as_ref().map(|list| {
             let check_timeout = config.connect_timeout.min(config.probe_timeout);
             let settings = |o| session_settings(&name, &config, o);
-            let breaker_failures = config.host_breaker_failures;
+            let breaker = HostBreaker {
+                failures: config.host_breaker_failures,
+                open_max: config.host_breaker_open_max,
+            };
             Hosts::new(
                 name.clone(),
                 list,
                 settings,
                 servers,
                 check_timeout,
-                breaker_failures,
+                breaker,
             )
         });
         let options = match &hosts {
@@ -626,18 +652,30 @@ impl Pool {
             }
             Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
                 s.counters.acquire_timeouts.fetch_add(1, Relaxed);
-                let unreachable = self
-                    .unreachable(acquired_before, opened_before, deadline)
-                    .await;
+                let stuck = self.stuck(acquired_before, opened_before, deadline).await;
+                let unreachable = stuck != Stuck::Busy;
                 if unreachable && let Some(hosts) = &s.hosts {
-                    hosts.suspect(generation, "connections to the host could not be opened");
+                    let reason = "connections to the host could not be opened";
+                    if stuck == Stuck::Unreachable {
+                        hosts.connect_failed(generation, waited, reason);
+                    }
+                    hosts.suspect(generation, reason);
                 }
                 Err(self.timeout_error(site, waited, unreachable))
             }
             Ok(Err(sqlx::Error::PoolClosed)) => Err(Error::PoolClosed { site: site.clone() }),
             Ok(Err(source)) => {
                 s.counters.errors.fetch_add(1, Relaxed);
-                let kind = classify(&source).kind;
+                let verdict = classify(&source);
+                let kind = verdict.kind;
+                // sqlx's pool hands back its connect's failure: one that never reached a live
+                // server (reset, TLS) counts against the host's breaker.
+                if verdict.unreached()
+                    && let Some(hosts) = &s.hosts
+                {
+                    let reason = crate::redact::redact(&source.to_string());
+                    hosts.connect_failed(generation, waited, &reason);
+                }
                 s.events.emit(PoolEventKind::Error {
                     kind,
                     message: crate::redact::redact(&source.to_string()),
@@ -761,23 +799,24 @@ impl Pool {
     }
 
     /// After an acquire timed out: was the pool unable to open connections because the
-    /// server is unreachable (which says the database is down), or was it saturated, or
-    /// refused for too many connections (backpressure, which says nothing of its health)?
+    /// server is unreachable (which says the database is down), or refused by a live server
+    /// (starting up, a wrong password), or was it saturated, or refused for too many
+    /// connections (backpressure, which says nothing of its health)?
     ///
     /// sqlx's pool retries failed connects until the acquire timeout and reports only the
     /// timeout, so the reason is found with one direct connect, at most every 250 ms per pool
     /// and never past the caller's deadline. With no time left, the last probe's answer stands
     /// or, with none yet, the pool's state: below max with nobody idle, it could not connect.
-    async fn unreachable(
+    async fn stuck(
         &self,
         acquired_before: u64,
         opened_before: u64,
         deadline: Option<Instant>,
-    ) -> bool {
+    ) -> Stuck {
         let s = &self.shared;
         if self.server().is_down() {
             // A probe already found the server unreachable.
-            return true;
+            return Stuck::Unreachable;
         }
         if s.sqlx.size() >= s.config.max {
             // At max, the pool is exhausted only when callers hold the connections, or keep
@@ -788,17 +827,22 @@ impl Pool {
             // the network failing, not backpressure.
             let held = s.counters.in_use.load(Relaxed);
             let served = s.counters.acquired.load(Relaxed) != acquired_before;
-            return held < s.config.max && !served;
+            return if held < s.config.max && !served {
+                Stuck::Unreachable
+            } else {
+                Stuck::Busy
+            };
         }
         if s.counters.opened.load(Relaxed) != opened_before {
             // The pool opened connections during the wait: the server is reachable, only
             // slow to accept them (a cold start of a large pool on a busy machine).
-            return false;
+            return Stuck::Busy;
         }
         let now_us = u64::try_from(s.counters.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let probed = s.counters.probed_at_us.load(Relaxed);
+        let last_probe = || Stuck::of(s.counters.probe_stuck.load(Relaxed));
         if probed != 0 && now_us.saturating_sub(probed) < 250_000 {
-            return s.counters.probe_unreachable.load(Relaxed);
+            return last_probe();
         }
         let budget = deadline.map_or(PROBE_TIMEOUT, |d| {
             d.saturating_duration_since(Instant::now())
@@ -806,24 +850,35 @@ impl Pool {
         });
         if budget < PROBE_TIMEOUT / 5 {
             return if probed != 0 {
-                s.counters.probe_unreachable.load(Relaxed)
+                last_probe()
+            } else if s.sqlx.num_idle() == 0 {
+                Stuck::Unreachable
             } else {
-                s.sqlx.num_idle() == 0
+                Stuck::Busy
             };
         }
         s.counters.probed_at_us.store(now_us.max(1), Relaxed);
         let options = s.sqlx.connect_options();
         let probe = tokio::time::timeout(budget, PgConnection::connect_with(&options)).await;
-        let unreachable = match probe {
+        let stuck = match probe {
             Ok(Ok(conn)) => {
                 let _ = conn.close().await;
-                false
+                Stuck::Busy
             }
-            Ok(Err(e)) => classify(&e).kind != FailureKind::Backpressure,
-            Err(_) => true,
+            Ok(Err(e)) => {
+                let verdict = classify(&e);
+                if verdict.kind == FailureKind::Backpressure {
+                    Stuck::Busy
+                } else if verdict.unreached() {
+                    Stuck::Unreachable
+                } else {
+                    Stuck::Refused
+                }
+            }
+            Err(_) => Stuck::Unreachable,
         };
-        s.counters.probe_unreachable.store(unreachable, Relaxed);
-        unreachable
+        s.counters.probe_stuck.store(stuck as u8, Relaxed);
+        stuck
     }
 
     fn timeout_error(&self, site: &Site, waited: Duration, unreachable: bool) -> Error {

@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -23,8 +23,8 @@ pub(crate) struct Counters {
     pub(crate) suspect_until_us: AtomicU64,
     /// When the pool last connected directly to find out why it could not open connections.
     pub(crate) probed_at_us: AtomicU64,
-    /// What that probe found.
-    pub(crate) probe_unreachable: AtomicBool,
+    /// What that probe found (a `Stuck`).
+    pub(crate) probe_stuck: AtomicU8,
     pub(crate) waiting: AtomicU32,
     pub(crate) in_use: AtomicU32,
     pub(crate) acquired: AtomicU64,
@@ -46,7 +46,7 @@ impl Default for Counters {
             epoch: std::time::Instant::now(),
             suspect_until_us: AtomicU64::new(0),
             probed_at_us: AtomicU64::new(0),
-            probe_unreachable: AtomicBool::new(false),
+            probe_stuck: AtomicU8::new(0),
             waiting: AtomicU32::new(0),
             in_use: AtomicU32::new(0),
             acquired: AtomicU64::new(0),

@@ -1,5 +1,6 @@
 //! The start-up connection budget check: each server's `max_connections` against the pools
-//! that connect to it, the pools' own servers and each replica's (see docs/SCALING.md).
+//! that connect to it, the pools' own servers and each replica's, and the connections the
+//! replicas' lag monitor keeps there (see docs/SCALING.md).
 
 use std::collections::BTreeMap;
 
@@ -10,15 +11,39 @@ use crate::error::{Error, Result, Site};
 use crate::pool::{BudgetCheck, BudgetMode, PoolConfig, Pooler, Providers, Startup};
 use crate::secret::DatabaseUrl;
 
-/// One pool counted against a server: a declared pool, or one replica's pool of it.
+/// What a member of a server's budget is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// A declared pool (sized by `max`).
+    Pool,
+    /// One replica's pool of a declared pool (sized by `replica_max`, always lazy).
+    Replica,
+    /// The lag monitor's links of a pool with replicas: fixed, never scaled, and opened in
+    /// the background (a server it cannot reach does not stop start-up).
+    LagMonitor,
+}
+
+/// One pool counted against a server: a declared pool, one replica's pool of it, or its lag
+/// monitor's links.
 struct Member {
     /// The declared pool whose settings it comes from.
     pool: String,
-    /// Its name in the arithmetic: the pool's, or `pool.replicaN`.
+    /// Its name in the arithmetic: the pool's, `pool.replicaN` or `pool.lag_monitor`.
     shown: String,
     max: u32,
-    /// A replica's pool (sized by `replica_max`, always lazy).
-    replica: bool,
+    kind: Kind,
+}
+
+impl Member {
+    /// The lag monitor of pool `name` keeping `links` connections to one server.
+    fn lag_monitor(name: &str, links: u32) -> Member {
+        Member {
+            pool: name.to_owned(),
+            shown: format!("{name}.lag_monitor"),
+            max: links,
+            kind: Kind::LagMonitor,
+        }
+    }
 }
 
 /// The pools that connect to one server (one URL, redacted).
@@ -63,16 +88,30 @@ fn targets(config: &RuntimeConfig) -> Result<BTreeMap<String, Target>> {
             },
             Some(r) => r.urls().to_vec(),
         };
+        // The lag monitor keeps one link to each place the primary may be and one to each
+        // replica (`pool::replica::monitor`): one on the pool's server and one on each
+        // replica's. With `replicas = "hosts"` every host is both a place the primary may be
+        // and a replica: two on each.
+        let monitor_links = if pool.replicas.as_ref().is_some_and(|r| r.from_hosts()) {
+            2
+        } else {
+            1
+        };
+        let monitored = !replica_urls.is_empty();
         for (i, replica) in replica_urls.into_iter().enumerate() {
             add(
-                replica,
+                replica.clone(),
                 Member {
                     pool: name.clone(),
                     shown: format!("{name}.replica{}", i + 1),
                     max: pool.replica_max.unwrap_or(pool.max),
-                    replica: true,
+                    kind: Kind::Replica,
                 },
             );
+            add(replica, Member::lag_monitor(name, monitor_links));
+        }
+        if monitored {
+            add(url.clone(), Member::lag_monitor(name, monitor_links));
         }
         add(
             url,
@@ -80,7 +119,7 @@ fn targets(config: &RuntimeConfig) -> Result<BTreeMap<String, Target>> {
                 pool: name.clone(),
                 shown: name.clone(),
                 max: pool.max,
-                replica: false,
+                kind: Kind::Pool,
             },
         );
     }
@@ -99,12 +138,12 @@ pub(super) async fn check(
     let settings = config.settings.clone();
     let mut checks = Vec::new();
     for (target, Target { url, mut members }) in targets(config)? {
-        // Declared pools first: the arithmetic lists them as before, then replica pools.
-        members.sort_by_key(|m| m.replica);
+        // Declared pools first, then replica pools, then the lag monitors' links.
+        members.sort_by_key(|m| m.kind);
         let first = &config.pools[&members[0].pool];
         let all_lazy = members
             .iter()
-            .all(|m| m.replica || config.pools[&m.pool].startup == Startup::Lazy);
+            .all(|m| m.kind != Kind::Pool || config.pools[&m.pool].startup == Startup::Lazy);
         // Behind a pooler the server's max_connections bounds the pooler's server
         // connections, not these pools' client connections (docs/SCALING.md).
         if members
@@ -157,16 +196,27 @@ pub(super) async fn check(
                 continue;
             }
         };
-        let maxima: Vec<(String, u32)> = members.iter().map(|m| (m.shown.clone(), m.max)).collect();
-        let mut check = BudgetCheck::read(&mut conn, maxima, settings.instances, settings.headroom)
-            .await
-            .map_err(|source| Error::Connect {
-                site: site.clone(),
-                target: target.clone(),
-                source,
-            })?;
+        let (fixed, members): (Vec<Member>, Vec<Member>) = members
+            .into_iter()
+            .partition(|m| m.kind == Kind::LagMonitor);
+        let shown = |ms: &[Member]| -> Vec<(String, u32)> {
+            ms.iter().map(|m| (m.shown.clone(), m.max)).collect()
+        };
+        let mut check = BudgetCheck::read(
+            &mut conn,
+            shown(&members),
+            settings.instances,
+            settings.headroom,
+        )
+        .await
+        .map_err(|source| Error::Connect {
+            site: site.clone(),
+            target: target.clone(),
+            source,
+        })?
+        .with_fixed(shown(&fixed));
         let _ = conn.close().await;
-        if members.iter().any(|m| m.replica) {
+        if members.iter().any(|m| m.kind == Kind::Replica) {
             check.replica = host;
         }
         if !check.fits() {
@@ -203,7 +253,7 @@ fn scale(
 ) {
     let name = &member.pool;
     let pool: &mut PoolConfig = config.pools.get_mut(name).expect("pool exists");
-    if member.replica {
+    if member.kind == Kind::Replica {
         let from = pool.replica_max.unwrap_or(pool.max);
         let to = from.min(max);
         tracing::warn!(

@@ -1,4 +1,4 @@
-use super::units::{DAY, HOUR, MONTH, ms, secs};
+use super::units::{DAY, HOUR, MONTH, SECOND, ms, secs};
 use crate::Constraint::Order;
 use crate::DefaultIs::{Absent, Derived, Value};
 use crate::Rule::{Ascii, Choice, SchemaList, Url, UrlList};
@@ -183,11 +183,23 @@ pub const POOL: Schema = Schema {
             "host_breaker_failures",
             Rule::whole(1, 100),
             Value(Whole(2)),
-            "failed checks in a row that open the breaker of one host of a multi-host `url`; \
-             while it is open, finding the host to use does not wait for that host (unless no \
-             other host suits)",
+            "failures in a row that open the breaker of one host of a multi-host `url`: failed \
+             checks, and the pool's connects to the host that fail at the connection level \
+             (refused, reset, no answer in time); while it is open, finding the host to use \
+             does not wait for that host (unless no other host suits)",
         )
-        .unit("checks"),
+        .unit("failures"),
+        Key::new(
+            "host_breaker_open_max",
+            Rule::Duration {
+                min: SECOND,
+                max: HOUR,
+            },
+            Value(Duration(secs(30))),
+            "the longest the breaker of one host of a multi-host `url` stays open: it \
+             half-opens as soon as the host's health watch reaches the server, and at the \
+             latest after this, when one check is let through again",
+        ),
         Key::new(
             "replicas",
             UrlList,
