@@ -49,6 +49,30 @@ async fn the_members_patroni_lists_serve_reads_leave_come_back_and_follow_a_swit
         "{}&target_session_attrs=read-write",
         cluster.multi_host_url(&db)
     );
+    // The members Patroni lists at start-up count in the connection budget, each against its
+    // own server's max_connections: 50 instances of 4 connections to each replica is more
+    // than a server allows, though 50 of the pool's one connection fit.
+    let e = Runtime::builder()
+        .url(&url)
+        .env_vars(Vec::<(String, String)>::new())
+        .pool(
+            "main",
+            &[
+                ("max", 1u32.into()),
+                ("replicas", apis.join(", ").into()),
+                ("replica_max", 4u32.into()),
+            ],
+        )
+        .set("budget.instances", "50")
+        .set("budget.mode", "error")
+        .build()
+        .await
+        .expect_err("replica pools over the replicas' budget");
+    let shown = e.to_string();
+    assert!(
+        shown.contains("main.replica") && shown.contains("main.lag_monitor"),
+        "{shown}"
+    );
     let rt = Runtime::builder()
         .url(&url)
         .env_vars(Vec::<(String, String)>::new())

@@ -8,6 +8,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::config::RuntimeConfig;
 use crate::error::{Error, Result, Site};
+use crate::pool::replica::patroni_members;
 use crate::pool::{BudgetCheck, BudgetMode, PoolConfig, Pooler, Providers, Startup};
 use crate::secret::DatabaseUrl;
 
@@ -52,8 +53,10 @@ struct Target {
     members: Vec<Member>,
 }
 
-/// Groups the pools, and each replica's pool, by the server they connect to.
-fn targets(config: &RuntimeConfig) -> Result<BTreeMap<String, Target>> {
+/// Groups the pools, and each replica's pool, by the server they connect to. Replicas that
+/// come from Patroni's REST API are the members it lists now (none when it does not answer:
+/// they are not known yet, and their pools are lazy).
+async fn targets(config: &RuntimeConfig) -> Result<BTreeMap<String, Target>> {
     let mut servers: BTreeMap<String, Target> = BTreeMap::new();
     let mut add = |url: DatabaseUrl, member: Member| {
         servers
@@ -75,9 +78,27 @@ fn targets(config: &RuntimeConfig) -> Result<BTreeMap<String, Target>> {
             ));
         };
         // The replicas' pools, built as `Replicas::build` builds them: one per replica URL,
-        // or one per host of a multi-host URL for `replicas = "hosts"`.
+        // one per host of a multi-host URL for `replicas = "hosts"`, one per member Patroni
+        // lists.
         let replica_urls: Vec<DatabaseUrl> = match &pool.replicas {
             None => Vec::new(),
+            Some(r) if r.from_patroni() => {
+                let base = url
+                    .each_host_options(&format!("pools.{name}.url"))?
+                    .swap_remove(0);
+                match patroni_members(r, pool.connect_timeout).await {
+                    Ok(members) => members
+                        .into_iter()
+                        .map(|(host, port)| {
+                            DatabaseUrl::from_options(base.clone().host(&host).port(port))
+                        })
+                        .collect(),
+                    Err(why) => {
+                        tracing::warn!(pool = %name, error = %why, "Patroni's REST API did not answer at start-up; its members' replica pools are not in the connection budget check");
+                        Vec::new()
+                    }
+                }
+            }
             Some(r) if r.from_hosts() => match url.host_list(&format!("pools.{name}.url"))? {
                 Some(_) => url
                     .each_host_options(&format!("pools.{name}.url"))?
@@ -92,10 +113,11 @@ fn targets(config: &RuntimeConfig) -> Result<BTreeMap<String, Target>> {
         // replica (`pool::replica::monitor`): one on the pool's server and one on each
         // replica's. With `replicas = "hosts"` every host is both a place the primary may be
         // and a replica: two on each.
-        let monitor_links = if pool.replicas.as_ref().is_some_and(|r| r.from_hosts()) {
-            2
-        } else {
-            1
+        // So are the members Patroni lists when the pool's URL names the cluster's hosts.
+        let multi_host = url.host_list(&format!("pools.{name}.url"))?.is_some();
+        let monitor_links = match &pool.replicas {
+            Some(r) if r.from_hosts() || (r.from_patroni() && multi_host) => 2,
+            _ => 1,
         };
         let monitored = !replica_urls.is_empty();
         for (i, replica) in replica_urls.into_iter().enumerate() {
@@ -137,7 +159,7 @@ pub(super) async fn check(
 ) -> Result<Vec<BudgetCheck>> {
     let settings = config.settings.clone();
     let mut checks = Vec::new();
-    for (target, Target { url, mut members }) in targets(config)? {
+    for (target, Target { url, mut members }) in targets(config).await? {
         // Declared pools first, then replica pools, then the lag monitors' links.
         members.sort_by_key(|m| m.kind);
         let first = &config.pools[&members[0].pool];

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 pub use self::config::{ReadYourWrites, ReplicaUrls};
 pub use self::members::DiscoveryReport;
 pub(crate) use self::node::Lease;
+pub(crate) use self::patroni::members as patroni_members;
 pub use self::session::ReadSession;
 pub use self::status::{ReplicaReport, ReplicaStatus};
 

@@ -179,6 +179,22 @@ pub(crate) fn members_of(body: &[u8]) -> Result<Vec<Member>, String> {
         .collect())
 }
 
+/// The members the first of `replicas`' Patroni REST APIs to answer lists, as (host, port),
+/// each API asked within `limit`; `Err` joins why each failed.
+pub(crate) async fn members(
+    replicas: &super::ReplicaUrls,
+    limit: Duration,
+) -> Result<Vec<(String, u16)>, String> {
+    let mut errors = Vec::new();
+    for api in replicas.patroni() {
+        match ask(api, limit).await {
+            Ok(members) => return Ok(members.into_iter().map(|m| (m.host, m.port)).collect()),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(errors.join("; "))
+}
+
 /// Asks `api` for the cluster's members, within `limit`.
 pub(crate) async fn ask(api: &ApiUrl, limit: Duration) -> Result<Vec<Member>, String> {
     let body = match tokio::time::timeout(limit, get(api, "/cluster")).await {
