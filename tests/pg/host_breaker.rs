@@ -393,3 +393,93 @@ async fn host_breaker_open_max_bounds_how_long_a_dead_host_is_skipped() {
     }
     rt.shutdown(Duration::from_secs(5)).await.ok();
 }
+
+/// `url` with its user and password replaced.
+fn as_user(url: &str, user: &str, password: &str) -> String {
+    let (user_part, rest) = url.split_once('@').expect("a URL with a user");
+    let (scheme, _) = user_part.split_once("://").expect("a URL with a scheme");
+    format!("{scheme}://{user}:{password}@{rest}")
+}
+
+#[tokio::test]
+async fn a_live_server_refusing_the_login_is_not_a_failed_connect_of_its_host() {
+    let db = support::db().await;
+    let upstream = db.server().tcp_addr();
+    let a = FaultProxy::start(upstream).await.unwrap();
+    let b = FaultProxy::start(upstream).await.unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(db.admin_url())
+        .await
+        .unwrap();
+    let role = format!("hb_{}", std::process::id());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "create role {role} login password 'first'"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let single = as_user(&db.url_via(a.addr()), &role, "first");
+    let url = support::read_write_hosts(&single, a.addr(), &[a.addr(), b.addr()]);
+    let build = |url: String| async move {
+        Runtime::builder()
+            .url(&url)
+            .env_vars(Vec::<(String, String)>::new())
+            .pool(
+                "main",
+                &[
+                    ("max", 1u32.into()),
+                    ("startup", "lazy".into()),
+                    ("validation", "always".into()),
+                    ("acquire_timeout", "5s".into()),
+                    ("host_breaker_failures", 1u32.into()),
+                ],
+            )
+            .build()
+            .await
+            .expect("a lazy runtime, whatever its password")
+    };
+
+    // A wrong password from the start: no host suits, and the error says why each failed.
+    let wrong = url.replace(":first@", ":not-the-password@");
+    let rt = build(wrong).await;
+    let Err(error) = rt.pool("main").unwrap().acquire().await else {
+        panic!("a connection with a wrong password");
+    };
+    let shown = error.to_string();
+    assert!(
+        shown.contains("failover in progress") && shown.contains("password authentication failed"),
+        "{shown}"
+    );
+    assert!(!shown.contains("not-the-password"), "{shown}");
+    rt.shutdown(Duration::from_secs(5)).await.ok();
+
+    // The right one, then the role's password changes and its sessions end: the pool's next
+    // connect to its host is refused by a live server, which is no failed connect.
+    let rt = build(url).await;
+    let pool = rt.pool("main").unwrap();
+    until_current(&rt, pool, a.addr()).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "alter role {role} password 'second'; \
+         select pg_terminate_backend(pid) from pg_stat_activity where usename = '{role}'"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let Err(error) = pool.acquire().await else {
+            panic!("a connection with an old password");
+        };
+        let mut chain = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(e) = source {
+            chain.push_str(&format!(": {e}"));
+            source = e.source();
+        }
+        assert!(chain.contains("password authentication failed"), "{chain}");
+    }
+    let status = pool.hosts().unwrap();
+    assert!(
+        status.iter().all(|h| h.failed_connects == 0),
+        "a refused login counted as an unreachable host: {status:?}"
+    );
+    rt.shutdown(Duration::from_secs(5)).await.ok();
+}

@@ -342,7 +342,9 @@ pub enum Error {
         site: Site,
         /// The host the pool used before, if it had one.
         old_host: Option<Box<str>>,
-        /// Every host of the pool, `host:port`.
+        /// Every host of the pool, `host:port`, followed by why it failed last when it did
+        /// (`host:port (last failure: ...)`, without secrets), so a wrong password or a
+        /// refused connection shows through.
         hosts: Box<[String]>,
         /// What the pool asks of a host.
         target: TargetSessionAttrs,

@@ -102,6 +102,8 @@ pub struct HostStatus {
     /// after the pool's `host_breaker_open_max`; closed by the next check it answers.
     #[serde(serialize_with = "state_name")]
     pub breaker: BreakerState,
+    /// Why its last check or the pool's last connect to it failed (none once it answers).
+    pub last_error: Option<String>,
 }
 
 fn state_name<S: serde::Serializer>(state: &BreakerState, s: S) -> Result<S::Ok, S::Error> {
@@ -118,6 +120,9 @@ struct Member {
     failed_checks: AtomicU64,
     failed_connects: AtomicU64,
     acquired: AtomicU64,
+    /// Why its last check or the pool's last connect to it failed, without secrets; cleared
+    /// when it answers.
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Member {
@@ -129,6 +134,7 @@ impl Member {
             permit.unreachable(elapsed);
         }
         self.role.store(HostRole::Unreachable as u8, Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
         self.server.report(Some(&self.breaker), error);
     }
 }
@@ -205,6 +211,7 @@ impl Hosts {
                     checks: AtomicU64::new(0),
                     failed_checks: AtomicU64::new(0),
                     failed_connects: AtomicU64::new(0),
+                    last_error: std::sync::Mutex::new(None),
                     acquired: AtomicU64::new(0),
                 }
             })
@@ -501,6 +508,7 @@ impl Hosts {
                     }
                 }
                 m.role.store(HostRole::of(role) as u8, Relaxed);
+                *m.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 Some(role)
             }
             Err(error) => {
@@ -556,7 +564,17 @@ impl Hosts {
         Error::Failover {
             site: site.clone(),
             old_host: old.map(|o| self.members[o].addr.to_string().into()),
-            hosts: self.members.iter().map(|m| m.addr.to_string()).collect(),
+            hosts: self
+                .members
+                .iter()
+                .map(|m| {
+                    let error = m.last_error.lock().unwrap_or_else(|e| e.into_inner());
+                    match error.as_ref() {
+                        Some(e) => format!("{} (last failure: {e})", m.addr),
+                        None => m.addr.to_string(),
+                    }
+                })
+                .collect(),
             target: self.target,
             since: since_wall,
             waited,
@@ -581,6 +599,11 @@ impl Hosts {
                 failed_connects: m.failed_connects.load(Relaxed),
                 acquired: m.acquired.load(Relaxed),
                 breaker: m.breaker.state(),
+                last_error: m
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
             })
             .collect()
     }
