@@ -280,6 +280,9 @@ async fn a_host_the_pool_cannot_connect_to_opens_its_breaker_before_any_check() 
 
 #[tokio::test]
 async fn a_connect_the_host_resets_counts_against_its_breaker() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
     let db = support::db().await;
     let upstream = db.server().tcp_addr();
     // `a` is a proxy in front of a proxy: once the inner one refuses, the outer one still
@@ -330,6 +333,14 @@ async fn a_connect_the_host_resets_counts_against_its_breaker() {
     assert_eq!(after.failed_connects, 1, "{status:?}");
     assert_eq!(after.breaker, BreakerState::Open, "{status:?}");
     assert_eq!(after.checks, before.checks, "{status:?}");
+    // Published as `sqlx_resilience.host.failed_connects`, per host.
+    rt.publish_metrics();
+    let failed = support::counters_by_port(&snapshotter, names::HOST_FAILED_CONNECTS);
+    assert!(
+        failed.contains(&(a.addr().port().to_string(), 1))
+            && failed.contains(&(b.addr().port().to_string(), 0)),
+        "{failed:?}"
+    );
     rt.shutdown(Duration::from_secs(5)).await.ok();
 }
 

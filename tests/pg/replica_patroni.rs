@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use sqlx_resilience::Runtime;
 use sqlx_resilience::replica::ReplicaReport;
+use sqlx_resilience::telemetry::names;
 use sqlx_resilience_testkit::PatroniCluster;
 
 use crate::replica_hosts::{LIMIT, read, report, until_reads_follow};
@@ -138,6 +139,9 @@ async fn the_members_patroni_lists_serve_reads_leave_come_back_and_follow_a_swit
 
 #[tokio::test]
 async fn without_an_answering_patroni_api_reads_run_on_the_primary_and_the_report_says_why() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
     let db = crate::support::db().await;
     // A port nothing listens on: bound, then released.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -171,6 +175,26 @@ async fn without_an_answering_patroni_api_reads_run_on_the_primary_and_the_repor
     assert!(!in_recovery);
     let r = report(&rt);
     assert!(r.replicas.is_empty() && r.primary_reads >= 1, "{r:#?}");
+    // Published as `sqlx_resilience.replica.discovery`, by outcome.
+    rt.publish_metrics();
+    let rounds: Vec<(String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, _, _, _)| k.key().name() == names::REPLICA_DISCOVERY)
+        .filter_map(|(k, _, _, v)| match v {
+            metrics_util::debugging::DebugValue::Counter(c) => {
+                let outcome = k.key().labels().find(|l| l.key() == "outcome")?;
+                Some((outcome.value().to_owned(), c))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        rounds.contains(&("ok".to_owned(), 0))
+            && rounds.iter().any(|(o, c)| o == "failed" && *c >= 1),
+        "{rounds:?}"
+    );
     rt.shutdown(Duration::from_secs(10)).await.unwrap();
 }
 

@@ -142,6 +142,28 @@ pub(crate) fn read_write_hosts(
     )
 }
 
+/// The counter `name`'s value per `server.port` label in a snapshot of a debugging recorder.
+pub(crate) fn counters_by_port(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+    name: &str,
+) -> Vec<(String, u64)> {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, _, _, _)| k.key().name() == name)
+        .filter_map(|(k, _, _, v)| {
+            let port = k.key().labels().find(|l| l.key() == "server.port")?;
+            match v {
+                metrics_util::debugging::DebugValue::Counter(c) => {
+                    Some((port.value().to_owned(), c))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// The gauge `name`'s value per `server.port` label in a snapshot of a debugging recorder.
 pub(crate) fn gauges_by_port(
     snapshotter: &metrics_util::debugging::Snapshotter,

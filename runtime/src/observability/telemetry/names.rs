@@ -51,6 +51,9 @@ pub const HOST_PRIMARY: &str = "sqlx_resilience.host.primary";
 pub const HOST_DOWN: &str = "sqlx_resilience.host.down";
 /// Counter: times discovery asked a host what it is, by outcome (`ok`, `unreachable`).
 pub const HOST_CHECKS: &str = "sqlx_resilience.host.checks";
+/// Counter: times the pool could not open a connection to a host it used (refused, reset,
+/// no answer in time; not a live server's refusal), same labels as [`HOST_CURRENT`].
+pub const HOST_FAILED_CONNECTS: &str = "sqlx_resilience.host.failed_connects";
 /// Gauge: the state of a host's own breaker, numbered as [`BREAKER_STATE`] (0 closed,
 /// 1 half-open, 2 open; same labels as [`HOST_CURRENT`]).
 pub const HOST_BREAKER: &str = "sqlx_resilience.host.breaker";
@@ -68,6 +71,9 @@ pub const REPLICA_READS: &str = "sqlx_resilience.replica.reads";
 pub const REPLICA_PRIMARY_READS: &str = "sqlx_resilience.replica.primary_reads";
 /// Counter: ops a replica failed in a way a primary would not, run again on the primary.
 pub const REPLICA_REROUTED: &str = "sqlx_resilience.replica.rerouted";
+/// Counter: rounds of asking Patroni's REST API for a pool's replicas, by [`POOL`] and
+/// [`OUTCOME`] (`ok`, or `failed` when no API answered).
+pub const REPLICA_DISCOVERY: &str = "sqlx_resilience.replica.discovery";
 /// Counter: calls of a cached op answered without running it, by [`OP`].
 pub const CACHE_HITS: &str = "sqlx_resilience.cache.hits";
 /// Counter: calls of a cached op that ran it, by [`OP`].
@@ -113,7 +119,7 @@ pub const SERVER_ADDRESS: &str = "server.address";
 pub const SERVER_PORT: &str = "server.port";
 
 /// Every metric name, for exporters that need the list (histogram buckets, allow-lists).
-pub const ALL: [&str; 36] = [
+pub const ALL: [&str; 38] = [
     CONNECTION_COUNT,
     CONNECTION_MAX,
     CONNECTION_IDLE_MIN,
@@ -135,6 +141,7 @@ pub const ALL: [&str; 36] = [
     HOST_PRIMARY,
     HOST_DOWN,
     HOST_CHECKS,
+    HOST_FAILED_CONNECTS,
     HOST_BREAKER,
     POOL_FAILOVERS,
     REPLICA_LAG,
@@ -142,6 +149,7 @@ pub const ALL: [&str; 36] = [
     REPLICA_READS,
     REPLICA_PRIMARY_READS,
     REPLICA_REROUTED,
+    REPLICA_DISCOVERY,
     CACHE_HITS,
     CACHE_MISSES,
     CACHE_HIT_RATIO,

@@ -134,10 +134,12 @@ fn publish_hosts(pool: &crate::Pool) {
         let mut failed = labels.to_vec();
         failed.push((names::OUTCOME, "unreachable".to_owned()));
         metrics::counter!(names::HOST_CHECKS, &failed).absolute(h.failed_checks);
+        metrics::counter!(names::HOST_FAILED_CONNECTS, &labels).absolute(h.failed_connects);
     }
 }
 
-/// A pool's read replicas: lag, serving, reads and reroutes of each, reads on the primary.
+/// A pool's read replicas: lag, serving, reads and reroutes of each, reads on the primary,
+/// and how asking Patroni for them went.
 fn publish_replicas(report: &crate::replica::ReplicaReport) {
     let pool = report.pool.clone();
     metrics::counter!(names::REPLICA_PRIMARY_READS, names::POOL => pool.clone())
@@ -154,5 +156,15 @@ fn publish_replicas(report: &crate::replica::ReplicaReport) {
         metrics::gauge!(names::REPLICA_SERVING, &labels).set(f64::from(u8::from(r.serving)));
         metrics::counter!(names::REPLICA_READS, &labels).absolute(r.reads);
         metrics::counter!(names::REPLICA_REROUTED, &labels).absolute(r.rerouted);
+    }
+    if let Some(d) = &report.discovery {
+        for (outcome, count) in [("ok", d.answers), ("failed", d.failures)] {
+            metrics::counter!(
+                names::REPLICA_DISCOVERY,
+                names::POOL => pool.clone(),
+                names::OUTCOME => outcome
+            )
+            .absolute(count);
+        }
     }
 }
