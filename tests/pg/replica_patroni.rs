@@ -51,8 +51,9 @@ async fn the_members_patroni_lists_serve_reads_leave_come_back_and_follow_a_swit
         cluster.multi_host_url(&db)
     );
     // The members Patroni lists at start-up count in the connection budget, each against its
-    // own server's max_connections: 50 instances of 4 connections to each replica is more
-    // than a server allows, though 50 of the pool's one connection fit.
+    // own server's max_connections: 20 instances of 4 connections (and 2 of the lag monitor)
+    // to each replica is more than a server allows (100), though 20 of the pool's one
+    // connection (and the monitor's 2) fit.
     let e = Runtime::builder()
         .url(&url)
         .env_vars(Vec::<(String, String)>::new())
@@ -64,7 +65,7 @@ async fn the_members_patroni_lists_serve_reads_leave_come_back_and_follow_a_swit
                 ("replica_max", 4u32.into()),
             ],
         )
-        .set("budget.instances", "50")
+        .set("budget.instances", "20")
         .set("budget.mode", "error")
         .build()
         .await

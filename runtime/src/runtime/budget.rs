@@ -86,7 +86,7 @@ async fn targets(config: &RuntimeConfig) -> Result<BTreeMap<String, Target>> {
                 let base = url
                     .each_host_options(&format!("pools.{name}.url"))?
                     .swap_remove(0);
-                match patroni_members(r, pool.connect_timeout).await {
+                match patroni_members(r.patroni(), pool.connect_timeout).await {
                     Ok(members) => members
                         .into_iter()
                         .map(|(host, port)| {

@@ -179,14 +179,14 @@ pub(crate) fn members_of(body: &[u8]) -> Result<Vec<Member>, String> {
         .collect())
 }
 
-/// The members the first of `replicas`' Patroni REST APIs to answer lists, as (host, port),
-/// each API asked within `limit`; `Err` joins why each failed.
+/// The members the first of the Patroni REST `apis` to answer lists, as (host, port), each
+/// API asked within `limit`; `Err` joins why each failed.
 pub(crate) async fn members(
-    replicas: &super::ReplicaUrls,
+    apis: &[ApiUrl],
     limit: Duration,
 ) -> Result<Vec<(String, u16)>, String> {
     let mut errors = Vec::new();
-    for api in replicas.patroni() {
+    for api in apis {
         match ask(api, limit).await {
             Ok(members) => return Ok(members.into_iter().map(|m| (m.host, m.port)).collect()),
             Err(e) => errors.push(e),
