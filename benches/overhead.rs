@@ -71,7 +71,7 @@ impl Stack {
             .await
             .expect("permit");
         let permit = self.breaker.try_acquire().expect("closed");
-        let slot = self.bulkhead.acquire(None).await.expect("slot");
+        let slot = self.bulkhead.acquire_slot(None).await.expect("slot");
         let v =
             sqlx_resilience::timeout::within(Some(started + Duration::from_secs(5)), ready(1u64))
                 .await

@@ -63,6 +63,20 @@ impl Drop for BulkheadPermit {
     }
 }
 
+/// One running slot, borrowed from its bulkhead: a [`BulkheadPermit`] without the shared
+/// handle it carries, for a caller that holds the bulkhead for as long as the call runs (the
+/// op runner does). The slot is released when it is dropped.
+#[derive(Debug)]
+pub struct BulkheadSlot<'a> {
+    slots: &'a Slots,
+}
+
+impl Drop for BulkheadSlot<'_> {
+    fn drop(&mut self) {
+        self.slots.give_back();
+    }
+}
+
 /// A snapshot of a bulkhead, from [`Bulkhead::metrics`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -146,9 +160,16 @@ impl Bulkhead {
         }
     }
 
-    /// A permit for a slot this call has taken.
-    fn admit(&self) -> BulkheadPermit {
+    /// The borrowed slot for a slot this call has taken.
+    fn admit(&self) -> BulkheadSlot<'_> {
         self.admitted.fetch_add(1, Relaxed);
+        BulkheadSlot { slots: &self.slots }
+    }
+
+    /// The slot, as a permit that owns a handle to the slots.
+    fn owned(&self, slot: BulkheadSlot<'_>) -> BulkheadPermit {
+        // The slot passes to the permit, which gives it back when dropped.
+        std::mem::forget(slot);
         BulkheadPermit {
             slots: self.slots.clone(),
         }
@@ -157,7 +178,7 @@ impl Bulkhead {
     /// Takes a slot if one is free now, without queueing.
     pub fn try_acquire(&self) -> Result<BulkheadPermit, BulkheadRejected> {
         if self.slots.try_take() {
-            Ok(self.admit())
+            Ok(self.owned(self.admit()))
         } else {
             Err(self.rejected(BulkheadRejection::QueueFull))
         }
@@ -172,6 +193,17 @@ impl Bulkhead {
         &self,
         deadline: Option<Instant>,
     ) -> Result<BulkheadPermit, BulkheadRejected> {
+        let slot = self.acquire_slot(deadline).await?;
+        Ok(self.owned(slot))
+    }
+
+    /// [`acquire`](Self::acquire), with the slot borrowed from the bulkhead rather than
+    /// owned: it skips the permit's shared handle (two atomic operations) for a caller that
+    /// holds the bulkhead anyway.
+    pub async fn acquire_slot(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<BulkheadSlot<'_>, BulkheadRejected> {
         if self.slots.try_take() {
             return Ok(self.admit());
         }

@@ -40,5 +40,5 @@ mod tests;
 
 pub use self::config::BulkheadConfig;
 pub use self::gate::{
-    Bulkhead, BulkheadMetrics, BulkheadPermit, BulkheadRejected, BulkheadRejection,
+    Bulkhead, BulkheadMetrics, BulkheadPermit, BulkheadRejected, BulkheadRejection, BulkheadSlot,
 };

@@ -327,3 +327,27 @@ async fn slots_are_neither_exceeded_nor_lost_under_contention() {
     assert!(b.try_acquire().is_err(), "exactly three slots");
     drop(all);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_borrowed_slot_counts_and_frees_like_a_permit() {
+    let b = bulkhead(&[
+        ("max_concurrent", Value::Int(1)),
+        ("max_queue", Value::Int(1)),
+        ("max_wait", "10s".into()),
+    ]);
+    let slot = b.acquire_slot(None).await.unwrap();
+    assert_eq!(b.metrics().running, 1);
+    assert_eq!(
+        b.try_acquire().unwrap_err().reason,
+        BulkheadRejection::QueueFull
+    );
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.acquire(None).await.map(drop) })
+    };
+    settle().await;
+    drop(slot);
+    waiter.await.unwrap().expect("the slot went to the waiter");
+    let m = b.metrics();
+    assert_eq!((m.running, m.queued, m.admitted), (0, 0, 2));
+}

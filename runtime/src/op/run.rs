@@ -19,7 +19,7 @@ use super::attempt::{self, Body, Ended, Kept, Phase};
 use super::host::{Host, InFlight};
 use super::resolve::Resolved;
 use crate::breaker::{BreakerPermit, BreakerRejected, CircuitBreaker, Recovery};
-use crate::bulkhead::BulkheadPermit;
+use crate::bulkhead::BulkheadSlot;
 use crate::classify::{Classification, FailureKind, Reach, classify};
 use crate::error::{Error, Site};
 use crate::faults::Injected;
@@ -424,7 +424,7 @@ async fn run_body<'env>(
 /// What an attempt holds while its body runs.
 struct Ready<'a> {
     permit: Option<BreakerPermit<'a>>,
-    slot: Option<BulkheadPermit>,
+    slot: Option<BulkheadSlot<'a>>,
     conn: PooledConn,
     until: Option<Instant>,
     /// When the body starts.
@@ -494,7 +494,7 @@ async fn prepare<'a>(
 
     // 3. Bulkhead: a full one sheds the call; the breaker does not hear of it.
     let slot = match &op.bulkhead {
-        Some(bulkhead) => match bulkhead.acquire(deadline).await {
+        Some(bulkhead) => match bulkhead.acquire_slot(deadline).await {
             Ok(slot) => Some(slot),
             Err(r) => {
                 drop(permit);
