@@ -134,25 +134,26 @@ impl RateLimiter {
     /// find the permit taken, wait again or give up, and order is not guaranteed.
     ///
     /// Cancellation safe: nothing is held while waiting.
-    pub async fn acquire(
+    pub fn acquire(
         &self,
         key: Option<&str>,
         deadline: Option<Instant>,
-    ) -> Result<(), LimiterRejected> {
-        self.acquire_from(key, deadline, None).await
+    ) -> impl Future<Output = Result<(), LimiterRejected>> {
+        // The same future as `acquire_at`'s, not one wrapped in another.
+        self.acquire_from(key, deadline, None)
     }
 
     /// [`acquire`](Self::acquire) for a caller that has just read the clock: the first check
     /// is made at `now` instead of reading the clock again (a check after a wait reads it).
     /// `now` should be a fresh reading (the runner's, taken as the call starts): the bucket is
     /// judged as of that instant.
-    pub async fn acquire_at(
+    pub fn acquire_at(
         &self,
         key: Option<&str>,
         deadline: Option<Instant>,
         now: Instant,
-    ) -> Result<(), LimiterRejected> {
-        self.acquire_from(key, deadline, Some(now)).await
+    ) -> impl Future<Output = Result<(), LimiterRejected>> {
+        self.acquire_from(key, deadline, Some(now))
     }
 
     async fn acquire_from(
