@@ -152,7 +152,10 @@ async fn execute_inner<'env>(
             on_primary,
         };
         // The first attempt's policies judge it as of the call's start, a reading taken a
-        // moment ago; a later attempt's read the clock themselves.
+        // moment ago; a later attempt's read the clock themselves. The reading is real time,
+        // as the deadline's is: with tokio's clock paused (test-util), an op's limiter judges
+        // its first attempt in real time, where a limiter used on its own follows the paused
+        // clock.
         let at = (attempts == 1).then_some(started);
         let verdict = match attempt_once(op, key, body, attempts, at, deadline, flags).await {
             Ok(()) => break true,
