@@ -60,13 +60,18 @@ impl Stack {
 
     /// One call as the runner makes it, around a ready future.
     async fn call(&self) -> u64 {
-        let retry = self.retry.start();
-        self.limiter.acquire(None, None).await.expect("permit");
-        let permit = self.breaker.try_acquire().expect("closed");
-        let slot = self.bulkhead.acquire(None).await.expect("slot");
-        // As the runner does: one reading for the body's start and its time limit, one at
-        // its end, given to the breaker.
+        // As the runner does: one reading as the call starts, lent to the limiter; one at the
+        // body's end, given to the breaker. The runner starts the body's time limit and its
+        // timing at the pool's reading of when it handed the connection over; with no pool
+        // here, the call's start stands in for it.
         let started = tokio::time::Instant::now();
+        let retry = self.retry.start();
+        self.limiter
+            .acquire_at(None, None, started)
+            .await
+            .expect("permit");
+        let permit = self.breaker.try_acquire().expect("closed");
+        let slot = self.bulkhead.acquire_slot(None).await.expect("slot");
         let v =
             sqlx_resilience::timeout::within(Some(started + Duration::from_secs(5)), ready(1u64))
                 .await

@@ -23,8 +23,8 @@ pub fn first_bucket_above(threshold: Duration) -> usize {
 /// A lock-free histogram with fixed exponential buckets.
 ///
 /// Written here rather than taken from a crate because it sits on the acquire path and the op
-/// path of every call: recording is one relaxed atomic add per field, with no allocation or
-/// lock, which the well-kept histogram crates (hdrhistogram, metrics-util's summaries) do not
+/// path of every call: recording is at most one relaxed atomic write per field (none for a
+/// field it leaves as it is), with no allocation or lock, which the well-kept histogram crates (hdrhistogram, metrics-util's summaries) do not
 /// offer for concurrent writers.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
@@ -41,8 +41,14 @@ impl Recorder {
         let idx = BUCKETS_US.partition_point(|&b| b < us);
         self.buckets[idx].fetch_add(1, Relaxed);
         self.count.fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(us, Relaxed);
-        self.max_us.fetch_max(us, Relaxed);
+        // Adding nothing and raising the maximum to what it already is change nothing: skip
+        // those atomic writes (a zero duration, a call no slower than the slowest so far).
+        if us > 0 {
+            self.sum_us.fetch_add(us, Relaxed);
+            if self.max_us.load(Relaxed) < us {
+                self.max_us.fetch_max(us, Relaxed);
+            }
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Histogram {
@@ -150,6 +156,19 @@ mod tests {
         h.record(Duration::from_secs(12));
         let s = h.snapshot();
         assert_eq!((s.p50_us, s.p99_us), (12_000_000, 12_000_000));
+    }
+
+    #[test]
+    fn zero_durations_and_calls_below_the_maximum_keep_sum_and_maximum_right() {
+        let h = Recorder::default();
+        h.record(Duration::from_millis(3));
+        h.record(Duration::ZERO);
+        h.record(Duration::from_millis(10));
+        h.record(Duration::from_millis(1));
+        h.record(Duration::ZERO);
+        let s = h.snapshot();
+        assert_eq!((s.count, s.max_us, s.mean_us), (5, 10_000, 2_800));
+        assert_eq!(s.buckets[0], 2, "the zeros are counted");
     }
 
     #[test]

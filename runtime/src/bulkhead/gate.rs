@@ -2,10 +2,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::config::BulkheadConfig;
+use super::slots::Slots;
 
 /// Why a bulkhead refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,7 +54,27 @@ impl fmt::Display for BulkheadRejected {
 /// One running slot of a bulkhead; the slot is released when the permit is dropped.
 #[derive(Debug)]
 pub struct BulkheadPermit {
-    _permit: OwnedSemaphorePermit,
+    slots: Arc<Slots>,
+}
+
+impl Drop for BulkheadPermit {
+    fn drop(&mut self) {
+        self.slots.give_back();
+    }
+}
+
+/// One running slot, borrowed from its bulkhead: a [`BulkheadPermit`] without the shared
+/// handle it carries, for a caller that holds the bulkhead for as long as the call runs (the
+/// op runner does). The slot is released when it is dropped.
+#[derive(Debug)]
+pub struct BulkheadSlot<'a> {
+    slots: &'a Slots,
+}
+
+impl Drop for BulkheadSlot<'_> {
+    fn drop(&mut self) {
+        self.slots.give_back();
+    }
 }
 
 /// A snapshot of a bulkhead, from [`Bulkhead::metrics`].
@@ -78,7 +98,7 @@ pub struct BulkheadMetrics {
 pub struct Bulkhead {
     name: Arc<str>,
     config: BulkheadConfig,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     queued: AtomicU32,
     admitted: AtomicU64,
     shed: AtomicU64,
@@ -106,10 +126,9 @@ impl Drop for QueueSlot<'_> {
 impl Bulkhead {
     /// A bulkhead with these settings (every combination `Section::set` accepts is valid).
     pub fn new(name: impl Into<Arc<str>>, config: BulkheadConfig) -> Self {
-        let permits = config.max_concurrent.max(1) as usize;
         Bulkhead {
             name: name.into(),
-            slots: Arc::new(Semaphore::new(permits)),
+            slots: Arc::new(Slots::new(config.max_concurrent.max(1))),
             config,
             queued: AtomicU32::new(0),
             admitted: AtomicU64::new(0),
@@ -141,50 +160,68 @@ impl Bulkhead {
         }
     }
 
-    fn admit(&self, permit: OwnedSemaphorePermit) -> BulkheadPermit {
+    /// The borrowed slot for a slot this call has taken.
+    fn admit(&self) -> BulkheadSlot<'_> {
         self.admitted.fetch_add(1, Relaxed);
-        BulkheadPermit { _permit: permit }
+        BulkheadSlot { slots: &self.slots }
+    }
+
+    /// The slot, as a permit that owns a handle to the slots.
+    fn owned(&self, slot: BulkheadSlot<'_>) -> BulkheadPermit {
+        // The slot passes to the permit, which gives it back when dropped.
+        std::mem::forget(slot);
+        BulkheadPermit {
+            slots: self.slots.clone(),
+        }
     }
 
     /// Takes a slot if one is free now, without queueing.
     pub fn try_acquire(&self) -> Result<BulkheadPermit, BulkheadRejected> {
-        match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => Ok(self.admit(permit)),
-            Err(_) => Err(self.rejected(BulkheadRejection::QueueFull)),
+        if self.slots.try_take() {
+            Ok(self.owned(self.admit()))
+        } else {
+            Err(self.rejected(BulkheadRejection::QueueFull))
         }
     }
 
     /// Takes a slot: at once if one is free; else waits in the queue (if it has room) until
     /// a slot frees, `max_wait` passes or `deadline` comes, whichever is first.
     ///
-    /// Waiters are served first come, first served (tokio's semaphore is fair, and a
-    /// newcomer cannot take a slot while others wait). Cancellation safe: a dropped waiter
-    /// leaves the queue and takes no slot.
+    /// Waiters are served first come, first served, and a newcomer cannot take a slot while
+    /// others wait. Cancellation safe: a dropped waiter leaves the queue and takes no slot.
     pub async fn acquire(
         &self,
         deadline: Option<Instant>,
     ) -> Result<BulkheadPermit, BulkheadRejected> {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-            return Ok(self.admit(permit));
+        let slot = self.acquire_slot(deadline).await?;
+        Ok(self.owned(slot))
+    }
+
+    /// [`acquire`](Self::acquire), with the slot borrowed from the bulkhead rather than
+    /// owned: it skips the permit's shared handle (two atomic operations) for a caller that
+    /// holds the bulkhead anyway.
+    pub async fn acquire_slot(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<BulkheadSlot<'_>, BulkheadRejected> {
+        if self.slots.try_take() {
+            return Ok(self.admit());
         }
         let Some(_slot) = QueueSlot::take(&self.queued, self.config.max_queue) else {
             return Err(self.rejected(BulkheadRejection::QueueFull));
         };
         let by_wait = Instant::now() + self.config.max_wait;
         let limit = deadline.map_or(by_wait, |d| d.min(by_wait));
-        match tokio::time::timeout_at(limit, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(self.admit(permit)),
-            // The semaphore is never closed; treat it as running out of time.
-            Ok(Err(_)) | Err(_) => Err(self.rejected(BulkheadRejection::WaitTimedOut)),
+        match tokio::time::timeout_at(limit, self.slots.take()).await {
+            Ok(()) => Ok(self.admit()),
+            Err(_) => Err(self.rejected(BulkheadRejection::WaitTimedOut)),
         }
     }
 
     /// A snapshot of the bulkhead's counters.
     pub fn metrics(&self) -> BulkheadMetrics {
-        let max = self.config.max_concurrent.max(1);
-        let free = u32::try_from(self.slots.available_permits()).unwrap_or(max);
         BulkheadMetrics {
-            running: max.saturating_sub(free),
+            running: self.slots.taken(),
             queued: self.queued.load(Relaxed),
             admitted: self.admitted.load(Relaxed),
             shed: self.shed.load(Relaxed),

@@ -1,5 +1,7 @@
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
@@ -248,4 +250,104 @@ async fn waiters_are_served_in_arrival_order() {
         w.await.unwrap();
     }
     assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_dropped_as_it_is_served_passes_its_slot_to_the_next() {
+    let b = bulkhead(&[
+        ("max_concurrent", Value::Int(1)),
+        ("max_queue", Value::Int(2)),
+        ("max_wait", "10s".into()),
+    ]);
+    let running = b.acquire(None).await.unwrap();
+    let mut first = Box::pin(b.acquire(None));
+    let polled = std::future::poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx))).await;
+    assert!(polled.is_pending(), "queued behind the running call");
+    let second = {
+        let b = b.clone();
+        tokio::spawn(async move { b.acquire(None).await.map(drop) })
+    };
+    settle().await;
+    assert_eq!(b.metrics().queued, 2);
+    // The slot goes to the first waiter, which is dropped before it sees it.
+    drop(running);
+    drop(first);
+    second
+        .await
+        .unwrap()
+        .expect("the slot went on to the next waiter");
+    let m = b.metrics();
+    assert_eq!((m.running, m.queued, m.admitted), (0, 0, 2));
+    assert!(b.try_acquire().is_ok(), "no slot was lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slots_are_neither_exceeded_nor_lost_under_contention() {
+    let b = bulkhead(&[
+        ("max_concurrent", Value::Int(3)),
+        ("max_queue", Value::Int(1000)),
+        ("max_wait", "50ms".into()),
+    ]);
+    let running = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(AtomicU32::new(0));
+    let tasks: Vec<_> = (0..64u32)
+        .map(|t| {
+            let (b, running, peak) = (b.clone(), running.clone(), peak.clone());
+            tokio::spawn(async move {
+                for i in 0..200u32 {
+                    let wait = b.acquire(None);
+                    // Some waiters give up early, as a cancelled call would.
+                    let permit = if (t + i) % 5 == 0 {
+                        match tokio::time::timeout(Duration::from_micros(50), wait).await {
+                            Ok(Ok(p)) => p,
+                            _ => continue,
+                        }
+                    } else {
+                        match wait.await {
+                            Ok(p) => p,
+                            Err(_) => continue,
+                        }
+                    };
+                    let now = running.fetch_add(1, SeqCst) + 1;
+                    peak.fetch_max(now, SeqCst);
+                    tokio::task::yield_now().await;
+                    running.fetch_sub(1, SeqCst);
+                    drop(permit);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(peak.load(SeqCst) <= 3, "peak {}", peak.load(SeqCst));
+    let m = b.metrics();
+    assert_eq!((m.running, m.queued), (0, 0));
+    let all: Vec<_> = (0..3).map(|_| b.try_acquire().expect("free")).collect();
+    assert!(b.try_acquire().is_err(), "exactly three slots");
+    drop(all);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_borrowed_slot_counts_and_frees_like_a_permit() {
+    let b = bulkhead(&[
+        ("max_concurrent", Value::Int(1)),
+        ("max_queue", Value::Int(1)),
+        ("max_wait", "10s".into()),
+    ]);
+    let slot = b.acquire_slot(None).await.unwrap();
+    assert_eq!(b.metrics().running, 1);
+    assert_eq!(
+        b.try_acquire().unwrap_err().reason,
+        BulkheadRejection::QueueFull
+    );
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.acquire(None).await.map(drop) })
+    };
+    settle().await;
+    drop(slot);
+    waiter.await.unwrap().expect("the slot went to the waiter");
+    let m = b.metrics();
+    assert_eq!((m.running, m.queued, m.admitted), (0, 0, 2));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use governor::Quota;
 use tokio::time::Instant;
 
-use super::clock::TokioClock;
+use super::clock::{self, TokioClock};
 use super::config::LimiterConfig;
 use super::keyed::{Gcra, KeyedCells, Refusal, check, gcra};
 use crate::settings::{Invalid, Section};
@@ -134,15 +134,42 @@ impl RateLimiter {
     /// find the permit taken, wait again or give up, and order is not guaranteed.
     ///
     /// Cancellation safe: nothing is held while waiting.
-    pub async fn acquire(
+    pub fn acquire(
         &self,
         key: Option<&str>,
         deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<(), LimiterRejected>> {
+        // The same future as `acquire_at`'s, not one wrapped in another.
+        self.acquire_from(key, deadline, None)
+    }
+
+    /// [`acquire`](Self::acquire) for a caller that has just read the clock: the first check
+    /// is made at `now` instead of reading the clock again (a check after a wait reads it).
+    /// `now` should be a fresh reading (the runner's, taken as the call starts): the bucket is
+    /// judged as of that instant.
+    pub fn acquire_at(
+        &self,
+        key: Option<&str>,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> impl Future<Output = Result<(), LimiterRejected>> {
+        self.acquire_from(key, deadline, Some(now))
+    }
+
+    async fn acquire_from(
+        &self,
+        key: Option<&str>,
+        deadline: Option<Instant>,
+        mut reading: Option<Instant>,
     ) -> Result<(), LimiterRejected> {
         let mut limit = None;
         let mut waited = false;
         loop {
-            let refusal = match self.check(key) {
+            let checked = match reading {
+                Some(now) => clock::at(now, || self.check(key)),
+                None => self.check(key),
+            };
+            let refusal = match checked {
                 Ok(()) => {
                     self.permitted.fetch_add(1, Relaxed);
                     if waited {
@@ -155,7 +182,7 @@ impl RateLimiter {
             if !self.config.wait {
                 return Err(self.reject(refusal));
             }
-            let now = Instant::now();
+            let now = reading.take().unwrap_or_else(Instant::now);
             let limit = *limit.get_or_insert_with(|| {
                 let by_wait = now + self.config.max_wait;
                 deadline.map_or(by_wait, |d| d.min(by_wait))

@@ -125,6 +125,52 @@ async fn fractional_rates_space_permits_out() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn acquire_at_judges_the_call_at_the_reading_it_is_given() {
+    let l = ten_per_second(&[]);
+    let start = Instant::now();
+    for _ in 0..5 {
+        l.acquire_at(None, None, start)
+            .await
+            .expect("within the burst");
+    }
+    // The clock has not moved: a check at a reading 100 ms on finds the next permit there.
+    let rejected = l.acquire_at(None, None, start).await.unwrap_err();
+    assert_eq!(rejected.retry_after, 100 * MS);
+    l.acquire_at(None, None, start + 100 * MS)
+        .await
+        .expect("judged 100 ms on");
+    // The reading was lent to that check only: the next one reads the clock again.
+    assert_eq!(l.try_acquire(None).unwrap_err().retry_after, 200 * MS);
+
+    let keyed = ten_per_second(&[("per_key", true.into())]);
+    for _ in 0..5 {
+        keyed.acquire_at(Some("a"), None, start).await.unwrap();
+    }
+    assert!(keyed.acquire_at(Some("a"), None, start).await.is_err());
+    keyed
+        .acquire_at(Some("a"), None, start + 100 * MS)
+        .await
+        .expect("a key's cell judged 100 ms on");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_judged_at_a_reading_sleeps_until_its_permit_and_checks_the_clock() {
+    let l = limiter(&[
+        ("per_second", Value::Int(10)),
+        ("burst", Value::Int(1)),
+        ("wait", true.into()),
+    ]);
+    let start = Instant::now();
+    l.acquire_at(None, None, start).await.unwrap();
+    l.acquire_at(None, Some(start + 500 * MS), start)
+        .await
+        .expect("waits 100 ms");
+    assert_eq!(start.elapsed(), 100 * MS);
+    let m = l.metrics();
+    assert_eq!((m.permitted, m.waited, m.rejected), (2, 1, 0));
+}
+
+#[tokio::test(start_paused = true)]
 async fn waiting_for_a_permit_within_the_deadline_succeeds() {
     let l = limiter(&[
         ("per_second", Value::Int(10)),

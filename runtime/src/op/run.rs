@@ -19,7 +19,7 @@ use super::attempt::{self, Body, Ended, Kept, Phase};
 use super::host::{Host, InFlight};
 use super::resolve::Resolved;
 use crate::breaker::{BreakerPermit, BreakerRejected, CircuitBreaker, Recovery};
-use crate::bulkhead::BulkheadPermit;
+use crate::bulkhead::BulkheadSlot;
 use crate::classify::{Classification, FailureKind, Reach, classify};
 use crate::error::{Error, Site};
 use crate::faults::Injected;
@@ -151,7 +151,13 @@ async fn execute_inner<'env>(
             after_dead_conn: replaced,
             on_primary,
         };
-        let verdict = match attempt_once(op, key, body, attempts, deadline, flags).await {
+        // The first attempt's policies judge it as of the call's start, a reading taken a
+        // moment ago; a later attempt's read the clock themselves. The reading is real time,
+        // as the deadline's is: with tokio's clock paused (test-util), an op's limiter judges
+        // its first attempt in real time, where a limiter used on its own follows the paused
+        // clock.
+        let at = (attempts == 1).then_some(started);
+        let verdict = match attempt_once(op, key, body, attempts, at, deadline, flags).await {
             Ok(()) => break true,
             Err(verdict) => verdict,
         };
@@ -303,12 +309,14 @@ struct Flags {
     on_primary: bool,
 }
 
-/// One attempt; the verdict when it failed (its error is kept by the body).
+/// One attempt; the verdict when it failed (its error is kept by the body). `at` is a reading
+/// of the clock taken as the attempt started, if the caller has one.
 async fn attempt_once<'env>(
     op: &Resolved,
     key: Option<&str>,
     body: &mut dyn Body<'env>,
     attempt: u32,
+    at: Option<Instant>,
     deadline: Option<Instant>,
     flags: Flags,
 ) -> Result<(), Verdict> {
@@ -316,7 +324,13 @@ async fn attempt_once<'env>(
     // An op that may write and cannot run again gets a checked connection: a connection that
     // died while idle must fail before its body runs, not in the middle.
     let check_reused = (!op.spec.safe_to_rerun() && !is_tx) || flags.after_dead_conn;
-    let ready = match prepare(op, key, attempt, deadline, check_reused, flags.on_primary).await {
+    let start = Start {
+        at,
+        deadline,
+        check_reused,
+        on_primary: flags.on_primary,
+    };
+    let ready = match prepare(op, key, attempt, start).await {
         Ok(ready) => ready,
         Err((error, verdict)) => {
             body.fail(error);
@@ -413,7 +427,7 @@ async fn run_body<'env>(
 /// What an attempt holds while its body runs.
 struct Ready<'a> {
     permit: Option<BreakerPermit<'a>>,
-    slot: Option<BulkheadPermit>,
+    slot: Option<BulkheadSlot<'a>>,
     conn: PooledConn,
     until: Option<Instant>,
     /// When the body starts.
@@ -422,29 +436,50 @@ struct Ready<'a> {
     replica: Option<Lease>,
 }
 
+/// How an attempt starts.
+#[derive(Debug, Clone, Copy)]
+struct Start {
+    /// A reading of the clock as the attempt started, if the caller has one.
+    at: Option<Instant>,
+    deadline: Option<Instant>,
+    /// Ping a reused connection before the body runs.
+    check_reused: bool,
+    /// Take the connection from the primary, not a replica.
+    on_primary: bool,
+}
+
 /// The policies before the body: limiter, breaker, bulkhead, pool acquire, and the attempt's
 /// time limit.
 async fn prepare<'a>(
     op: &'a Resolved,
     key: Option<&str>,
     attempt: u32,
-    deadline: Option<Instant>,
-    check_reused: bool,
-    on_primary: bool,
+    start: Start,
 ) -> Result<Ready<'a>, (Error, Verdict)> {
     let spec = &op.spec;
     let pool = &op.pool;
+    let Start {
+        at,
+        deadline,
+        check_reused,
+        on_primary,
+    } = start;
 
-    // 1. Rate limiter: waits (when configured to) only within the deadline.
-    if let Some(limiter) = &op.limiter
-        && let Err(r) = limiter.acquire(key, deadline).await
-    {
-        let error = Error::RateLimited {
-            site: op.site(),
-            limiter: limiter.name().clone(),
-            retry_after: Some(r.retry_after),
+    // 1. Rate limiter: waits (when configured to) only within the deadline; judges the call
+    //    as of the attempt's start when there is a reading of it.
+    if let Some(limiter) = &op.limiter {
+        let permitted = match at {
+            Some(now) => limiter.acquire_at(key, deadline, now).await,
+            None => limiter.acquire(key, deadline).await,
         };
-        return Err((error, Verdict::final_(FailureKind::Rejected)));
+        if let Err(r) = permitted {
+            let error = Error::RateLimited {
+                site: op.site(),
+                limiter: limiter.name().clone(),
+                retry_after: Some(r.retry_after),
+            };
+            return Err((error, Verdict::final_(FailureKind::Rejected)));
+        }
     }
 
     // 2. Circuit breaker: an open breaker ends the call, retries included; one open because
@@ -462,7 +497,7 @@ async fn prepare<'a>(
 
     // 3. Bulkhead: a full one sheds the call; the breaker does not hear of it.
     let slot = match &op.bulkhead {
-        Some(bulkhead) => match bulkhead.acquire(deadline).await {
+        Some(bulkhead) => match bulkhead.acquire_slot(deadline).await {
             Ok(slot) => Some(slot),
             Err(r) => {
                 drop(permit);
@@ -543,8 +578,9 @@ async fn prepare<'a>(
         }
     };
 
-    // 5. The attempt's time limit: its timeout, cut short by the deadline.
-    let started = Instant::now();
+    // 5. The attempt's time limit: its timeout, cut short by the deadline, from when the pool
+    //    handed the connection over (the pool's own reading: nothing waits in between).
+    let started = conn.acquired_at();
     let until = match (spec.timeout, deadline) {
         (Some(t), Some(d)) => Some((started + t).min(d)),
         (Some(t), None) => Some(started + t),

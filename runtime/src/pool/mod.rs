@@ -1158,6 +1158,11 @@ impl PooledConn {
         self.pool.counters.suspect_idle(window);
     }
 
+    /// When the pool handed this connection over (the reading its wait was measured with).
+    pub(crate) fn acquired_at(&self) -> Instant {
+        self.since
+    }
+
     /// How long this connection has been held.
     pub fn held(&self) -> Duration {
         self.since.elapsed()

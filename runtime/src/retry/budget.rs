@@ -22,15 +22,18 @@ const FOLD: u64 = 16;
 /// index (high 32 bits) and its balance (low 32 bits, signed), so a writer that finds an old
 /// index restarts the slot in the same compare-and-swap. Deposits and withdrawals leave the
 /// window between 90 % and 100 % of `window` after they were made. A deposit does not read
-/// the clock: deposits are counted in a plain atomic and credited to the current slot every
-/// 16 deposits and before each withdrawal, so up to 15 deposits may be credited later than
-/// they happened (at 20 %, at most 3 retries' worth). Two retries racing for the last token
-/// may both get it.
+/// the clock: deposits are counted in a plain atomic (which is also the retry policy's count
+/// of calls) and credited to the current slot every 16 deposits and before each withdrawal,
+/// so up to 15 deposits may be credited later than they happened (at 20 %, at most 3
+/// retries' worth). Two retries racing for the last token may both get it.
 pub struct RetryBudget {
     start: Instant,
     slot: u64,
     slots: Box<[AtomicU64]>,
-    pending: AtomicU64,
+    /// Deposits made, ever.
+    deposits: AtomicU64,
+    /// Deposits credited to a slot, ever: at most `deposits`.
+    credited: AtomicU64,
     reserve: i64,
     deposit: i64,
 }
@@ -49,7 +52,8 @@ impl RetryBudget {
             start: Instant::now(),
             slot,
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
-            pending: AtomicU64::new(0),
+            deposits: AtomicU64::new(0),
+            credited: AtomicU64::new(0),
             reserve,
             deposit,
         }
@@ -90,11 +94,17 @@ impl RetryBudget {
         self.reserve + recent
     }
 
-    /// Credits the deposits waiting in `pending` to the slot of `index`.
+    /// Credits the deposits not yet credited to the slot of `index`. Concurrent folds credit
+    /// disjoint runs of deposits: each takes those between the count it finds credited and
+    /// the count it raises it to.
     fn fold(&self, index: u32) {
-        let n = self.pending.swap(0, Relaxed);
-        if n > 0 {
-            let units = i64::try_from(n)
+        if self.deposit == 0 {
+            return;
+        }
+        let total = self.deposits.load(Relaxed);
+        let before = self.credited.fetch_max(total, Relaxed);
+        if total > before {
+            let units = i64::try_from(total - before)
                 .unwrap_or(i64::MAX)
                 .saturating_mul(self.deposit);
             self.add(index, units);
@@ -103,9 +113,21 @@ impl RetryBudget {
 
     /// Records a call (its first attempt).
     pub fn deposit(&self) {
-        if self.deposit > 0 && self.pending.fetch_add(1, Relaxed) + 1 >= FOLD {
+        self.count_deposit();
+    }
+
+    /// Records a call; the number of deposits before it (the retry policy's count of calls).
+    pub(super) fn count_deposit(&self) -> u64 {
+        let n = self.deposits.fetch_add(1, Relaxed);
+        if self.deposit > 0 && (n + 1).saturating_sub(self.credited.load(Relaxed)) >= FOLD {
             self.fold(self.index());
         }
+        n
+    }
+
+    /// Deposits made since the budget was created.
+    pub(super) fn deposits(&self) -> u64 {
+        self.deposits.load(Relaxed)
     }
 
     /// Takes one retry from the budget; false when it is spent.

@@ -116,7 +116,7 @@ pub struct StopCounts {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RetryMetrics {
-    /// Calls started.
+    /// Calls started (the deposits in the policy's budget, [`RetryPolicy::budget`]).
     pub calls: u64,
     /// Retries granted, by the kind of failure that caused them (kinds with none are left
     /// out).
@@ -136,7 +136,6 @@ pub struct RetryPolicy {
     plans: [Option<Plan>; KINDS],
     budget: RetryBudget,
     seed: Option<u64>,
-    calls: AtomicU64,
     retries: [AtomicU64; KINDS],
     stops: [AtomicU64; 5],
 }
@@ -188,7 +187,6 @@ impl RetryPolicy {
             plans,
             budget,
             seed: None,
-            calls: AtomicU64::new(0),
             retries: std::array::from_fn(|_| AtomicU64::new(0)),
             stops: std::array::from_fn(|_| AtomicU64::new(0)),
             config,
@@ -241,8 +239,8 @@ impl RetryPolicy {
 
     /// Starts a call: its first attempt counts as attempt 1 and as a deposit in the budget.
     pub fn start(&self) -> RetryState<'_> {
-        let n = self.calls.fetch_add(1, Relaxed);
-        self.budget.deposit();
+        // The budget's count of deposits is the count of calls: one atomic add for both.
+        let n = self.budget.count_deposit();
         RetryState {
             policy: self,
             attempts: 1,
@@ -263,7 +261,7 @@ impl RetryPolicy {
             .collect();
         let s = |i: usize| self.stops[i].load(Relaxed);
         RetryMetrics {
-            calls: self.calls.load(Relaxed),
+            calls: self.budget.deposits(),
             retries,
             stops: StopCounts {
                 not_retried: s(0),

@@ -395,6 +395,22 @@ async fn the_budget_allows_a_percentage_of_recent_calls() {
     assert_eq!(granted, 30, "20 % of 100 calls plus 1 a second over 10 s");
 }
 
+#[test]
+fn concurrent_deposits_are_each_credited_once() {
+    let budget = RetryBudget::new(Duration::from_secs(600), 0, 20.0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..1003 {
+                    budget.deposit();
+                }
+            });
+        }
+    });
+    // 20 % of 8024 calls; `balance` credits the last few.
+    assert_eq!(budget.balance(), 1604.8);
+}
+
 #[tokio::test(start_paused = true)]
 async fn calls_older_than_the_window_no_longer_pay_for_retries() {
     let budget = RetryBudget::new(Duration::from_secs(10), 0, 20.0);
