@@ -69,12 +69,24 @@ pub(crate) async fn until_reads_follow(rt: &Runtime, leader_port: u16, standby_p
     }
 }
 
-#[tokio::test]
-async fn the_hosts_in_recovery_serve_reads_and_follow_a_switchover() {
+/// A Patroni cluster with a database of its own, its replicas streaming: the cluster, the
+/// database, the leader's name, and the multi-host URL of its members that asks for the
+/// primary (`target_session_attrs=read-write`).
+pub(crate) async fn streaming_cluster() -> (PatroniCluster, String, String, String) {
     let cluster = PatroniCluster::start().await.expect("a Patroni cluster");
     let db = cluster.create_database().await.unwrap();
     let leader = cluster.wait_for_leader(LIMIT).await.unwrap();
     cluster.wait_for_replicas_streaming(LIMIT).await.unwrap();
+    let url = format!(
+        "{}&target_session_attrs=read-write",
+        cluster.multi_host_url(&db)
+    );
+    (cluster, db, leader, url)
+}
+
+#[tokio::test]
+async fn the_hosts_in_recovery_serve_reads_and_follow_a_switchover() {
+    let (cluster, db, leader, url) = streaming_cluster().await;
     let mut admin = PgConnection::connect(&cluster.url(&leader, &db))
         .await
         .unwrap();
@@ -83,10 +95,6 @@ async fn the_hosts_in_recovery_serve_reads_and_follow_a_switchover() {
         .await
         .unwrap();
     let _ = admin.close().await;
-    let url = format!(
-        "{}&target_session_attrs=read-write",
-        cluster.multi_host_url(&db)
-    );
     let rt = Runtime::builder()
         .url(&url)
         .env_vars(Vec::<(String, String)>::new())

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use sqlx_resilience::Runtime;
 use sqlx_resilience::replica::ReplicaReport;
 use sqlx_resilience::telemetry::names;
-use sqlx_resilience_testkit::PatroniCluster;
 
-use crate::replica_hosts::{LIMIT, read, report, until_reads_follow};
+use crate::replica_hosts::{LIMIT, read, report, streaming_cluster, until_reads_follow};
 
 /// Polls the pool's replica report until `done` holds, failing after [`LIMIT`] with `what`.
 async fn until(rt: &Runtime, what: &str, done: impl Fn(&ReplicaReport) -> bool) {
@@ -37,19 +36,12 @@ fn ports(r: &ReplicaReport) -> Vec<u16> {
 
 #[tokio::test]
 async fn the_members_patroni_lists_serve_reads_leave_come_back_and_follow_a_switchover() {
-    let cluster = PatroniCluster::start().await.expect("a Patroni cluster");
-    let db = cluster.create_database().await.unwrap();
-    let leader = cluster.wait_for_leader(LIMIT).await.unwrap();
-    cluster.wait_for_replicas_streaming(LIMIT).await.unwrap();
+    let (cluster, _db, leader, url) = streaming_cluster().await;
     let apis: Vec<String> = cluster
         .nodes()
         .iter()
         .map(|n| format!("http://{}", n.api_addr()))
         .collect();
-    let url = format!(
-        "{}&target_session_attrs=read-write",
-        cluster.multi_host_url(&db)
-    );
     // The members Patroni lists at start-up count in the connection budget, each against its
     // own server's max_connections: 20 instances of 4 connections (and 2 of the lag monitor)
     // to each replica is more than a server allows (100), though 20 of the pool's one

@@ -147,21 +147,10 @@ pub(crate) fn counters_by_port(
     snapshotter: &metrics_util::debugging::Snapshotter,
     name: &str,
 ) -> Vec<(String, u64)> {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, _, _, _)| k.key().name() == name)
-        .filter_map(|(k, _, _, v)| {
-            let port = k.key().labels().find(|l| l.key() == "server.port")?;
-            match v {
-                metrics_util::debugging::DebugValue::Counter(c) => {
-                    Some((port.value().to_owned(), c))
-                }
-                _ => None,
-            }
-        })
-        .collect()
+    by_port(snapshotter, name, |v| match v {
+        metrics_util::debugging::DebugValue::Counter(c) => Some(c),
+        _ => None,
+    })
 }
 
 /// The gauge `name`'s value per `server.port` label in a snapshot of a debugging recorder.
@@ -169,6 +158,18 @@ pub(crate) fn gauges_by_port(
     snapshotter: &metrics_util::debugging::Snapshotter,
     name: &str,
 ) -> Vec<(String, f64)> {
+    by_port(snapshotter, name, |v| match v {
+        metrics_util::debugging::DebugValue::Gauge(g) => Some(g.into_inner()),
+        _ => None,
+    })
+}
+
+/// The values of metric `name` that `value` reads, per `server.port` label.
+fn by_port<T>(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+    name: &str,
+    value: impl Fn(metrics_util::debugging::DebugValue) -> Option<T>,
+) -> Vec<(String, T)> {
     snapshotter
         .snapshot()
         .into_vec()
@@ -176,12 +177,7 @@ pub(crate) fn gauges_by_port(
         .filter(|(k, _, _, _)| k.key().name() == name)
         .filter_map(|(k, _, _, v)| {
             let port = k.key().labels().find(|l| l.key() == "server.port")?;
-            match v {
-                metrics_util::debugging::DebugValue::Gauge(g) => {
-                    Some((port.value().to_owned(), g.into_inner()))
-                }
-                _ => None,
-            }
+            Some((port.value().to_owned(), value(v)?))
         })
         .collect()
 }
