@@ -2,7 +2,7 @@
 
 use sqlx_resilience::pool::BudgetMode;
 use sqlx_resilience::{Error, Runtime};
-use sqlx_resilience_testkit::{PgServer, ReplicaSet, ServerOptions};
+use sqlx_resilience_testkit::{PgServer, ReplicaSet, ServerOptions, TestDb};
 
 /// A server like seed 004's platform: 20 connections, 2 reserved for superusers.
 async fn railway() -> PgServer {
@@ -93,12 +93,9 @@ async fn scale_mode_shrinks_the_pools_to_fit() {
     assert_eq!(rt.config().settings.budget_mode, BudgetMode::Scale);
 }
 
-/// A replica of the same size as its primary (a hot standby needs `max_connections` at least
-/// the primary's): the pool fits the primary, its replica pools (`replica_max`) and the lag
-/// monitor's link to the replica do not fit the replica, and the replica's own check gives the
-/// outcome the primary's would.
-#[tokio::test]
-async fn replica_pools_count_against_the_replicas_own_max_connections() {
+/// A primary and one replica, each with 20 `max_connections` (2 reserved for superusers), and
+/// a database on them.
+async fn small_replica_set() -> (ReplicaSet, TestDb) {
     let set = ReplicaSet::start_with(
         1,
         ServerOptions::new()
@@ -108,6 +105,16 @@ async fn replica_pools_count_against_the_replicas_own_max_connections() {
     .await
     .unwrap();
     let db = set.create_database().await.unwrap();
+    (set, db)
+}
+
+/// A replica of the same size as its primary (a hot standby needs `max_connections` at least
+/// the primary's): the pool fits the primary, its replica pools (`replica_max`) and the lag
+/// monitor's link to the replica do not fit the replica, and the replica's own check gives the
+/// outcome the primary's would.
+#[tokio::test]
+async fn replica_pools_count_against_the_replicas_own_max_connections() {
+    let (set, db) = small_replica_set().await;
     let replica = set.replica(0).tcp_addr();
     let builder = || {
         Runtime::builder()
@@ -167,15 +174,7 @@ async fn replica_pools_count_against_the_replicas_own_max_connections() {
 /// the pool itself, on whichever host suits, fits.
 #[tokio::test]
 async fn replicas_from_hosts_count_against_each_hosts_max_connections() {
-    let set = ReplicaSet::start_with(
-        1,
-        ServerOptions::new()
-            .max_connections(20)
-            .superuser_reserved_connections(2),
-    )
-    .await
-    .unwrap();
-    let db = set.create_database().await.unwrap();
+    let (set, db) = small_replica_set().await;
     let hosts = [set.primary().tcp_addr(), set.replica(0).tcp_addr()];
     let url = set.multi_host_url(&db);
     let builder = || {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sqlx_resilience::breaker::BreakerState;
 use sqlx_resilience::telemetry::names;
-use sqlx_resilience::{Error, Pool, Runtime};
+use sqlx_resilience::{Error, Pool, Runtime, Value};
 use sqlx_resilience_testkit::FaultProxy;
 
 use crate::support;
@@ -39,6 +39,24 @@ fn host(pool: &Pool, addr: SocketAddr) -> Host {
             breaker: h.breaker,
         })
         .unwrap_or_else(|| panic!("no host on {addr}: {:?}", pool.hosts()))
+}
+
+/// A runtime whose pool `main` is on the hosts of `url`: one connection, checked on every
+/// acquire, one failure opening a host's breaker, and `settings` besides.
+async fn one_connection_on(url: &str, settings: &[(&str, Value)]) -> Runtime {
+    let mut all: Vec<(&str, Value)> = vec![
+        ("max", 1u32.into()),
+        ("validation", "always".into()),
+        ("host_breaker_failures", 1u32.into()),
+    ];
+    all.extend(settings.iter().cloned());
+    Runtime::builder()
+        .url(url)
+        .env_vars(Vec::<(String, String)>::new())
+        .pool("main", &all)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("a runtime on several hosts: {e}"))
 }
 
 /// Runs reads until the pool uses the host on `addr` (the reads meet the cut connections of
@@ -222,21 +240,7 @@ async fn a_host_the_pool_cannot_connect_to_opens_its_breaker_before_any_check() 
     // One failure opens a host's breaker. The acquire times out before the pool would ask the
     // host in use whether it still answers (after 250 ms of waiting), so the only failure
     // recorded before the re-discovery is the pool's own connect.
-    let rt = Runtime::builder()
-        .url(&url)
-        .env_vars(Vec::<(String, String)>::new())
-        .pool(
-            "main",
-            &[
-                ("max", 1u32.into()),
-                ("validation", "always".into()),
-                ("acquire_timeout", "200ms".into()),
-                ("host_breaker_failures", 1u32.into()),
-            ],
-        )
-        .build()
-        .await
-        .expect("a runtime on two hosts");
+    let rt = one_connection_on(&url, &[("acquire_timeout", "200ms".into())]).await;
     let pool = rt.pool("main").unwrap();
     until_current(&rt, pool, a.addr()).await;
     let before = host(pool, a.addr());
@@ -293,21 +297,7 @@ async fn a_connect_the_host_resets_counts_against_its_breaker() {
     let b = FaultProxy::start(upstream).await.unwrap();
     let single = db.url_via(a.addr());
     let url = support::read_write_hosts(&single, a.addr(), &[a.addr(), b.addr()]);
-    let rt = Runtime::builder()
-        .url(&url)
-        .env_vars(Vec::<(String, String)>::new())
-        .pool(
-            "main",
-            &[
-                ("max", 1u32.into()),
-                ("validation", "always".into()),
-                ("acquire_timeout", "30s".into()),
-                ("host_breaker_failures", 1u32.into()),
-            ],
-        )
-        .build()
-        .await
-        .expect("a runtime on two hosts");
+    let rt = one_connection_on(&url, &[("acquire_timeout", "30s".into())]).await;
     let pool = rt.pool("main").unwrap();
     until_current(&rt, pool, a.addr()).await;
     let before = host(pool, a.addr());
@@ -430,28 +420,12 @@ async fn a_live_server_refusing_the_login_is_not_a_failed_connect_of_its_host() 
     .unwrap();
     let single = as_user(&db.url_via(a.addr()), &role, "first");
     let url = support::read_write_hosts(&single, a.addr(), &[a.addr(), b.addr()]);
-    let build = |url: String| async move {
-        Runtime::builder()
-            .url(&url)
-            .env_vars(Vec::<(String, String)>::new())
-            .pool(
-                "main",
-                &[
-                    ("max", 1u32.into()),
-                    ("startup", "lazy".into()),
-                    ("validation", "always".into()),
-                    ("acquire_timeout", "5s".into()),
-                    ("host_breaker_failures", 1u32.into()),
-                ],
-            )
-            .build()
-            .await
-            .expect("a lazy runtime, whatever its password")
-    };
+    // Lazy: it starts whatever its password.
+    let lazy = [("startup", "lazy".into()), ("acquire_timeout", "5s".into())];
 
     // A wrong password from the start: no host suits, and the error says why each failed.
     let wrong = url.replace(":first@", ":not-the-password@");
-    let rt = build(wrong).await;
+    let rt = one_connection_on(&wrong, &lazy).await;
     let Err(error) = rt.pool("main").unwrap().acquire().await else {
         panic!("a connection with a wrong password");
     };
@@ -465,7 +439,7 @@ async fn a_live_server_refusing_the_login_is_not_a_failed_connect_of_its_host() 
 
     // The right one, then the role's password changes and its sessions end: the pool's next
     // connect to its host is refused by a live server, which is no failed connect.
-    let rt = build(url).await;
+    let rt = one_connection_on(&url, &lazy).await;
     let pool = rt.pool("main").unwrap();
     until_current(&rt, pool, a.addr()).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
